@@ -1,0 +1,91 @@
+"""Orthanc Python plugin: tell the platform when a study has become stable.
+
+Runs inside Orthanc's embedded interpreter, so it uses the standard library
+only and does no heavy work: the change callback queues the study's Orthanc
+id and returns at once; one background thread posts the notification to the
+platform's webhook with bounded retries. A notification that still fails is
+only logged: the platform's reconciliation over `/changes` picks the study up.
+"""
+
+import json
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import orthanc
+
+ATTEMPTS = 5
+FIRST_BACKOFF_SECONDS = 0.5
+QUEUE_SIZE = 10000
+
+pending: "queue.Queue[str | None]" = queue.Queue(maxsize=QUEUE_SIZE)
+delivering = threading.Event()
+
+
+def read_platform_config() -> dict:
+    return json.loads(orthanc.GetConfiguration()).get("PacsPlatform", {})
+
+
+def post_notification(url: str, secret: str, study_id: str) -> None:
+    body = json.dumps({"ChangeType": "StableStudy", "ResourceType": "Study", "ID": study_id})
+    request = urllib.request.Request(
+        url,
+        data=body.encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "X-Pacs-Webhook-Secret": secret},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+
+
+def deliver_notifications(url: str, secret: str) -> None:
+    while True:
+        study_id = pending.get()
+        if study_id is None:
+            return
+        backoff = FIRST_BACKOFF_SECONDS
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                post_notification(url, secret, study_id)
+                break
+            except (urllib.error.URLError, OSError) as error:
+                if attempt == ATTEMPTS:
+                    orthanc.LogWarning(
+                        f"pacs: could not notify {url} of stable study {study_id} "
+                        f"after {ATTEMPTS} attempts ({error}); reconciliation will ingest it"
+                    )
+                else:
+                    time.sleep(backoff)
+                    backoff *= 2
+
+
+def on_change(change_type, level, resource_id) -> None:
+    if change_type == orthanc.ChangeType.ORTHANC_STARTED:
+        config = read_platform_config()
+        url = config.get("WebhookUrl", "")
+        if url:
+            thread = threading.Thread(
+                target=deliver_notifications,
+                args=(url, config.get("WebhookSecret", "")),
+                name="pacs-notify",
+                daemon=True,
+            )
+            thread.start()
+            delivering.set()
+    elif change_type == orthanc.ChangeType.STABLE_STUDY and delivering.is_set():
+        try:
+            pending.put_nowait(resource_id)
+        except queue.Full:
+            orthanc.LogWarning(f"pacs: notification queue full, {resource_id} left to reconciliation")
+    elif change_type == orthanc.ChangeType.ORTHANC_STOPPED and delivering.is_set():
+        delivering.clear()
+        try:
+            pending.put_nowait(None)
+        except queue.Full:
+            pass  # the daemon thread ends with Orthanc's process
+
+
+
+orthanc.RegisterOnChangeCallback(on_change)

@@ -1,0 +1,100 @@
+"""The `pacs` command line: one entry point for operators and scripts.
+
+Every failure the user can act on ends with exit status 1 and one line on
+stderr that says what to do; nothing prints a stack trace for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from pacs import orthanc_server
+from pacs.settings import Settings, SettingsError, load_settings
+from storage.archive import ArchiveError
+from storage.dicom_sender import DicomSendError
+
+EXPECTED_ERRORS = (
+    SettingsError,
+    ArchiveError,
+    orthanc_server.OrthancServerError,
+    DicomSendError,
+    OSError,
+)
+
+
+def run_orthanc_start(settings: Settings, args: argparse.Namespace) -> int:
+    process = orthanc_server.start_orthanc(settings)
+    print(
+        f"Orthanc started (pid {process.pid}): HTTP 127.0.0.1:{settings.orthanc_http_port}, "
+        f"DICOM {settings.orthanc_aet}@{settings.orthanc_dicom_port}, "
+        f"data in {settings.orthanc_dir}"
+    )
+    return 0
+
+
+def run_orthanc_stop(settings: Settings, args: argparse.Namespace) -> int:
+    pid = orthanc_server.stop_orthanc(settings)
+    print(f"Orthanc stopped (pid {pid})" if pid else "Orthanc was not running")
+    return 0
+
+
+def run_orthanc_status(settings: Settings, args: argparse.Namespace) -> int:
+    print(orthanc_server.read_status(settings).describe())
+    return 0
+
+
+def run_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from pacs.demo import load_demo
+
+    load_demo(settings, out=sys.stdout)
+    return 0
+
+
+def run_up(settings: Settings, args: argparse.Namespace) -> int:
+    from pacs.up import run_platform
+
+    return run_platform(settings, load_demo_data=args.demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pacs", description="Radiology PACS platform: archive, pipeline, portal."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser(
+        "up", help="start Orthanc and the portal in the foreground until Ctrl-C"
+    )
+    up.add_argument("--demo", action="store_true", help="load the demo studies once up")
+    up.set_defaults(handler=run_up)
+
+    demo = commands.add_parser("demo", help="send the demo studies to the archive by C-STORE")
+    demo.set_defaults(handler=run_demo)
+
+    orthanc = commands.add_parser("orthanc", help="the project's Orthanc archive")
+    actions = orthanc.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, handler, text in (
+        ("start", run_orthanc_start, "start Orthanc in the background"),
+        ("stop", run_orthanc_stop, "stop it cleanly (SIGTERM)"),
+        ("status", run_orthanc_status, "version, ports and counts"),
+    ):
+        actions.add_parser(name, help=text).set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[Settings, argparse.Namespace], int] = args.handler
+    try:
+        return handler(load_settings(), args)
+    except EXPECTED_ERRORS as error:
+        print(f"pacs: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

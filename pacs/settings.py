@@ -1,0 +1,124 @@
+"""The platform's settings, read once from `PACS_*` environment variables.
+
+Defaults give a working single machine with everything under `PACS_HOME`.
+Secrets are never hard-coded: unless the environment gives them, they are
+generated on first use and kept in `PACS_HOME/secrets/` with mode 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A `PACS_*` variable holds a value the platform cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    warehouse_path: Path
+    orthanc_url: str
+    orthanc_user: str
+    orthanc_password: str
+    orthanc_http_port: int
+    orthanc_dicom_port: int
+    orthanc_aet: str
+    orthanc_stable_age: int
+    orthanc_binary: Path
+    orthanc_plugins_dir: Path
+    portal_host: str
+    portal_port: int
+    secret_key: str
+    webhook_secret: str
+
+    @property
+    def orthanc_dir(self) -> Path:
+        """Where the project's own Orthanc keeps its config, storage, log and pid file."""
+        return self.home / "orthanc"
+
+    @property
+    def portal_url(self) -> str:
+        return f"http://{self.portal_host}:{self.portal_port}"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.portal_url}/api/v1/hooks/orthanc"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from `env` (default: the process environment)."""
+    env = os.environ if env is None else env
+    home = Path(env.get("PACS_HOME", "var")).expanduser().resolve()
+    http_port = _read_port(env, "PACS_ORTHANC_HTTP_PORT", 8042)
+    return Settings(
+        home=home,
+        database_url=env.get("PACS_DATABASE_URL") or f"sqlite:///{home / 'pacs.sqlite3'}",
+        warehouse_path=Path(env.get("PACS_WAREHOUSE_PATH") or home / "warehouse.duckdb"),
+        orthanc_url=(env.get("PACS_ORTHANC_URL") or f"http://127.0.0.1:{http_port}").rstrip("/"),
+        orthanc_user=env.get("PACS_ORTHANC_USER") or "pacs",
+        orthanc_password=env.get("PACS_ORTHANC_PASSWORD") or read_secret(home, "orthanc-password"),
+        orthanc_http_port=http_port,
+        orthanc_dicom_port=_read_port(env, "PACS_ORTHANC_DICOM_PORT", 4242),
+        orthanc_aet=_read_aet(env.get("PACS_ORTHANC_AET", "ORTHANC")),
+        orthanc_stable_age=_read_int(env, "PACS_ORTHANC_STABLE_AGE", 5, minimum=1),
+        orthanc_binary=Path(env.get("PACS_ORTHANC_BINARY", "/usr/sbin/Orthanc")),
+        orthanc_plugins_dir=Path(
+            env.get("PACS_ORTHANC_PLUGINS_DIR", "/usr/share/orthanc/plugins")
+        ),
+        portal_host=env.get("PACS_PORTAL_HOST", "127.0.0.1"),
+        portal_port=_read_port(env, "PACS_PORTAL_PORT", 5000),
+        secret_key=env.get("PACS_SECRET_KEY") or read_secret(home, "secret-key"),
+        webhook_secret=env.get("PACS_WEBHOOK_SECRET") or read_secret(home, "webhook-secret"),
+    )
+
+
+def read_secret(home: Path, name: str) -> str:
+    """Return the secret `name` kept under `home`, generating it on first use."""
+    folder = home / "secrets"
+    path = folder / name
+    if path.exists():
+        return path.read_text().strip()
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    value = secrets.token_urlsafe(32)
+    # O_EXCL: two processes starting together keep whichever secret was written first.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def _read_int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _read_port(env: Mapping[str, str], name: str, default: int) -> int:
+    port = _read_int(env, name, default, minimum=1)
+    if port > 65535:
+        raise SettingsError(f"{name}={port} is not a TCP port (1-65535)")
+    return port
+
+
+def _read_aet(value: str) -> str:
+    if not 1 <= len(value) <= 16 or not value.isascii() or "\\" in value or value != value.strip():
+        raise SettingsError(
+            f"PACS_ORTHANC_AET={value!r} is not a DICOM AE title (1-16 ASCII characters)"
+        )
+    return value

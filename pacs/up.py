@@ -1,0 +1,49 @@
+"""`pacs up`: the whole platform on one machine, in the foreground until Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from types import FrameType
+
+from werkzeug.serving import make_server
+
+from pacs import orthanc_server
+from pacs.demo import load_demo
+from pacs.settings import Settings
+from portal import create_app
+
+
+def run_platform(settings: Settings, *, load_demo_data: bool) -> int:
+    """Start Orthanc (unless already running) and the portal; stop what we started on exit."""
+    paths = orthanc_server.OrthancPaths(settings.orthanc_dir)
+    process = None
+    if not orthanc_server.is_running(paths):
+        process = orthanc_server.start_orthanc(settings)
+        print(f"pacs: Orthanc started (pid {process.pid})", flush=True)
+    else:
+        print(f"pacs: using the Orthanc already running on {paths.folder}", flush=True)
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    try:
+        if load_demo_data:
+            load_demo(settings, out=sys.stdout)
+        server = make_server(
+            settings.portal_host, settings.portal_port, create_app(), threaded=True
+        )
+        print(f"pacs: portal on {settings.portal_url} (Ctrl-C stops everything)", flush=True)
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
+    except KeyboardInterrupt:
+        print("pacs: stopping", flush=True)
+    finally:
+        if process is not None:
+            orthanc_server.stop_orthanc(settings)
+            process.wait()
+            print("pacs: Orthanc stopped", flush=True)
+    return 0
+
+
+def raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

@@ -1,0 +1,278 @@
+"""Client for the Orthanc archive: REST, `/tools/find`, `/changes`, STOW/QIDO/WADO-RS.
+
+One typed entry point for everything the platform asks of the archive. HTTP
+failures become a few clear exceptions; retrying is the callers' business
+(Prefect tasks), not this module's.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from dicomweb_client.api import DICOMwebClient
+
+JsonDict = dict[str, Any]
+
+
+class ArchiveError(Exception):
+    """Base of every failure talking to the archive."""
+
+
+class ArchiveUnavailable(ArchiveError):
+    """The archive did not answer (down, unreachable, timed out, or a server error)."""
+
+
+class ArchiveUnauthorized(ArchiveError):
+    """The archive refused the configured credentials."""
+
+
+class ArchiveNotFound(ArchiveError):
+    """The resource does not exist (any more) in the archive."""
+
+
+class ArchiveRejected(ArchiveError):
+    """The archive understood the request and refused it; the message is Orthanc's."""
+
+
+@dataclass(frozen=True)
+class Change:
+    seq: int
+    change_type: str
+    resource_type: str
+    resource_id: str
+    date: str
+
+
+@dataclass(frozen=True)
+class ChangesPage:
+    changes: list[Change]
+    last: int
+    done: bool
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """Outcome of storing one Part 10 file: `status` is Orthanc's (Success, AlreadyStored)."""
+
+    instance_id: str
+    study_id: str
+    status: str
+
+
+class ArchiveClient:
+    """Talks to one Orthanc over HTTP with a pooled session and basic auth."""
+
+    def __init__(self, url: str, user: str, password: str, *, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.auth = (user, password)
+
+    @classmethod
+    def from_settings(cls, settings: Any, *, timeout: float = 30.0) -> ArchiveClient:
+        return cls(
+            settings.orthanc_url,
+            settings.orthanc_user,
+            settings.orthanc_password,
+            timeout=timeout,
+        )
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> ArchiveClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- plain REST -------------------------------------------------------------------
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Send one request to `path` (relative to the archive) and map failures."""
+        kwargs.setdefault("timeout", self.timeout)
+        with self.translate_errors():
+            response = self.session.request(method, f"{self.url}{path}", **kwargs)
+            response.raise_for_status()
+        return response
+
+    def get_json(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params or None).json()
+
+    def post_json(self, path: str, body: Any) -> Any:
+        return self.request("POST", path, json=body).json()
+
+    def get_system(self) -> JsonDict:
+        """Orthanc's `/system`: version, AE title, ports; the cheapest health check."""
+        return self.get_json("/system")
+
+    def get_statistics(self) -> JsonDict:
+        return self.get_json("/statistics")
+
+    def find(
+        self,
+        level: str,
+        query: JsonDict,
+        *,
+        expand: bool = True,
+        limit: int | None = None,
+        since: int | None = None,
+    ) -> list[Any]:
+        """`POST /tools/find`: the JSON body sidesteps this Orthanc's undecoded query strings."""
+        body: JsonDict = {"Level": level, "Query": query, "Expand": expand}
+        if limit is not None:
+            body["Limit"] = limit
+        if since is not None:
+            body["Since"] = since
+        return self.post_json("/tools/find", body)
+
+    def find_study_ids(self, study_instance_uid: str) -> list[str]:
+        """Orthanc ids of the study with this StudyInstanceUID (none or one)."""
+        return self.find("Study", {"StudyInstanceUID": study_instance_uid}, expand=False)
+
+    def get_study(self, study_id: str) -> JsonDict:
+        return self.get_json(f"/studies/{study_id}")
+
+    def get_study_series(self, study_id: str) -> list[JsonDict]:
+        return self.get_json(f"/studies/{study_id}/series")
+
+    def get_study_instances(self, study_id: str) -> list[JsonDict]:
+        return self.get_json(f"/studies/{study_id}/instances")
+
+    def get_instance_tags(self, instance_id: str) -> JsonDict:
+        """All tags of one instance, `simplify`-ed to keyword -> value."""
+        return self.get_json(f"/instances/{instance_id}/simplified-tags")
+
+    def get_instance_file(self, instance_id: str) -> bytes:
+        return self.request("GET", f"/instances/{instance_id}/file").content
+
+    def delete_study(self, study_id: str) -> None:
+        self.request("DELETE", f"/studies/{study_id}")
+
+    def get_changes(self, since: int = 0, limit: int = 100) -> ChangesPage:
+        """One page of the persistent `/changes` feed after sequence number `since`."""
+        body = self.get_json("/changes", since=since, limit=limit)
+        changes = [
+            Change(
+                seq=item["Seq"],
+                change_type=item["ChangeType"],
+                resource_type=item["ResourceType"],
+                resource_id=item["ID"],
+                date=item["Date"],
+            )
+            for item in body["Changes"]
+        ]
+        return ChangesPage(changes=changes, last=body["Last"], done=body["Done"])
+
+    def get_last_change(self) -> int:
+        return self.get_json("/changes", last="")["Last"]
+
+    def upload_instance(self, part10: bytes) -> StoreResult:
+        """`POST /instances` with one Part 10 file; an instance already there is not an error."""
+        body = self.request(
+            "POST", "/instances", data=part10, headers={"Content-Type": "application/dicom"}
+        ).json()
+        return StoreResult(
+            instance_id=body["ID"], study_id=body["ParentStudy"], status=body["Status"]
+        )
+
+    # -- DICOMweb ---------------------------------------------------------------------
+
+    def store_instances(self, files: Iterable[bytes]) -> JsonDict:
+        """STOW-RS a batch of Part 10 files in one multipart request; returns the DICOM JSON.
+
+        Sent as raw files rather than through dicomweb-client, which re-encodes
+        datasets and can drop the preamble and file meta Orthanc needs to read them back.
+        """
+        boundary = uuid.uuid4().hex
+        body = bytearray()
+        for part in files:
+            body += f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+            body += part
+            body += b"\r\n"
+        body += f"--{boundary}--\r\n".encode()
+        content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
+        response = self.request(
+            "POST",
+            "/dicom-web/studies",
+            data=bytes(body),
+            headers={"Content-Type": content_type, "Accept": "application/dicom+json"},
+        )
+        return response.json()
+
+    def dicomweb(self) -> DICOMwebClient:
+        """A dicomweb-client on this archive's `/dicom-web` root, sharing the session."""
+        return DICOMwebClient(url=f"{self.url}/dicom-web", session=self.session)
+
+    def search_studies(self, **search_filters: str) -> list[JsonDict]:
+        """QIDO-RS studies with exact-match filters (no wildcards: see the design notes)."""
+        with self.translate_errors():
+            return self.dicomweb().search_for_studies(search_filters=search_filters)
+
+    def get_series_metadata(self, study_uid: str, series_uid: str) -> list[JsonDict]:
+        with self.translate_errors():
+            return self.dicomweb().retrieve_series_metadata(study_uid, series_uid)
+
+    def get_instance_metadata(self, study_uid: str, series_uid: str, sop_uid: str) -> JsonDict:
+        """WADO-RS metadata (DICOM JSON; large values come as BulkDataURIs)."""
+        with self.translate_errors():
+            return self.dicomweb().retrieve_instance_metadata(study_uid, series_uid, sop_uid)
+
+    def get_frame(self, study_uid: str, series_uid: str, sop_uid: str, frame: int) -> bytes:
+        """WADO-RS one frame, uncompressed as stored (explicit media type: see design notes)."""
+        with self.translate_errors():
+            frames = self.dicomweb().retrieve_instance_frames(
+                study_uid,
+                series_uid,
+                sop_uid,
+                frame_numbers=[frame],
+                media_types=(("application/octet-stream", "*"),),
+            )
+        return frames[0]
+
+    # -- errors -----------------------------------------------------------------------
+
+    @contextmanager
+    def translate_errors(self) -> Iterator[None]:
+        """Turn requests' exceptions into the archive's small set of exceptions."""
+        try:
+            yield
+        except requests.HTTPError as error:
+            raise self.classify_response(error.response) from error
+        except (requests.ConnectionError, requests.Timeout) as error:
+            raise ArchiveUnavailable(
+                f"the archive at {self.url} did not answer ({type(error).__name__}): "
+                "is Orthanc running? (start it with `pacs orthanc start`)"
+            ) from error
+
+    def classify_response(self, response: requests.Response) -> ArchiveError:
+        status = response.status_code
+        where = f"{response.request.method} {response.url}"
+        if status == 401 or status == 403:
+            return ArchiveUnauthorized(
+                f"the archive at {self.url} refused the credentials (HTTP {status}): "
+                "check PACS_ORTHANC_USER and PACS_ORTHANC_PASSWORD"
+            )
+        if status == 404:
+            return ArchiveNotFound(f"not found in the archive: {where}")
+        if status >= 500:
+            return ArchiveUnavailable(f"the archive failed on {where}: HTTP {status}")
+        return ArchiveRejected(f"the archive refused {where}: {describe_orthanc_error(response)}")
+
+
+def describe_orthanc_error(response: requests.Response) -> str:
+    """Orthanc's own explanation from its JSON error body, else the status line."""
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code} {response.reason}"
+    if isinstance(body, dict):
+        details = body.get("Details") or body.get("Message")
+        if details:
+            return f"HTTP {response.status_code}: {details}"
+    return f"HTTP {response.status_code} {response.reason}"

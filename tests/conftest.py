@@ -1,0 +1,72 @@
+"""Shared fixtures: a real Orthanc on free loopback ports with a temporary PACS_HOME."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pacs.orthanc_server import start_orthanc, stop_orthanc
+from pacs.settings import Settings, load_settings
+from storage.archive import ArchiveClient
+
+PACS_COMMAND = Path(sys.executable).with_name("pacs")
+
+
+def find_free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def make_env(home: Path, **overrides: str) -> dict[str, str]:
+    """A PACS_* environment of its own: temporary home, free ports, short stable age."""
+    env = {
+        "PACS_HOME": str(home),
+        "PACS_ORTHANC_HTTP_PORT": str(find_free_port()),
+        "PACS_ORTHANC_DICOM_PORT": str(find_free_port()),
+        "PACS_ORTHANC_STABLE_AGE": "2",
+        "PACS_PORTAL_PORT": str(find_free_port()),
+    }
+    env.update(overrides)
+    return env
+
+
+def run_pacs(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    """Run the installed `pacs` console script as a user would, with `env` on top."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PACS_")}
+    return subprocess.run(
+        [str(PACS_COMMAND), *args],
+        env={**clean, **env},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="session")
+def orthanc_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Environment of the session's Orthanc, started from the project's own template."""
+    env = make_env(tmp_path_factory.mktemp("pacs-home"))
+    settings = load_settings(env)
+    process = start_orthanc(settings)
+    yield env
+    stop_orthanc(settings)
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def settings(orthanc_env: dict[str, str]) -> Settings:
+    return load_settings(orthanc_env)
+
+
+@pytest.fixture
+def archive(settings: Settings) -> Iterator[ArchiveClient]:
+    with ArchiveClient.from_settings(settings) as client:
+        yield client
