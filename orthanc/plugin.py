@@ -7,6 +7,7 @@ platform's webhook with bounded retries. A notification that still fails is
 only logged: the platform's reconciliation over `/changes` picks the study up.
 """
 
+import contextlib
 import json
 import queue
 import threading
@@ -78,14 +79,14 @@ def on_change(change_type, level, resource_id) -> None:
         try:
             pending.put_nowait(resource_id)
         except queue.Full:
-            orthanc.LogWarning(f"pacs: notification queue full, {resource_id} left to reconciliation")
+            orthanc.LogWarning(
+                f"pacs: notification queue full, {resource_id} left to reconciliation"
+            )
     elif change_type == orthanc.ChangeType.ORTHANC_STOPPED and delivering.is_set():
         delivering.clear()
-        try:
+        # When the queue is full the daemon thread simply ends with Orthanc's process.
+        with contextlib.suppress(queue.Full):
             pending.put_nowait(None)
-        except queue.Full:
-            pass  # the daemon thread ends with Orthanc's process
-
 
 
 orthanc.RegisterOnChangeCallback(on_change)

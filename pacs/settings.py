@@ -68,9 +68,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         orthanc_aet=_read_aet(env.get("PACS_ORTHANC_AET", "ORTHANC")),
         orthanc_stable_age=_read_int(env, "PACS_ORTHANC_STABLE_AGE", 5, minimum=1),
         orthanc_binary=Path(env.get("PACS_ORTHANC_BINARY", "/usr/sbin/Orthanc")),
-        orthanc_plugins_dir=Path(
-            env.get("PACS_ORTHANC_PLUGINS_DIR", "/usr/share/orthanc/plugins")
-        ),
+        orthanc_plugins_dir=Path(env.get("PACS_ORTHANC_PLUGINS_DIR", "/usr/share/orthanc/plugins")),
         portal_host=env.get("PACS_PORTAL_HOST", "127.0.0.1"),
         portal_port=_read_port(env, "PACS_PORTAL_PORT", 5000),
         secret_key=env.get("PACS_SECRET_KEY") or read_secret(home, "secret-key"),

@@ -17,6 +17,7 @@ from storage.archive import (
     ArchiveUnauthorized,
     ArchiveUnavailable,
 )
+from tests.conftest import find_free_port
 
 
 def make_part10(source: str = "CT_small.dcm", *, study_uid: str | None = None) -> bytes:
@@ -62,7 +63,9 @@ def test_find_with_wildcards_goes_through_json_body(archive: ArchiveClient) -> N
     part10 = make_part10("MR_small.dcm")
     archive.upload_instance(part10)
     patient_name = str(pydicom.dcmread(BytesIO(part10)).PatientName)
-    matches = archive.find("Study", {"PatientName": patient_name[:3] + "*", "ModalitiesInStudy": "MR\\CT"})
+    matches = archive.find(
+        "Study", {"PatientName": patient_name[:3] + "*", "ModalitiesInStudy": "MR\\CT"}
+    )
     assert matches, "wildcard and multi-value find must match through /tools/find"
 
 
@@ -110,14 +113,12 @@ def test_non_dicom_upload_is_rejected_with_orthanc_message(archive: ArchiveClien
 
 
 def test_wrong_password_is_unauthorized(settings) -> None:
-    with ArchiveClient(settings.orthanc_url, settings.orthanc_user, "wrong") as client:
-        with pytest.raises(ArchiveUnauthorized, match="PACS_ORTHANC_PASSWORD"):
-            client.get_system()
+    client = ArchiveClient(settings.orthanc_url, settings.orthanc_user, "wrong")
+    with client, pytest.raises(ArchiveUnauthorized, match="PACS_ORTHANC_PASSWORD"):
+        client.get_system()
 
 
 def test_closed_port_is_unavailable() -> None:
-    from tests.conftest import find_free_port
-
-    with ArchiveClient(f"http://127.0.0.1:{find_free_port()}", "u", "p", timeout=2) as client:
-        with pytest.raises(ArchiveUnavailable, match="pacs orthanc start"):
-            client.get_system()
+    client = ArchiveClient(f"http://127.0.0.1:{find_free_port()}", "u", "p", timeout=2)
+    with client, pytest.raises(ArchiveUnavailable, match="pacs orthanc start"):
+        client.get_system()

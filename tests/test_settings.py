@@ -1,0 +1,101 @@
+"""Settings from PACS_* variables: defaults, overrides, bad values, generated secrets."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from pacs.settings import SettingsError, load_settings
+
+
+def test_defaults_give_a_single_machine_under_pacs_home(tmp_path: Path) -> None:
+    settings = load_settings({"PACS_HOME": str(tmp_path)})
+    assert settings.home == tmp_path
+    assert settings.database_url == f"sqlite:///{tmp_path / 'pacs.sqlite3'}"
+    assert settings.warehouse_path == tmp_path / "warehouse.duckdb"
+    assert settings.orthanc_url == "http://127.0.0.1:8042"
+    assert (settings.orthanc_http_port, settings.orthanc_dicom_port) == (8042, 4242)
+    assert settings.orthanc_aet == "ORTHANC"
+    assert settings.orthanc_stable_age == 5
+    assert settings.portal_url == "http://127.0.0.1:5000"
+    assert settings.webhook_url == "http://127.0.0.1:5000/api/v1/hooks/orthanc"
+
+
+def test_home_defaults_to_var_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_settings({}).home == tmp_path / "var"
+
+
+def test_environment_overrides_every_default(tmp_path: Path) -> None:
+    env = {
+        "PACS_HOME": str(tmp_path),
+        "PACS_DATABASE_URL": "postgresql+psycopg://pacs@db/pacs",
+        "PACS_WAREHOUSE_PATH": str(tmp_path / "w.duckdb"),
+        "PACS_ORTHANC_URL": "http://archive:8042/",
+        "PACS_ORTHANC_USER": "alice",
+        "PACS_ORTHANC_PASSWORD": "s3cret",
+        "PACS_ORTHANC_DICOM_PORT": "11112",
+        "PACS_ORTHANC_AET": "ARCHIVE1",
+        "PACS_ORTHANC_STABLE_AGE": "60",
+        "PACS_PORTAL_HOST": "0.0.0.0",
+        "PACS_PORTAL_PORT": "8080",
+        "PACS_SECRET_KEY": "k",
+        "PACS_WEBHOOK_SECRET": "w",
+    }
+    settings = load_settings(env)
+    assert settings.orthanc_url == "http://archive:8042"
+    assert (settings.orthanc_user, settings.orthanc_password) == ("alice", "s3cret")
+    assert settings.orthanc_dicom_port == 11112
+    assert settings.orthanc_aet == "ARCHIVE1"
+    assert settings.orthanc_stable_age == 60
+    assert settings.portal_url == "http://0.0.0.0:8080"
+    assert (settings.secret_key, settings.webhook_secret) == ("k", "w")
+    assert settings.database_url.startswith("postgresql")
+    assert not (tmp_path / "secrets").exists(), "secrets given by the environment are not written"
+
+
+def test_http_port_moves_the_default_orthanc_url(tmp_path: Path) -> None:
+    settings = load_settings({"PACS_HOME": str(tmp_path), "PACS_ORTHANC_HTTP_PORT": "18042"})
+    assert settings.orthanc_url == "http://127.0.0.1:18042"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("PACS_ORTHANC_HTTP_PORT", "eighty", "not a whole number"),
+        ("PACS_ORTHANC_DICOM_PORT", "70000", "not a TCP port"),
+        ("PACS_PORTAL_PORT", "0", "at least 1"),
+        ("PACS_ORTHANC_STABLE_AGE", "-1", "at least 1"),
+        ("PACS_ORTHANC_AET", "A_TITLE_MUCH_TOO_LONG", "not a DICOM AE title"),
+        ("PACS_ORTHANC_AET", "", "not a DICOM AE title"),
+    ],
+)
+def test_bad_values_are_refused_with_the_variable_named(
+    tmp_path: Path, name: str, value: str, message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message) as error:
+        load_settings({"PACS_HOME": str(tmp_path), name: value})
+    assert name in str(error.value)
+
+
+def test_secrets_are_generated_once_private_and_distinct(tmp_path: Path) -> None:
+    first = load_settings({"PACS_HOME": str(tmp_path)})
+    second = load_settings({"PACS_HOME": str(tmp_path)})
+    assert first.orthanc_password == second.orthanc_password
+    assert first.secret_key == second.secret_key
+    assert first.webhook_secret == second.webhook_secret
+    assert len({first.orthanc_password, first.secret_key, first.webhook_secret}) == 3
+    assert len(first.secret_key) >= 40
+    for path in (tmp_path / "secrets").iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "secrets").stat().st_mode) == 0o700
+
+
+def test_each_home_gets_its_own_secrets(tmp_path: Path) -> None:
+    one = load_settings({"PACS_HOME": str(tmp_path / "one")})
+    two = load_settings({"PACS_HOME": str(tmp_path / "two")})
+    assert one.orthanc_password != two.orthanc_password
