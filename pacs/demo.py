@@ -12,7 +12,7 @@ from typing import TextIO
 from core.demo import DemoStudy, build_demo_studies
 from pacs.settings import Settings
 from storage.archive import ArchiveClient
-from storage.dicom_sender import send_datasets
+from storage.dicom_sender import DicomSendError, send_datasets
 
 
 def load_demo(settings: Settings, *, out: TextIO) -> int:
@@ -33,6 +33,8 @@ def load_demo(settings: Settings, *, out: TextIO) -> int:
     )
     for sop_instance_uid, reason in summary.failed:
         out.write(f"demo: {sop_instance_uid} refused: {reason}\n")
+    if summary.failed:
+        raise DicomSendError(f"the archive refused {len(summary.failed)} demo instances")
     out.write(
         f"demo: sent {summary.sent} instances in {len(missing)} studies "
         f"({len(studies) - len(missing)} already stored)\n"

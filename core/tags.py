@@ -1,0 +1,98 @@
+"""Read values out of Orthanc's short tag format (`/instances-tags?short`).
+
+That format maps "gggg,eeee" to a string (several values joined by a
+backslash), a list of items for a sequence, or null for binary values such as
+pixel data. Working on it directly, rather than building pydicom datasets,
+keeps a 1,000-instance study to milliseconds.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+Tags = dict[str, Any]
+
+PATIENT_NAME = "0010,0010"
+PATIENT_ID = "0010,0020"
+PATIENT_BIRTH_DATE = "0010,0030"
+PATIENT_SEX = "0010,0040"
+SPECIFIC_CHARACTER_SET = "0008,0005"
+SOP_CLASS_UID = "0008,0016"
+SOP_INSTANCE_UID = "0008,0018"
+STUDY_DATE = "0008,0020"
+STUDY_TIME = "0008,0030"
+ACCESSION_NUMBER = "0008,0050"
+MODALITY = "0008,0060"
+INSTITUTION_NAME = "0008,0080"
+REFERRING_PHYSICIAN_NAME = "0008,0090"
+STUDY_DESCRIPTION = "0008,1030"
+SERIES_DESCRIPTION = "0008,103e"
+BODY_PART_EXAMINED = "0018,0015"
+STUDY_INSTANCE_UID = "0020,000d"
+SERIES_INSTANCE_UID = "0020,000e"
+STUDY_ID = "0020,0010"
+SERIES_NUMBER = "0020,0011"
+INSTANCE_NUMBER = "0020,0013"
+SAMPLES_PER_PIXEL = "0028,0002"
+NUMBER_OF_FRAMES = "0028,0008"
+ROWS = "0028,0010"
+COLUMNS = "0028,0011"
+BITS_ALLOCATED = "0028,0100"
+BITS_STORED = "0028,0101"
+HIGH_BIT = "0028,0102"
+REQUESTED_PROCEDURE_PRIORITY = "0040,1003"
+ISSUE_DATE_OF_REQUEST = "0040,2004"
+ISSUE_TIME_OF_REQUEST = "0040,2005"
+PIXEL_DATA = "7fe0,0010"
+FLOAT_PIXEL_DATA = "7fe0,0008"
+DOUBLE_PIXEL_DATA = "7fe0,0009"
+
+
+def get_text(tags: Tags, tag: str) -> str:
+    """The element's whole value as text, '' when absent, empty, binary or a sequence."""
+    value = tags.get(tag)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def get_values(tags: Tags, tag: str) -> list[str]:
+    """The element's values, split on the backslash."""
+    text = get_text(tags, tag)
+    return [part.strip() for part in text.split("\\")] if text else []
+
+
+def get_int(tags: Tags, tag: str) -> int | None:
+    """The first value as an integer, None when absent or not a number."""
+    values = get_values(tags, tag)
+    try:
+        return int(values[0]) if values else None
+    except ValueError:
+        return None
+
+
+def has_element(tags: Tags, tag: str) -> bool:
+    """True when the element is present, even as a binary value Orthanc does not show."""
+    return tag in tags
+
+
+def parse_date(text: str) -> datetime.date | None:
+    """A DA value (YYYYMMDD) as a date; None when empty or malformed."""
+    if len(text) != 8 or not text.isdigit():
+        return None
+    try:
+        return datetime.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        return None
+
+
+def parse_time(text: str) -> datetime.time | None:
+    """A TM value (HH[MM[SS[.FFFFFF]]]) as a time; None when empty or malformed."""
+    whole, _, fraction = text.partition(".")
+    if not whole.isdigit() or len(whole) not in (2, 4, 6) or (fraction and not fraction.isdigit()):
+        return None
+    hour, minute, second = int(whole[:2]), int(whole[2:4] or 0), int(whole[4:6] or 0)
+    micro = int((fraction + "000000")[:6]) if fraction else 0
+    try:
+        return datetime.time(hour, minute, min(second, 59), micro)
+    except ValueError:
+        return None

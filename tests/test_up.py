@@ -1,0 +1,50 @@
+"""`pacs up` runs Orthanc and the portal in the foreground and stops both on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import requests
+
+from pacs.orthanc_server import OrthancPaths, is_running
+from pacs.settings import load_settings
+from tests.conftest import PACS_COMMAND, make_env
+
+
+def wait_for(url: str, timeout: float = 30.0) -> requests.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return requests.get(url, timeout=2)
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_up_serves_the_portal_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    settings = load_settings(env)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PACS_")}
+    process = subprocess.Popen(
+        [str(PACS_COMMAND), "up"],
+        env={**clean, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        spec = wait_for(f"{settings.portal_url}/api/v1/openapi.json")
+        assert spec.status_code == 200
+        assert spec.json()["openapi"].startswith("3.")
+        assert is_running(OrthancPaths(settings.orthanc_dir))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert "Orthanc stopped" in output
+    assert not is_running(OrthancPaths(settings.orthanc_dir))
