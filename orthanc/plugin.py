@@ -1,4 +1,4 @@
-"""Orthanc Python plugin: tell the platform when a study has become stable.
+"""Orthanc Python plugin: tell the platform when a study has become stable or was deleted.
 
 Runs inside Orthanc's embedded interpreter, so it uses the standard library
 only and does no heavy work: the change callback queues the study's Orthanc
@@ -21,7 +21,12 @@ ATTEMPTS = 5
 FIRST_BACKOFF_SECONDS = 0.5
 QUEUE_SIZE = 10000
 
-pending: "queue.Queue[str | None]" = queue.Queue(maxsize=QUEUE_SIZE)
+pending: "queue.Queue[tuple[str, str] | None]" = queue.Queue(maxsize=QUEUE_SIZE)
+# Orthanc's /changes feed does not keep deletions: they are forwarded as they happen.
+NOTIFIED = {
+    orthanc.ChangeType.STABLE_STUDY: "StableStudy",
+    orthanc.ChangeType.DELETED: "Deleted",
+}
 delivering = threading.Event()
 
 
@@ -29,8 +34,8 @@ def read_platform_config() -> dict:
     return json.loads(orthanc.GetConfiguration()).get("PacsPlatform", {})
 
 
-def post_notification(url: str, secret: str, study_id: str) -> None:
-    body = json.dumps({"ChangeType": "StableStudy", "ResourceType": "Study", "ID": study_id})
+def post_notification(url: str, secret: str, change: str, study_id: str) -> None:
+    body = json.dumps({"ChangeType": change, "ResourceType": "Study", "ID": study_id})
     request = urllib.request.Request(
         url,
         data=body.encode(),
@@ -43,18 +48,19 @@ def post_notification(url: str, secret: str, study_id: str) -> None:
 
 def deliver_notifications(url: str, secret: str) -> None:
     while True:
-        study_id = pending.get()
-        if study_id is None:
+        item = pending.get()
+        if item is None:
             return
+        change, study_id = item
         backoff = FIRST_BACKOFF_SECONDS
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                post_notification(url, secret, study_id)
+                post_notification(url, secret, change, study_id)
                 break
             except (urllib.error.URLError, OSError) as error:
                 if attempt == ATTEMPTS:
                     orthanc.LogWarning(
-                        f"pacs: could not notify {url} of stable study {study_id} "
+                        f"pacs: could not notify {url} of {change} study {study_id} "
                         f"after {ATTEMPTS} attempts ({error}); reconciliation will ingest it"
                     )
                 else:
@@ -75,9 +81,9 @@ def on_change(change_type, level, resource_id) -> None:
             )
             thread.start()
             delivering.set()
-    elif change_type == orthanc.ChangeType.STABLE_STUDY and delivering.is_set():
+    elif change_type in NOTIFIED and level == orthanc.ResourceType.STUDY and delivering.is_set():
         try:
-            pending.put_nowait(resource_id)
+            pending.put_nowait((NOTIFIED[change_type], resource_id))
         except queue.Full:
             orthanc.LogWarning(
                 f"pacs: notification queue full, {resource_id} left to reconciliation"

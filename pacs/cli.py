@@ -7,15 +7,17 @@ stderr that says what to do; nothing prints a stack trace for them.
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from collections.abc import Callable, Sequence
 
-from pacs import orthanc_server
+from pacs import ingest_commands, orthanc_server
 from pacs.settings import Settings, SettingsError, load_settings
 from storage.archive import ArchiveError
 from storage.dicom_sender import DicomSendError
 
 EXPECTED_ERRORS = (
+    ingest_commands.CommandError,
     SettingsError,
     ArchiveError,
     orthanc_server.OrthancServerError,
@@ -58,6 +60,28 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
     return run_platform(settings, load_demo_data=args.demo)
 
 
+def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
+    if args.status:
+        return ingest_commands.print_status(settings, sys.stdout)
+    return ingest_commands.run_reconcile(settings, args.since, sys.stdout)
+
+
+def run_quarantine_list(settings: Settings, args: argparse.Namespace) -> int:
+    return ingest_commands.print_quarantine(settings, sys.stdout)
+
+
+def run_quarantine_release(settings: Settings, args: argparse.Namespace) -> int:
+    return ingest_commands.release_study(
+        settings, args.study, f"cli:{getpass.getuser()}", sys.stdout
+    )
+
+
+def run_quarantine_delete(settings: Settings, args: argparse.Namespace) -> int:
+    return ingest_commands.delete_study(
+        settings, args.study, f"cli:{getpass.getuser()}", sys.stdout
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pacs", description="Radiology PACS platform: archive, pipeline, portal."
@@ -72,6 +96,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="send the demo studies to the archive by C-STORE")
     demo.set_defaults(handler=run_demo)
+
+    ingest = commands.add_parser(
+        "ingest", help="ingest what reached the archive since the last run (reconcile)"
+    )
+    ingest.add_argument(
+        "--since", type=int, metavar="CHANGE", help="walk the changes after this sequence number"
+    )
+    ingest.add_argument("--status", action="store_true", help="print the pipeline's state")
+    ingest.set_defaults(handler=run_ingest)
+
+    quarantine = commands.add_parser("quarantine", help="studies held back by validation")
+    quarantine_actions = quarantine.add_subparsers(dest="action", required=True, metavar="ACTION")
+    quarantine_actions.add_parser("list", help="open entries with their reasons").set_defaults(
+        handler=run_quarantine_list
+    )
+    for name, handler, text in (
+        ("release", run_quarantine_release, "re-validate and ingest, errors overridden"),
+        ("delete", run_quarantine_delete, "delete the study from the archive"),
+    ):
+        action = quarantine_actions.add_parser(name, help=text)
+        action.add_argument("study", help="Orthanc study id or Study Instance UID")
+        action.set_defaults(handler=handler)
 
     orthanc = commands.add_parser("orthanc", help="the project's Orthanc archive")
     actions = orthanc.add_subparsers(dest="action", required=True, metavar="ACTION")

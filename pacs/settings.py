@@ -32,6 +32,7 @@ class Settings:
     orthanc_stable_age: int
     orthanc_binary: Path
     orthanc_plugins_dir: Path
+    allowed_modalities: frozenset[str] | None
     portal_host: str
     portal_port: int
     secret_key: str
@@ -69,6 +70,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         orthanc_stable_age=_read_int(env, "PACS_ORTHANC_STABLE_AGE", 5, minimum=1),
         orthanc_binary=Path(env.get("PACS_ORTHANC_BINARY", "/usr/sbin/Orthanc")),
         orthanc_plugins_dir=Path(env.get("PACS_ORTHANC_PLUGINS_DIR", "/usr/share/orthanc/plugins")),
+        allowed_modalities=_read_modalities(env.get("PACS_ALLOWED_MODALITIES", "")),
         portal_host=env.get("PACS_PORTAL_HOST", "127.0.0.1"),
         portal_port=_read_port(env, "PACS_PORTAL_PORT", 5000),
         secret_key=env.get("PACS_SECRET_KEY") or read_secret(home, "secret-key"),
@@ -112,6 +114,12 @@ def _read_port(env: Mapping[str, str], name: str, default: int) -> int:
     if port > 65535:
         raise SettingsError(f"{name}={port} is not a TCP port (1-65535)")
     return port
+
+
+def _read_modalities(value: str) -> frozenset[str] | None:
+    """A comma-separated list of modality codes; empty means the built-in list."""
+    codes = frozenset(code.strip().upper() for code in value.split(",") if code.strip())
+    return codes or None
 
 
 def _read_aet(value: str) -> str:

@@ -10,12 +10,13 @@ from werkzeug.serving import make_server
 
 from pacs import orthanc_server
 from pacs.demo import load_demo
+from pacs.pipeline import EmbeddedPipeline
 from pacs.settings import Settings
 from portal import create_app
 
 
 def run_platform(settings: Settings, *, load_demo_data: bool) -> int:
-    """Start Orthanc (unless already running) and the portal; stop what we started on exit."""
+    """Start Orthanc (unless already running), the pipeline and the portal; stop them on exit."""
     paths = orthanc_server.OrthancPaths(settings.orthanc_dir)
     process = None
     if not orthanc_server.is_running(paths):
@@ -24,12 +25,13 @@ def run_platform(settings: Settings, *, load_demo_data: bool) -> int:
     else:
         print(f"pacs: using the Orthanc already running on {paths.folder}", flush=True)
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    pipeline = EmbeddedPipeline()
     try:
+        pipeline.start()
         if load_demo_data:
             load_demo(settings, out=sys.stdout)
-        server = make_server(
-            settings.portal_host, settings.portal_port, create_app(), threaded=True
-        )
+        app = create_app({"PACS_SETTINGS": settings, "PACS_PIPELINE": pipeline})
+        server = make_server(settings.portal_host, settings.portal_port, app, threaded=True)
         print(f"pacs: portal on {settings.portal_url} (Ctrl-C stops everything)", flush=True)
         try:
             server.serve_forever()
@@ -38,6 +40,7 @@ def run_platform(settings: Settings, *, load_demo_data: bool) -> int:
     except KeyboardInterrupt:
         print("pacs: stopping", flush=True)
     finally:
+        pipeline.stop()
         if process is not None:
             orthanc_server.stop_orthanc(settings)
             process.wait()

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from apiflask import APIFlask
+from apiflask import APIFlask, HTTPError
 from flask import render_template
 
+from pacs.pipeline import make_dispatcher
 from pacs.settings import load_settings
 
 
@@ -20,10 +21,20 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         spec_path="/api/v1/openapi.json",
         docs_path=None,
     )
-    settings = load_settings()
+    config = dict(config or {})
+    settings = config.get("PACS_SETTINGS") or load_settings()
     app.config.update(SECRET_KEY=settings.secret_key, PACS_SETTINGS=settings)
-    if config:
-        app.config.update(config)
+    app.config.update(config)
+    app.extensions["pacs_dispatcher"] = app.config.get("PACS_PIPELINE") or make_dispatcher()
+
+    @app.error_processor
+    def format_error(error: HTTPError) -> tuple[dict[str, Any], int, Any]:
+        """The contract's error shape: {"error": message, "detail": ...}."""
+        return {"error": error.message, "detail": error.detail}, error.status_code, error.headers
+
+    from portal.api import bp as api_bp
+
+    app.register_blueprint(api_bp)
 
     @app.get("/")
     @app.doc(hide=True)

@@ -16,6 +16,8 @@ from typing import Any
 import requests
 from dicomweb_client.api import DICOMwebClient
 
+from core.records import ArchivedStudy
+
 JsonDict = dict[str, Any]
 
 
@@ -135,6 +137,9 @@ class ArchiveClient:
         """Orthanc ids of the study with this StudyInstanceUID (none or one)."""
         return self.find("Study", {"StudyInstanceUID": study_instance_uid}, expand=False)
 
+    def list_study_ids(self) -> list[str]:
+        return self.get_json("/studies")
+
     def get_study(self, study_id: str) -> JsonDict:
         return self.get_json(f"/studies/{study_id}")
 
@@ -143,6 +148,30 @@ class ArchiveClient:
 
     def get_study_instances(self, study_id: str) -> list[JsonDict]:
         return self.get_json(f"/studies/{study_id}/instances")
+
+    def get_archived_study(self, study_id: str) -> ArchivedStudy:
+        """A study's summary and all its instances' tags in two calls, whatever its size.
+
+        Also lists the Patient IDs of other archive studies sharing its
+        StudyInstanceUID (Orthanc files one study UID per patient separately).
+        """
+        summary = self.get_study(study_id)
+        tags = self.get_json(f"/studies/{study_id}/instances-tags", short="")
+        study_uid = summary.get("MainDicomTags", {}).get("StudyInstanceUID", "")
+        others = []
+        if study_uid:
+            others = [
+                other["PatientMainDicomTags"].get("PatientID", "")
+                for other in self.find("Study", {"StudyInstanceUID": study_uid})
+                if other["ID"] != study_id
+            ]
+        return ArchivedStudy(
+            orthanc_id=study_id,
+            last_update=summary["LastUpdate"],
+            is_stable=summary.get("IsStable", True),
+            instances=list(tags.values()),
+            other_patient_ids=others,
+        )
 
     def get_instance_tags(self, instance_id: str) -> JsonDict:
         """All tags of one instance, `simplify`-ed to keyword -> value."""

@@ -6,16 +6,24 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from pacs.orthanc_server import start_orthanc, stop_orthanc
 from pacs.settings import Settings, load_settings
 from storage.archive import ArchiveClient
 
 PACS_COMMAND = Path(sys.executable).with_name("pacs")
+PREFECT_QUIET_ENV = {
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_TO_API_ENABLED": "false",
+}
+os.environ.update(PREFECT_QUIET_ENV)
 
 
 def find_free_port() -> int:
@@ -59,6 +67,57 @@ def orthanc_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     yield env
     stop_orthanc(settings)
     process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One Prefect server for the session (in-memory database); flows here report to it."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        temporary_settings,
+    )
+
+    port = find_free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        **PREFECT_QUIET_ENV,
+        "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home")),
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_API_DATABASE_CONNECTION_URL": "sqlite+aiosqlite:///:memory:",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+    }
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("prefect")), "server", "start", "--no-services"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_http(f"{url}/health", timeout=90)
+        os.environ["PREFECT_API_URL"] = url  # for the `pacs` subprocesses
+        with temporary_settings(
+            updates={PREFECT_API_URL: url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+        ):
+            yield url
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def wait_for_http(url: str, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")

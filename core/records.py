@@ -1,0 +1,183 @@
+"""Turn what the archive holds about a study into the records the worklist needs.
+
+Pure functions over Orthanc's study summary and its instances' tags (short
+format), so they are unit-tested without an archive or a database.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from core import tags as tg
+from core.tags import Tags
+
+# Series of these modalities hold documents and annotations, not the examination.
+NON_IMAGING_MODALITIES = frozenset({"SR", "PR", "KO", "DOC", "REG", "SEG", "RTSTRUCT"})
+
+
+class StudyStatus(StrEnum):
+    RECEIVED = "received"
+    IN_PROGRESS = "in_progress"
+    PRELIMINARY = "preliminary"
+    FINAL = "final"
+    AMENDED = "amended"
+    QUARANTINED = "quarantined"
+    REMOVED = "removed"
+
+
+class Priority(StrEnum):
+    STAT = "STAT"
+    URGENT = "URGENT"
+    ROUTINE = "ROUTINE"
+
+
+# DICOM Requested Procedure Priority (0040,1003) defined terms -> the department's three levels.
+DICOM_PRIORITIES = {
+    "STAT": Priority.STAT,
+    "HIGH": Priority.URGENT,
+    "URGENT": Priority.URGENT,
+    "ROUTINE": Priority.ROUTINE,
+    "MEDIUM": Priority.ROUTINE,
+    "LOW": Priority.ROUTINE,
+}
+
+
+@dataclass(frozen=True)
+class ArchivedStudy:
+    """What the archive returned for one study: its summary and every instance's tags."""
+
+    orthanc_id: str
+    last_update: str  # Orthanc's LastUpdate, e.g. "20261127T213351" (UTC)
+    is_stable: bool
+    instances: Sequence[Tags]
+    other_patient_ids: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class SeriesRecord:
+    series_instance_uid: str
+    modality: str
+    series_number: int | None
+    description: str
+    body_part: str
+    instance_count: int
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    study_instance_uid: str
+    orthanc_id: str
+    patient_name: str
+    patient_id: str
+    patient_birth_date: datetime.date | None
+    patient_sex: str
+    accession_number: str
+    study_date: datetime.date | None
+    study_datetime: datetime.datetime | None
+    modality: str
+    modalities: str
+    description: str
+    body_part: str
+    referring_physician: str
+    institution: str
+    priority: Priority
+    ordered_at: datetime.datetime | None
+    received_at: datetime.datetime
+    series_count: int
+    instance_count: int
+    series: tuple[SeriesRecord, ...] = field(default=())
+
+    def as_columns(self) -> dict[str, Any]:
+        """The study's columns (series excluded), for the database layer."""
+        columns = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        del columns["series"]
+        return columns
+
+
+def parse_orthanc_timestamp(text: str) -> datetime.datetime:
+    """Orthanc's `YYYYMMDDTHHMMSS` timestamps, which it keeps in UTC."""
+    return datetime.datetime.strptime(text, "%Y%m%dT%H%M%S").replace(tzinfo=datetime.UTC)
+
+
+def combine_date_time(date_text: str, time_text: str) -> datetime.datetime | None:
+    date = tg.parse_date(date_text)
+    if date is None:
+        return None
+    time = tg.parse_time(time_text) or datetime.time(0, 0)
+    return datetime.datetime.combine(date, time)
+
+
+def pick_common(instances: Sequence[Tags], tag: str) -> str:
+    """The most frequent non-empty value of `tag`, so one odd instance cannot override."""
+    counts = Counter(text for instance in instances if (text := tg.get_text(instance, tag)))
+    return counts.most_common(1)[0][0] if counts else ""
+
+
+def read_priority(instances: Sequence[Tags]) -> Priority:
+    found = {tg.get_text(i, tg.REQUESTED_PROCEDURE_PRIORITY).upper() for i in instances}
+    levels = [DICOM_PRIORITIES[value] for value in found if value in DICOM_PRIORITIES]
+    for level in Priority:  # the most urgent one wins
+        if level in levels:
+            return level
+    return Priority.ROUTINE
+
+
+def build_series_records(instances: Sequence[Tags]) -> tuple[SeriesRecord, ...]:
+    groups: dict[str, list[Tags]] = {}
+    for instance in instances:
+        groups.setdefault(tg.get_text(instance, tg.SERIES_INSTANCE_UID), []).append(instance)
+    records = [
+        SeriesRecord(
+            series_instance_uid=uid,
+            modality=pick_common(members, tg.MODALITY),
+            series_number=tg.get_int(members[0], tg.SERIES_NUMBER),
+            description=pick_common(members, tg.SERIES_DESCRIPTION),
+            body_part=pick_common(members, tg.BODY_PART_EXAMINED),
+            instance_count=len(members),
+        )
+        for uid, members in groups.items()
+    ]
+    return tuple(sorted(records, key=lambda s: (s.series_number is None, s.series_number or 0)))
+
+
+def build_study_record(study: ArchivedStudy) -> StudyRecord:
+    """The worklist's view of an archived study (which must have instances)."""
+    instances = study.instances
+    series = build_series_records(instances)
+    imaging = [s for s in series if s.modality not in NON_IMAGING_MODALITIES] or list(series)
+    modality_counts = Counter(s.modality for s in imaging for _ in range(s.instance_count))
+    modalities = sorted({s.modality for s in series if s.modality})
+    body_parts = Counter(s.body_part for s in imaging if s.body_part)
+    return StudyRecord(
+        study_instance_uid=pick_common(instances, tg.STUDY_INSTANCE_UID),
+        orthanc_id=study.orthanc_id,
+        patient_name=pick_common(instances, tg.PATIENT_NAME),
+        patient_id=pick_common(instances, tg.PATIENT_ID),
+        patient_birth_date=tg.parse_date(pick_common(instances, tg.PATIENT_BIRTH_DATE)),
+        patient_sex=pick_common(instances, tg.PATIENT_SEX),
+        accession_number=pick_common(instances, tg.ACCESSION_NUMBER),
+        study_date=tg.parse_date(pick_common(instances, tg.STUDY_DATE)),
+        study_datetime=combine_date_time(
+            pick_common(instances, tg.STUDY_DATE), pick_common(instances, tg.STUDY_TIME)
+        ),
+        modality=modality_counts.most_common(1)[0][0] if modality_counts else "",
+        modalities="\\".join(modalities),
+        description=pick_common(instances, tg.STUDY_DESCRIPTION),
+        body_part=body_parts.most_common(1)[0][0] if body_parts else "",
+        referring_physician=pick_common(instances, tg.REFERRING_PHYSICIAN_NAME),
+        institution=pick_common(instances, tg.INSTITUTION_NAME),
+        priority=read_priority(instances),
+        ordered_at=combine_date_time(
+            pick_common(instances, tg.ISSUE_DATE_OF_REQUEST),
+            pick_common(instances, tg.ISSUE_TIME_OF_REQUEST),
+        ),
+        received_at=parse_orthanc_timestamp(study.last_update),
+        series_count=len(series),
+        instance_count=len(instances),
+        series=series,
+    )

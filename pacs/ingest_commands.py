@@ -1,0 +1,99 @@
+"""`pacs ingest` and `pacs quarantine`: the pipeline's operations from the command line."""
+
+from __future__ import annotations
+
+import datetime
+from typing import TextIO
+
+from pacs.pipeline import without_heartbeats
+from pacs.settings import Settings
+from storage.archive import ArchiveClient
+from storage.database import open_session
+from storage.studies import (
+    QuarantineState,
+    count_pipeline,
+    find_quarantine_entry,
+    list_quarantine,
+    resolve_quarantine,
+)
+
+
+class CommandError(RuntimeError):
+    """The command cannot do what was asked; the message says why."""
+
+
+def run_reconcile(settings: Settings, since: int | None, out: TextIO) -> int:
+    """Run `reconcile_archive` in-process; exit status 1 when some studies failed."""
+    with without_heartbeats():
+        from flows.reconcile_archive import reconcile_archive
+
+        summary = reconcile_archive(since=since)
+    counts = ", ".join(f"{n} {what}" for what, n in sorted(summary.outcomes.items()) if n)
+    out.write(f"ingest: changes {summary.start}..{summary.end}: {counts or 'nothing new'}\n")
+    if summary.failed:
+        raise CommandError(
+            f"{len(summary.failed)} studies failed and will be retried: {', '.join(summary.failed)}"
+        )
+    return 0
+
+
+def print_status(settings: Settings, out: TextIO) -> int:
+    with open_session(settings.database_url) as session:
+        counts = count_pipeline(session)
+    with ArchiveClient.from_settings(settings, timeout=10) as client:
+        last = client.get_last_change()
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(counts.studies_by_status.items()))
+    out.write(
+        f"last processed change: {counts.change_cursor} (archive at {last}, "
+        f"{max(0, last - counts.change_cursor)} changes behind)\n"
+        f"studies: {statuses or 'none'}\n"
+        f"quarantine: {counts.open_quarantine} open\n"
+        f"waiting for retry: {counts.retries}\n"
+    )
+    return 0
+
+
+def print_quarantine(settings: Settings, out: TextIO) -> int:
+    with open_session(settings.database_url) as session:
+        entries = list_quarantine(session)
+    if not entries:
+        out.write("quarantine: empty\n")
+    for entry in entries:
+        reasons = "; ".join(reason["message"] for reason in entry.reasons)
+        out.write(
+            f"{entry.orthanc_id}  {entry.study_instance_uid or '-'}  "
+            f"{entry.patient_id or '-'}  {entry.instance_count} instances  {reasons}\n"
+        )
+    return 0
+
+
+def release_study(settings: Settings, key: str, by: str, out: TextIO) -> int:
+    """Release a quarantined study: re-validate it and put it on the worklist."""
+    orthanc_id = resolve_open_entry(settings, key, QuarantineState.RELEASED, by)
+    with without_heartbeats():
+        from flows.ingest_study import ingest_study
+
+        outcome = ingest_study(orthanc_id)
+    if outcome.outcome == "quarantined":
+        raise CommandError(f"{key} cannot be released: {', '.join(outcome.findings)}")
+    out.write(f"quarantine: released {key} ({outcome.outcome})\n")
+    return 0
+
+
+def delete_study(settings: Settings, key: str, by: str, out: TextIO) -> int:
+    """Delete a quarantined study from the archive; its quarantine entry stays as history."""
+    orthanc_id = resolve_open_entry(settings, key, QuarantineState.DELETED, by)
+    with ArchiveClient.from_settings(settings) as client:
+        client.delete_study(orthanc_id)
+    out.write(f"quarantine: deleted {key} from the archive\n")
+    return 0
+
+
+def resolve_open_entry(settings: Settings, key: str, state: str, by: str) -> str:
+    now = datetime.datetime.now(datetime.UTC)
+    with open_session(settings.database_url) as session:
+        entry = find_quarantine_entry(session, key)
+        if entry is None or entry.state != QuarantineState.OPEN:
+            raise CommandError(f"no open quarantine entry for {key} (see `pacs quarantine list`)")
+        resolve_quarantine(session, entry, state, by, now)
+        return entry.orthanc_id

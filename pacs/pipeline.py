@@ -1,0 +1,102 @@
+"""Where stable-study notifications go, and the embedded pipeline that runs the flows.
+
+With a Prefect API configured (`PREFECT_API_URL`), a notification becomes a run
+of the `ingest-study` deployment, picked up by the workers. Without one (a single
+machine), a long-lived thread in `pacs up` runs `ingest_study` in-process, the
+low-latency path, and `reconcile_archive` every minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+log = logging.getLogger(__name__)
+
+INGEST_DEPLOYMENT = "ingest-study/ingest-study"
+
+
+class IngestDispatcher(Protocol):
+    def submit(self, orthanc_study_id: str) -> None: ...
+
+
+class DeploymentDispatcher:
+    """Hands each study to the `ingest-study` deployment of a Prefect server."""
+
+    def submit(self, orthanc_study_id: str) -> None:
+        from prefect.deployments import run_deployment
+
+        run_deployment(
+            INGEST_DEPLOYMENT, parameters={"orthanc_study_id": orthanc_study_id}, timeout=0
+        )
+
+
+class EmbeddedPipeline:
+    """One worker thread: queued studies first, a reconciliation every `reconcile_every` s."""
+
+    def __init__(self, *, reconcile_every: float = 60.0) -> None:
+        self.reconcile_every = reconcile_every
+        self.pending: queue.Queue[str | None] = queue.Queue()
+        self.queued: set[str] = set()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self.run, name="pacs-pipeline", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.pending.put(None)
+        self.thread.join(timeout)
+
+    def submit(self, orthanc_study_id: str) -> None:
+        """Queue a study once: a notification repeated while it waits adds nothing."""
+        with self.lock:
+            if orthanc_study_id in self.queued:
+                return
+            self.queued.add(orthanc_study_id)
+        self.pending.put(orthanc_study_id)
+
+    def run(self) -> None:
+        with without_heartbeats():
+            from flows.ingest_study import ingest_study
+            from flows.reconcile_archive import reconcile_archive
+
+            self.run_safely(reconcile_archive)
+            next_reconcile = time.monotonic() + self.reconcile_every
+            while True:
+                try:
+                    item = self.pending.get(timeout=max(0.0, next_reconcile - time.monotonic()))
+                except queue.Empty:
+                    self.run_safely(reconcile_archive)
+                    next_reconcile = time.monotonic() + self.reconcile_every
+                    continue
+                if item is None:
+                    return
+                with self.lock:
+                    self.queued.discard(item)
+                self.run_safely(ingest_study, item)
+
+    @staticmethod
+    def run_safely(flow, *args: str) -> None:
+        """A failed run is recorded by Prefect and retried by reconciliation: keep going."""
+        try:
+            flow(*args)
+        except Exception:
+            log.exception("pipeline: %s%r failed", flow.name, args)
+
+
+def without_heartbeats() -> AbstractContextManager[Any]:
+    """Flow heartbeats cost each synchronous in-process run ~1 s; these runs are watched anyway."""
+    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+
+
+def make_dispatcher() -> IngestDispatcher | None:
+    """The deployment dispatcher when a Prefect server is configured, else None."""
+    return DeploymentDispatcher() if os.environ.get("PREFECT_API_URL") else None

@@ -1,0 +1,9 @@
+"""The JSON API under /api/v1 (described at /api/v1/openapi.json)."""
+
+from __future__ import annotations
+
+from apiflask import APIBlueprint
+
+bp = APIBlueprint("api", __name__, url_prefix="/api/v1")
+
+from portal.api import hooks  # noqa: E402,F401  (registers its routes on bp)

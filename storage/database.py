@@ -1,0 +1,188 @@
+"""The operational database: SQLAlchemy 2 models of studies, series, quarantine and pipeline state.
+
+SQLite by default (WAL, so the portal reads while the pipeline writes), PostgreSQL
+at scale: only the URL changes. The portal uses these same models through
+Flask-SQLAlchemy (`model_class=Base`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+
+class UtcDateTime(TypeDecorator[datetime.datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite (no time zones) too."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime.datetime | None, dialect: Any) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} where UTC is required")
+        return value.astimezone(datetime.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime.datetime | None, dialect: Any) -> Any:
+        return value.replace(tzinfo=datetime.UTC) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Study(Base):
+    """One study on the worklist (or removed from the archive, kept for its history)."""
+
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    orthanc_id: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    patient_name: Mapped[str] = mapped_column(String(324), default="")
+    patient_id: Mapped[str] = mapped_column(String(64), default="", index=True)
+    patient_birth_date: Mapped[datetime.date | None] = mapped_column(Date)
+    patient_sex: Mapped[str] = mapped_column(String(16), default="")
+    accession_number: Mapped[str] = mapped_column(String(64), default="", index=True)
+    study_date: Mapped[datetime.date | None] = mapped_column(Date)
+    # Local wall-clock time of the modality, as DICOM gives it (no time zone).
+    study_datetime: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+    modality: Mapped[str] = mapped_column(String(16), default="")
+    modalities: Mapped[str] = mapped_column(String(128), default="")
+    description: Mapped[str] = mapped_column(String(256), default="")
+    body_part: Mapped[str] = mapped_column(String(64), default="")
+    referring_physician: Mapped[str] = mapped_column(String(324), default="")
+    institution: Mapped[str] = mapped_column(String(128), default="")
+    priority: Mapped[str] = mapped_column(String(16), default="ROUTINE")
+    ordered_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+    received_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime)
+    ingested_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime)
+    removed_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime)
+    series_count: Mapped[int] = mapped_column(Integer, default=0)
+    instance_count: Mapped[int] = mapped_column(Integer, default=0)
+    warnings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+    series: Mapped[list[Series]] = relationship(
+        back_populates="study", cascade="all, delete-orphan", order_by="Series.series_number"
+    )
+
+    __table_args__ = (
+        Index("ix_studies_status_received", "status", "received_at"),
+        Index("ix_studies_modality_received", "modality", "received_at"),
+    )
+
+
+class Series(Base):
+    __tablename__ = "series"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    series_instance_uid: Mapped[str] = mapped_column(String(64))
+    modality: Mapped[str] = mapped_column(String(16), default="")
+    series_number: Mapped[int | None] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(String(256), default="")
+    body_part: Mapped[str] = mapped_column(String(64), default="")
+    instance_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    study: Mapped[Study] = relationship(back_populates="series")
+
+    __table_args__ = (UniqueConstraint("study_id", "series_instance_uid"),)
+
+
+class QuarantinedStudy(Base):
+    """A study held back from the worklist, with every reason; kept after release or deletion."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    orthanc_id: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # open, released, deleted
+    study_instance_uid: Mapped[str] = mapped_column(String(255), default="")
+    patient_id: Mapped[str] = mapped_column(String(255), default="")
+    patient_name: Mapped[str] = mapped_column(String(324), default="")
+    modalities: Mapped[str] = mapped_column(String(128), default="")
+    description: Mapped[str] = mapped_column(String(256), default="")
+    instance_count: Mapped[int] = mapped_column(Integer, default=0)
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    quarantined_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime)
+    checked_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime)
+    resolved_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime)
+    resolved_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class PipelineState(Base):
+    """Small named values the pipeline keeps between runs (the `/changes` cursor)."""
+
+    __tablename__ = "pipeline_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+
+
+class IngestRetry(Base):
+    """A study that failed to ingest or was still arriving; the next reconciliation retries it."""
+
+    __tablename__ = "ingest_retries"
+
+    orthanc_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(1024))
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    failed_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime)
+
+
+def create_database_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout and foreign keys."""
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", configure_sqlite)
+    return engine
+
+
+def configure_sqlite(connection: Any, record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def init_database(engine: Engine) -> None:
+    """Create the tables that do not exist yet."""
+    Base.metadata.create_all(engine)
+
+
+@functools.cache
+def get_engine(url: str) -> Engine:
+    """The process's one engine (connection pool) for `url`, made and migrated on first use."""
+    engine = create_database_engine(url)
+    init_database(engine)
+    return engine
+
+
+@contextmanager
+def open_session(url: str) -> Iterator[Session]:
+    """A session in one transaction: committed on success, rolled back on error."""
+    with Session(get_engine(url), expire_on_commit=False) as session, session.begin():
+        yield session

@@ -1,0 +1,202 @@
+"""Writing ingestion results into the operational database, one transaction per study."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, union
+from sqlalchemy.orm import Session
+
+from core.ingest import Assessment
+from core.records import SeriesRecord, StudyStatus
+from storage.database import IngestRetry, PipelineState, QuarantinedStudy, Series, Study
+
+CHANGE_CURSOR = "orthanc_changes_seq"
+
+
+class QuarantineState:
+    OPEN = "open"
+    RELEASED = "released"
+    CLEARED = "cleared"  # passed validation on a later ingest
+    DELETED = "deleted"
+
+
+def save_assessment(session: Session, assessment: Assessment, now: datetime.datetime) -> str:
+    """Upsert the study (or its quarantine entry); returns the outcome's name."""
+    record = assessment.record
+    study = session.scalar(select(Study).where(Study.orthanc_id == record.orthanc_id))
+    entry = session.scalar(
+        select(QuarantinedStudy).where(QuarantinedStudy.orthanc_id == record.orthanc_id)
+    )
+    if assessment.quarantined:
+        if study is not None:
+            study.status = StudyStatus.QUARANTINED
+        save_quarantine_entry(session, entry, assessment, now)
+        return "quarantined"
+    if entry is not None and entry.state == QuarantineState.OPEN:
+        entry.state, entry.resolved_at = QuarantineState.CLEARED, now
+    outcome = "updated"
+    if study is None:
+        study = Study(status=StudyStatus.RECEIVED)
+        session.add(study)
+        outcome = "ingested"
+    elif study.status in (StudyStatus.QUARANTINED, StudyStatus.REMOVED):
+        study.status = StudyStatus.RECEIVED
+    for name, value in record.as_columns().items():
+        setattr(study, name, value)
+    study.removed_at = None
+    study.ingested_at = now
+    study.warnings = [finding.as_dict() for finding in assessment.findings]
+    merge_series(study, record.series)
+    return outcome
+
+
+def save_quarantine_entry(
+    session: Session,
+    entry: QuarantinedStudy | None,
+    assessment: Assessment,
+    now: datetime.datetime,
+) -> None:
+    record = assessment.record
+    if entry is None:
+        entry = QuarantinedStudy(orthanc_id=record.orthanc_id, quarantined_at=now)
+        session.add(entry)
+    # Released studies have their errors overridden; errors left cannot be released.
+    entry.state, entry.resolved_at, entry.resolved_by = QuarantineState.OPEN, None, None
+    entry.study_instance_uid = record.study_instance_uid[:255]
+    entry.patient_id = record.patient_id[:255]
+    entry.patient_name = record.patient_name[:324]
+    entry.modalities = record.modalities[:128]
+    entry.description = record.description[:256]
+    entry.instance_count = record.instance_count
+    entry.reasons = [finding.as_dict() for finding in assessment.findings]
+    entry.checked_at = now
+
+
+def merge_series(study: Study, records: tuple[SeriesRecord, ...]) -> None:
+    """Update series in place by UID, add new ones, drop those no longer in the archive."""
+    existing = {series.series_instance_uid: series for series in study.series}
+    merged = []
+    for record in records:
+        series = existing.get(record.series_instance_uid) or Series(
+            series_instance_uid=record.series_instance_uid
+        )
+        series.modality = record.modality
+        series.series_number = record.series_number
+        series.description = record.description
+        series.body_part = record.body_part
+        series.instance_count = record.instance_count
+        merged.append(series)
+    study.series = merged
+
+
+def is_released(session: Session, orthanc_id: str) -> bool:
+    state = session.scalar(
+        select(QuarantinedStudy.state).where(QuarantinedStudy.orthanc_id == orthanc_id)
+    )
+    return state == QuarantineState.RELEASED
+
+
+def mark_study_removed(session: Session, orthanc_id: str, now: datetime.datetime) -> bool:
+    """The archive no longer has the study: keep its row (and history), off the worklist."""
+    study = session.scalar(select(Study).where(Study.orthanc_id == orthanc_id))
+    entry = session.scalar(
+        select(QuarantinedStudy).where(QuarantinedStudy.orthanc_id == orthanc_id)
+    )
+    if entry is not None and entry.state in (QuarantineState.OPEN, QuarantineState.RELEASED):
+        entry.state, entry.resolved_at = QuarantineState.DELETED, now
+    if study is None or study.status == StudyStatus.REMOVED:
+        return False
+    study.status, study.removed_at = StudyStatus.REMOVED, now
+    return True
+
+
+def select_known_study_ids():
+    """Orthanc ids the database accounts for: listed studies and unresolved quarantine."""
+    listed = select(Study.orthanc_id).where(Study.status != StudyStatus.REMOVED)
+    held = select(QuarantinedStudy.orthanc_id).where(
+        QuarantinedStudy.state.in_((QuarantineState.OPEN, QuarantineState.RELEASED))
+    )
+    return union(listed, held)
+
+
+def list_known_study_ids(session: Session) -> set[str]:
+    return set(session.scalars(select_known_study_ids()))
+
+
+def count_known_studies(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(select_known_study_ids().subquery()))
+
+
+def read_change_cursor(session: Session) -> int:
+    value = session.get(PipelineState, CHANGE_CURSOR)
+    return int(value.value) if value else 0
+
+
+def write_change_cursor(session: Session, seq: int) -> None:
+    session.merge(PipelineState(key=CHANGE_CURSOR, value=str(seq)))
+
+
+def record_retry(session: Session, orthanc_id: str, reason: str, now: datetime.datetime) -> None:
+    retry = session.get(IngestRetry, orthanc_id)
+    if retry is None:
+        session.add(IngestRetry(orthanc_id=orthanc_id, reason=reason[:1024], failed_at=now))
+    else:
+        retry.reason, retry.failed_at, retry.attempts = reason[:1024], now, retry.attempts + 1
+
+
+def list_retries(session: Session) -> list[str]:
+    return list(session.scalars(select(IngestRetry.orthanc_id).order_by(IngestRetry.failed_at)))
+
+
+def clear_retry(session: Session, orthanc_id: str) -> None:
+    retry = session.get(IngestRetry, orthanc_id)
+    if retry is not None:
+        session.delete(retry)
+
+
+@dataclass(frozen=True)
+class PipelineCounts:
+    studies_by_status: dict[str, int]
+    open_quarantine: int
+    change_cursor: int
+    retries: int
+
+
+def count_pipeline(session: Session) -> PipelineCounts:
+    rows = session.execute(select(Study.status, func.count()).group_by(Study.status)).all()
+    open_quarantine = session.scalar(
+        select(func.count())
+        .select_from(QuarantinedStudy)
+        .where(QuarantinedStudy.state == QuarantineState.OPEN)
+    )
+    return PipelineCounts(
+        studies_by_status={status: count for status, count in rows},
+        open_quarantine=open_quarantine or 0,
+        change_cursor=read_change_cursor(session),
+        retries=session.scalar(select(func.count()).select_from(IngestRetry)) or 0,
+    )
+
+
+def list_quarantine(session: Session, *, state: str | None = QuarantineState.OPEN):
+    query = select(QuarantinedStudy).order_by(QuarantinedStudy.quarantined_at.desc())
+    if state is not None:
+        query = query.where(QuarantinedStudy.state == state)
+    return list(session.scalars(query))
+
+
+def find_quarantine_entry(session: Session, key: str) -> QuarantinedStudy | None:
+    """By Orthanc id or Study Instance UID, as an admin would name it."""
+    return session.scalar(
+        select(QuarantinedStudy).where(
+            (QuarantinedStudy.orthanc_id == key) | (QuarantinedStudy.study_instance_uid == key)
+        )
+    )
+
+
+def resolve_quarantine(
+    session: Session, entry: QuarantinedStudy, state: str, by: str, now: datetime.datetime
+) -> None:
+    """An admin released (re-validate and ingest, errors overridden) or deleted the study."""
+    entry.state, entry.resolved_by, entry.resolved_at = state, by, now

@@ -1,0 +1,106 @@
+"""Prefect tasks that write the operational database, one transaction each."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from core.ingest import assess_study
+from core.records import ArchivedStudy
+from core.validation import ValidationPolicy
+from pacs.settings import Settings
+from storage.database import open_session
+from storage.studies import (
+    clear_retry,
+    count_known_studies,
+    is_released,
+    list_known_study_ids,
+    list_retries,
+    mark_study_removed,
+    read_change_cursor,
+    record_retry,
+    save_assessment,
+    write_change_cursor,
+)
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    orthanc_id: str
+    study_instance_uid: str
+    outcome: str  # ingested, updated, quarantined, removed, pending
+    instances: int
+    findings: tuple[str, ...]
+
+
+def make_policy(settings: Settings) -> ValidationPolicy:
+    if settings.allowed_modalities is None:
+        return ValidationPolicy()
+    return ValidationPolicy(allowed_modalities=settings.allowed_modalities)
+
+
+@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+def record_study(settings: Settings, study: ArchivedStudy) -> StudyOutcome:
+    """Validate the study and upsert it, or its quarantine entry, in one transaction."""
+    now = datetime.datetime.now(datetime.UTC)
+    with open_session(settings.database_url) as session:
+        released = is_released(session, study.orthanc_id)
+        assessment = assess_study(study, make_policy(settings), released=released)
+        outcome = save_assessment(session, assessment, now)
+        clear_retry(session, study.orthanc_id)
+    return StudyOutcome(
+        orthanc_id=study.orthanc_id,
+        study_instance_uid=assessment.record.study_instance_uid,
+        outcome=outcome,
+        instances=len(study.instances),
+        findings=tuple(finding.code for finding in assessment.findings),
+    )
+
+
+@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+def record_removed_studies(settings: Settings, orthanc_ids: list[str]) -> int:
+    now = datetime.datetime.now(datetime.UTC)
+    with open_session(settings.database_url) as session:
+        for orthanc_id in orthanc_ids:
+            clear_retry(session, orthanc_id)
+        return sum(mark_study_removed(session, orthanc_id, now) for orthanc_id in orthanc_ids)
+
+
+@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+def remember_retry(settings: Settings, orthanc_id: str, reason: str) -> None:
+    """Keep a study that could not be ingested yet, so that reconciliation tries it again."""
+    with open_session(settings.database_url) as session:
+        record_retry(session, orthanc_id, reason, datetime.datetime.now(datetime.UTC))
+
+
+@task(cache_policy=NO_CACHE)
+def load_retries(settings: Settings) -> list[str]:
+    with open_session(settings.database_url) as session:
+        return list_retries(session)
+
+
+@task(cache_policy=NO_CACHE)
+def load_change_cursor(settings: Settings) -> int:
+    with open_session(settings.database_url) as session:
+        return read_change_cursor(session)
+
+
+@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+def save_change_cursor(settings: Settings, seq: int) -> None:
+    with open_session(settings.database_url) as session:
+        write_change_cursor(session, seq)
+
+
+@task(cache_policy=NO_CACHE)
+def count_ingested_studies(settings: Settings) -> int:
+    with open_session(settings.database_url) as session:
+        return count_known_studies(session)
+
+
+@task(cache_policy=NO_CACHE)
+def load_ingested_study_ids(settings: Settings) -> set[str]:
+    with open_session(settings.database_url) as session:
+        return list_known_study_ids(session)

@@ -1,0 +1,52 @@
+"""Fresh copies of demo studies (new UIDs) for tests that need studies of their own."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import functools
+from pathlib import Path
+
+from pydicom import Dataset
+from pydicom.uid import generate_uid
+
+from core.demo import DemoStudy, build_demo_studies
+
+
+@functools.cache
+def demo_studies() -> tuple[DemoStudy, ...]:
+    return tuple(build_demo_studies(datetime.date.today()))
+
+
+def demo_study(modality: str, index: int = 0) -> DemoStudy:
+    return [study for study in demo_studies() if study.modality == modality][index]
+
+
+def clone_study(modality: str = "CR", *, limit: int | None = None, **attributes) -> list[Dataset]:
+    """A demo study's instances with new Study/Series/SOP UIDs and `attributes` set."""
+    study_uid = generate_uid()
+    series_uids: dict[str, str] = {}
+    clones = []
+    for original in demo_study(modality).datasets[:limit]:
+        ds = copy.deepcopy(original)
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = series_uids.setdefault(original.SeriesInstanceUID, generate_uid())
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        for keyword, value in attributes.items():
+            if value is None:
+                delattr(ds, keyword)
+            else:
+                setattr(ds, keyword, value)
+        clones.append(ds)
+    return clones
+
+
+def write_files(datasets: list[Dataset], folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, ds in enumerate(datasets):
+        path = folder / f"{index:04d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths

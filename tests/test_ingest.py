@@ -1,0 +1,296 @@
+"""Ingestion end to end: real Orthanc, its plugin's notification, the portal, the flows."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from flows.reconcile_archive import reconcile_archive
+from pacs.orthanc_server import start_orthanc, stop_orthanc
+from pacs.pipeline import EmbeddedPipeline
+from pacs.settings import Settings, load_settings
+from portal import create_app
+from storage.archive import ArchiveClient
+from storage.database import QuarantinedStudy, Study, open_session
+from storage.dicom_sender import send_datasets
+from tests.conftest import make_env
+from tests.studies import clone_study, write_files
+
+
+@pytest.fixture
+def pipeline_settings(
+    orthanc_env: dict[str, str], prefect_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """The session's archive with a database of this test's own; flows read it from the env."""
+    env = {**orthanc_env, "PACS_DATABASE_URL": f"sqlite:///{tmp_path / 'pacs.sqlite3'}"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return load_settings(env)
+
+
+@pytest.fixture
+def portal(pipeline_settings: Settings) -> Iterator[EmbeddedPipeline]:
+    """The portal (webhook) with the embedded pipeline, as `pacs up` runs them."""
+    pipeline = EmbeddedPipeline(reconcile_every=3600)
+    pipeline.start()
+    app = create_app({"PACS_SETTINGS": pipeline_settings, "PACS_PIPELINE": pipeline})
+    server = make_server("127.0.0.1", pipeline_settings.portal_port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    yield pipeline
+    server.shutdown()
+    thread.join()
+    server.server_close()
+    pipeline.stop()
+
+
+def find_study(settings: Settings, study_uid: str) -> Study | None:
+    with open_session(settings.database_url) as session:
+        return session.scalar(select(Study).where(Study.study_instance_uid == study_uid))
+
+
+def wait_for_study(settings: Settings, study_uid: str, timeout: float = 45.0) -> Study:
+    deadline = time.monotonic() + timeout
+    while (study := find_study(settings, study_uid)) is None:
+        assert time.monotonic() < deadline, f"{study_uid} did not reach the worklist"
+        time.sleep(0.2)
+    return study
+
+
+def find_quarantined(settings: Settings, study_uid: str) -> QuarantinedStudy | None:
+    with open_session(settings.database_url) as session:
+        return session.scalar(
+            select(QuarantinedStudy).where(QuarantinedStudy.study_instance_uid == study_uid)
+        )
+
+
+def upload(settings: Settings, datasets) -> None:
+    """Store the instances by REST and wait until their studies are stable (complete)."""
+    with ArchiveClient.from_settings(settings) as client:
+        studies = set()
+        for ds in datasets:
+            buffer = BytesIO()
+            ds.save_as(buffer, enforce_file_format=True)
+            studies.add(client.upload_instance(buffer.getvalue()).study_id)
+        deadline = time.monotonic() + 30
+        while not all(client.get_study(study)["IsStable"] for study in studies):
+            assert time.monotonic() < deadline, "studies did not become stable"
+            time.sleep(0.2)
+
+
+def test_storescu_study_reaches_the_worklist_through_the_notification(
+    pipeline_settings: Settings, portal: EmbeddedPipeline, tmp_path: Path
+) -> None:
+    datasets = clone_study("CT", limit=12)
+    files = write_files(datasets, tmp_path / "ct")
+    subprocess.run(
+        [
+            "storescu",
+            "-aec",
+            pipeline_settings.orthanc_aet,
+            "127.0.0.1",
+            str(pipeline_settings.orthanc_dicom_port),
+            *map(str, files),
+        ],
+        env={**os.environ, "TCP_NODELAY": "1"},
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    study = wait_for_study(pipeline_settings, datasets[0].StudyInstanceUID)
+    assert study.status == "received"
+    assert study.instance_count == 12
+    assert study.patient_id == datasets[0].PatientID
+    assert study.accession_number == datasets[0].AccessionNumber
+    assert study.modality == "CT"
+    assert study.received_at is not None and study.ingested_at >= study.received_at
+
+
+def test_pynetdicom_study_reaches_the_worklist(
+    pipeline_settings: Settings, portal: EmbeddedPipeline
+) -> None:
+    datasets = clone_study("US")
+    summary = send_datasets(
+        datasets,
+        host="127.0.0.1",
+        port=pipeline_settings.orthanc_dicom_port,
+        called_aet=pipeline_settings.orthanc_aet,
+    )
+    assert summary.sent == len(datasets)
+    study = wait_for_study(pipeline_settings, datasets[0].StudyInstanceUID)
+    assert study.modality == "US"
+    assert study.patient_name == str(datasets[0].PatientName)
+    assert study.series_count == len({ds.SeriesInstanceUID for ds in datasets})
+
+
+def test_broken_studies_land_in_quarantine_with_every_reason(
+    pipeline_settings: Settings,
+) -> None:
+    no_pixels = clone_study("CR", limit=1, PixelData=None)
+    future = clone_study("CR", limit=1, StudyDate="20991231")
+    odd_modality = clone_study("CR", limit=1, Modality="ZZ", AccessionNumber=None)
+    upload(pipeline_settings, no_pixels + future + odd_modality)
+
+    summary = reconcile_archive()
+    assert not summary.failed
+    expectations = {
+        no_pixels[0].StudyInstanceUID: {"MISSING_PIXEL_DATA"},
+        future[0].StudyInstanceUID: {"INVALID_STUDY_DATE"},
+        odd_modality[0].StudyInstanceUID: {"MODALITY_NOT_ALLOWED", "MISSING_ACCESSION_NUMBER"},
+    }
+    for study_uid, codes in expectations.items():
+        entry = find_quarantined(pipeline_settings, study_uid)
+        assert entry is not None and entry.state == "open"
+        assert {reason["code"] for reason in entry.reasons} == codes
+        assert find_study(pipeline_settings, study_uid) is None
+
+
+def test_reingesting_is_idempotent_and_picks_up_new_series(
+    pipeline_settings: Settings,
+) -> None:
+    datasets = clone_study("CT", limit=4)
+    upload(pipeline_settings, datasets)
+    reconcile_archive()
+    reconcile_archive(since=0)  # everything again: nothing duplicates
+    study = find_study(pipeline_settings, datasets[0].StudyInstanceUID)
+    assert study.instance_count == 4
+
+    extra = clone_study("CT", limit=2)
+    for ds in extra:
+        ds.StudyInstanceUID = datasets[0].StudyInstanceUID
+        ds.SeriesInstanceUID = "1.2.826.0.1.3680043.10.999." + ds.SeriesInstanceUID[-10:]
+    upload(pipeline_settings, extra)
+    reconcile_archive()
+    with open_session(pipeline_settings.database_url) as session:
+        rows = session.scalars(
+            select(Study).where(Study.study_instance_uid == datasets[0].StudyInstanceUID)
+        ).all()
+        assert len(rows) == 1
+        assert rows[0].instance_count == 6
+        assert len(rows[0].series) == rows[0].series_count
+
+
+def test_deleting_in_the_archive_marks_the_study_removed(pipeline_settings: Settings) -> None:
+    datasets = clone_study("DX")
+    upload(pipeline_settings, datasets)
+    reconcile_archive()
+    study = find_study(pipeline_settings, datasets[0].StudyInstanceUID)
+    with ArchiveClient.from_settings(pipeline_settings) as client:
+        client.delete_study(study.orthanc_id)
+    reconcile_archive()
+    removed = find_study(pipeline_settings, datasets[0].StudyInstanceUID)
+    assert removed.status == "removed" and removed.removed_at is not None
+
+
+def test_nothing_is_lost_while_the_platform_or_orthanc_is_down(
+    tmp_path: Path, prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Studies arrive with no portal listening, one of them while Orthanc stops mid-study."""
+    env = make_env(
+        tmp_path,
+        PACS_ORTHANC_STABLE_AGE="30",
+        PACS_DATABASE_URL=f"sqlite:///{tmp_path / 'pacs.sqlite3'}",
+    )
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings(env)
+    process = start_orthanc(settings)
+    try:
+        studies = [clone_study("CR"), clone_study("DX"), clone_study("US")]
+        for datasets in studies:
+            send_datasets(
+                datasets,
+                host="127.0.0.1",
+                port=settings.orthanc_dicom_port,
+                called_aet=settings.orthanc_aet,
+            )
+        stop_orthanc(settings)  # long before any study settled: no StableStudy event at all
+        process.wait()
+        process = start_orthanc(settings)
+        summary = reconcile_archive()
+        assert not summary.failed
+        for datasets in studies:
+            study = find_study(settings, datasets[0].StudyInstanceUID)
+            assert study is not None and study.instance_count == len(datasets)
+    finally:
+        stop_orthanc(settings)
+        process.wait()
+
+
+def test_webhook_refuses_wrong_secret_and_bad_ids(pipeline_settings: Settings) -> None:
+    submitted: list[str] = []
+
+    class Recorder:
+        def submit(self, orthanc_study_id: str) -> None:
+            submitted.append(orthanc_study_id)
+
+    client = create_app({"PACS_SETTINGS": pipeline_settings, "PACS_PIPELINE": Recorder()})
+    client = client.test_client()
+    notice = {
+        "ChangeType": "StableStudy",
+        "ResourceType": "Study",
+        "ID": "0a1b2c3d-0a1b2c3d-0a1b2c3d-0a1b2c3d-0a1b2c3d",
+    }
+    secret = {"X-Pacs-Webhook-Secret": pipeline_settings.webhook_secret}
+
+    wrong = client.post(
+        "/api/v1/hooks/orthanc", json=notice, headers={"X-Pacs-Webhook-Secret": "x"}
+    )
+    assert wrong.status_code == 401 and wrong.json["error"]
+    bad_id = client.post("/api/v1/hooks/orthanc", json={**notice, "ID": "../../x"}, headers=secret)
+    assert bad_id.status_code in (400, 422) and "error" in bad_id.json
+    not_json = client.post(
+        "/api/v1/hooks/orthanc", data="{", headers={**secret, "Content-Type": "application/json"}
+    )
+    assert 400 <= not_json.status_code < 500
+    assert submitted == []
+    ok = client.post("/api/v1/hooks/orthanc", json=notice, headers=secret)
+    assert ok.status_code == 202
+    assert submitted == [notice["ID"]]
+
+
+def test_quarantine_release_and_delete_from_the_cli(
+    pipeline_settings: Settings, orthanc_env: dict[str, str]
+) -> None:
+    from tests.conftest import run_pacs
+
+    held = clone_study("CR", limit=1, Modality="ZZ")
+    doomed = clone_study("CR", limit=1, Modality="ZZ")
+    upload(pipeline_settings, held + doomed)
+    env = {**orthanc_env, "PACS_DATABASE_URL": pipeline_settings.database_url}
+    assert run_pacs(env, "ingest").returncode == 0
+    listing = run_pacs(env, "quarantine", "list").stdout
+    assert held[0].StudyInstanceUID in listing and "ZZ is not among" in listing
+
+    released = run_pacs(env, "quarantine", "release", held[0].StudyInstanceUID)
+    assert released.returncode == 0, released.stderr
+    study = find_study(pipeline_settings, held[0].StudyInstanceUID)
+    assert study.status == "received"
+    assert "released from quarantine" in study.warnings[0]["message"]
+
+    deleted = run_pacs(env, "quarantine", "delete", doomed[0].StudyInstanceUID)
+    assert deleted.returncode == 0, deleted.stderr
+    with ArchiveClient.from_settings(pipeline_settings) as client:
+        assert client.find_study_ids(doomed[0].StudyInstanceUID) == []
+    again = run_pacs(env, "quarantine", "delete", doomed[0].StudyInstanceUID)
+    assert again.returncode == 1 and "no open quarantine entry" in again.stderr
+
+    status = run_pacs(env, "ingest", "--status")
+    assert status.returncode == 0, status.stderr
+    assert "0 changes behind" in status.stdout and "waiting for retry: 0" in status.stdout
+
+
+def test_unknown_study_id_is_reported_removed_not_crashing(pipeline_settings: Settings) -> None:
+    from flows.ingest_study import ingest_study
+
+    outcome = ingest_study("0a1b2c3d-0a1b2c3d-0a1b2c3d-0a1b2c3d-0a1b2c3d")
+    assert outcome.outcome == "removed"
