@@ -2,22 +2,21 @@
 
 Notifications get lost (Orthanc stopped before a study settled, the platform
 was down): this flow, run every minute and by `pacs ingest`, ingests every
-study that appeared or changed since the last sequence number it stored, and
-marks deleted ones removed. Studies that failed, or were still arriving, last
-time are tried again first. Orthanc keeps no deletions in `/changes`: when the
-archive's study count and the database's disagree, the two lists are compared.
+study that appeared or changed since the last sequence number it stored.
+Studies that failed, or were still arriving, last time are tried again first.
+Orthanc keeps no deletions in `/changes`: when the archive's study count and
+the database's disagree, the two lists are compared.
 """
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 from prefect import flow, get_run_logger
 
 from core.changes import compare_inventories, plan_change_work
-from flows.ingest_study import describe_outcome, process_study
+from flows.ingest_study import process_studies
 from pacs.settings import Settings, load_settings
 from tasks.archive import (
     count_archive_studies,
@@ -34,38 +33,39 @@ from tasks.database import (
     save_change_cursor,
 )
 
+BATCH_SIZE = 50  # studies per fetch/record task pair
+
 
 @dataclass
 class ReconcileSummary:
     start: int
     end: int
     outcomes: Counter[str] = field(default_factory=Counter)
-    failed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 @flow(name="reconcile-archive")
 def reconcile_archive(since: int | None = None, page_size: int = 1000) -> ReconcileSummary:
     """Process changes after `since` (default: the stored cursor), page by page."""
     settings = load_settings()
-    logger = get_run_logger()
     cursor = load_change_cursor(settings) if since is None else since
     summary = ReconcileSummary(start=cursor, end=cursor)
-    ingest_each(settings, load_retries(settings), summary, wait_for_stable=True)
+    ingest_in_batches(settings, load_retries(settings), summary)
     while True:
         page = fetch_changes(settings, cursor, page_size)
         work = plan_change_work(page.changes)
         studies = list(dict.fromkeys(work.studies + find_parent_studies(settings, work.series)))
         removed = [study for study in work.deleted_studies if study not in studies]
         summary.outcomes["removed"] += record_removed_studies(settings, removed)
-        ingest_each(settings, studies, summary, wait_for_stable=True)
+        ingest_in_batches(settings, studies, summary)
         cursor = summary.end = page.last
         save_change_cursor(settings, cursor)
         if page.done:
             break
     sweep_inventory(settings, summary)
-    logger.info(
-        f"reconciled changes {summary.start}..{summary.end}: "
-        f"{dict(summary.outcomes) or 'nothing new'}"
+    counts = {outcome: n for outcome, n in summary.outcomes.items() if n}
+    get_run_logger().info(
+        f"reconciled changes {summary.start}..{summary.end}: {counts or 'nothing new'}"
         + (f", {len(summary.failed)} failed (retried next run)" if summary.failed else "")
     )
     return summary
@@ -77,21 +77,19 @@ def sweep_inventory(settings: Settings, summary: ReconcileSummary) -> None:
         return
     gaps = compare_inventories(fetch_archive_study_ids(settings), load_ingested_study_ids(settings))
     summary.outcomes["removed"] += record_removed_studies(settings, gaps.gone)
-    ingest_each(settings, gaps.missing, summary, wait_for_stable=True)
+    ingest_in_batches(settings, gaps.missing, summary)
 
 
-def ingest_each(
-    settings: Settings, orthanc_ids: list[str], summary: ReconcileSummary, *, wait_for_stable: bool
+def ingest_in_batches(
+    settings: Settings, orthanc_ids: list[str], summary: ReconcileSummary
 ) -> None:
-    """Ingest one study after another; one that fails never stops the others."""
-    logger = get_run_logger()
-    for orthanc_id in orthanc_ids:
-        started = time.perf_counter()
+    """Studies still arriving are left for their own notification (and remembered)."""
+    for start in range(0, len(orthanc_ids), BATCH_SIZE):
+        chunk = orthanc_ids[start : start + BATCH_SIZE]
         try:
-            outcome = process_study(settings, orthanc_id, wait_for_stable=wait_for_stable)
-        except Exception as error:
-            summary.failed.append(orthanc_id)
-            logger.warning(f"study {orthanc_id} failed ({error}); it will be retried")
+            batch = process_studies(settings, chunk, wait_for_stable=True)
+        except Exception as error:  # the archive stayed unreachable: all are remembered
+            summary.failed.update({orthanc_id: str(error) for orthanc_id in chunk})
             continue
-        summary.outcomes[outcome.outcome] += 1
-        logger.info(describe_outcome(outcome, time.perf_counter() - started))
+        summary.outcomes.update(outcome.outcome for outcome in batch.outcomes)
+        summary.failed.update(batch.failed)

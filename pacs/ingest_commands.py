@@ -73,7 +73,10 @@ def release_study(settings: Settings, key: str, by: str, out: TextIO) -> int:
     with without_heartbeats():
         from flows.ingest_study import ingest_study
 
-        outcome = ingest_study(orthanc_id)
+        try:
+            outcome = ingest_study(orthanc_id)
+        except RuntimeError as error:
+            raise CommandError(f"{key} could not be ingested: {error}") from None
     if outcome.outcome == "quarantined":
         raise CommandError(f"{key} cannot be released: {', '.join(outcome.findings)}")
     out.write(f"quarantine: released {key} ({outcome.outcome})\n")

@@ -21,6 +21,7 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 log = logging.getLogger(__name__)
 
 INGEST_DEPLOYMENT = "ingest-study/ingest-study"
+MAX_BATCH = 50
 
 
 class IngestDispatcher(Protocol):
@@ -39,13 +40,15 @@ class DeploymentDispatcher:
 
 
 class EmbeddedPipeline:
-    """One worker thread: queued studies first, a reconciliation every `reconcile_every` s."""
+    """One worker thread: queued studies first (a burst in one flow run), a reconciliation
+    every `reconcile_every` seconds."""
 
     def __init__(self, *, reconcile_every: float = 60.0) -> None:
         self.reconcile_every = reconcile_every
         self.pending: queue.Queue[str | None] = queue.Queue()
         self.queued: set[str] = set()
         self.lock = threading.Lock()
+        self.run_seconds: list[tuple[float, int]] = []  # (duration, instances) per study run
         self.thread = threading.Thread(target=self.run, name="pacs-pipeline", daemon=True)
 
     def start(self) -> None:
@@ -65,7 +68,7 @@ class EmbeddedPipeline:
 
     def run(self) -> None:
         with without_heartbeats():
-            from flows.ingest_study import ingest_study
+            from flows.ingest_study import ingest_studies, ingest_study
             from flows.reconcile_archive import reconcile_archive
 
             self.run_safely(reconcile_archive)
@@ -79,17 +82,39 @@ class EmbeddedPipeline:
                     continue
                 if item is None:
                     return
-                with self.lock:
-                    self.queued.discard(item)
-                self.run_safely(ingest_study, item)
+                batch = self.drain([item])
+                started = time.perf_counter()
+                if len(batch) == 1:
+                    outcome = self.run_safely(ingest_study, batch[0])
+                    instances = outcome.instances if outcome else 0
+                else:
+                    outcome = self.run_safely(ingest_studies, batch)
+                    instances = sum(o.instances for o in outcome.outcomes) if outcome else 0
+                self.run_seconds.append((time.perf_counter() - started, instances))
+
+    def drain(self, batch: list[str | None]) -> list[str]:
+        """Take what else is queued (up to a batch), so a burst costs one flow run."""
+        while len(batch) < MAX_BATCH:
+            try:
+                item = self.pending.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:  # stop after this batch
+                self.pending.put(None)
+                break
+            batch.append(item)
+        with self.lock:
+            self.queued.difference_update(batch)
+        return [item for item in batch if item is not None]
 
     @staticmethod
-    def run_safely(flow, *args: str) -> None:
+    def run_safely(flow: Any, *args: str) -> Any:
         """A failed run is recorded by Prefect and retried by reconciliation: keep going."""
         try:
-            flow(*args)
+            return flow(*args)
         except Exception:
             log.exception("pipeline: %s%r failed", flow.name, args)
+            return None
 
 
 def without_heartbeats() -> AbstractContextManager[Any]:

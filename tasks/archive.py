@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import task
@@ -9,7 +10,13 @@ from prefect.cache_policies import NO_CACHE
 
 from core.records import ArchivedStudy
 from pacs.settings import Settings
-from storage.archive import ArchiveClient, ArchiveNotFound, ArchiveUnavailable, ChangesPage
+from storage.archive import (
+    ArchiveClient,
+    ArchiveNotFound,
+    ArchiveRejected,
+    ArchiveUnavailable,
+    ChangesPage,
+)
 
 RETRY_DELAYS = [1, 2, 4, 8]
 
@@ -34,14 +41,30 @@ archive_task = task(
 )
 
 
+@dataclass(frozen=True)
+class FetchedStudies:
+    studies: list[ArchivedStudy]
+    gone: list[str]  # no longer in the archive
+    failed: dict[str, str]  # Orthanc id -> why the archive would not give it
+
+
 @archive_task
-def fetch_archived_study(settings: Settings, orthanc_id: str) -> ArchivedStudy | None:
-    """The study's summary and every instance's tags in two calls; None if it is gone."""
+def fetch_archived_studies(settings: Settings, orthanc_ids: list[str]) -> FetchedStudies:
+    """Each study's summary and instances' tags, two calls a study whatever its size.
+
+    An outage fails (and retries) the whole task; a study the archive refuses is
+    set aside with the reason, so one bad study never holds up the others.
+    """
+    fetched = FetchedStudies(studies=[], gone=[], failed={})
     with ArchiveClient.from_settings(settings) as client:
-        try:
-            return client.get_archived_study(orthanc_id)
-        except ArchiveNotFound:
-            return None
+        for orthanc_id in orthanc_ids:
+            try:
+                fetched.studies.append(client.get_archived_study(orthanc_id))
+            except ArchiveNotFound:
+                fetched.gone.append(orthanc_id)
+            except ArchiveRejected as error:
+                fetched.failed[orthanc_id] = str(error)
+    return fetched
 
 
 @archive_task

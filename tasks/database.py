@@ -1,4 +1,4 @@
-"""Prefect tasks that write the operational database, one transaction each."""
+"""Prefect tasks that write the operational database, one transaction per study."""
 
 from __future__ import annotations
 
@@ -42,13 +42,32 @@ def make_policy(settings: Settings) -> ValidationPolicy:
     return ValidationPolicy(allowed_modalities=settings.allowed_modalities)
 
 
+@dataclass(frozen=True)
+class RecordedStudies:
+    outcomes: list[StudyOutcome]
+    failed: dict[str, str]  # Orthanc id -> why it could not be recorded
+
+
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
-def record_study(settings: Settings, study: ArchivedStudy) -> StudyOutcome:
-    """Validate the study and upsert it, or its quarantine entry, in one transaction."""
+def record_studies(settings: Settings, studies: list[ArchivedStudy]) -> RecordedStudies:
+    """Validate each study and upsert it, or its quarantine entry, one transaction a study."""
+    policy = make_policy(settings)
+    recorded = RecordedStudies(outcomes=[], failed={})
+    for study in studies:
+        try:
+            recorded.outcomes.append(record_study(settings, study, policy))
+        except Exception as error:  # one study's failure must not lose the batch's others
+            recorded.failed[study.orthanc_id] = f"{type(error).__name__}: {error}"
+    return recorded
+
+
+def record_study(
+    settings: Settings, study: ArchivedStudy, policy: ValidationPolicy
+) -> StudyOutcome:
     now = datetime.datetime.now(datetime.UTC)
     with open_session(settings.database_url) as session:
         released = is_released(session, study.orthanc_id)
-        assessment = assess_study(study, make_policy(settings), released=released)
+        assessment = assess_study(study, policy, released=released)
         outcome = save_assessment(session, assessment, now)
         clear_retry(session, study.orthanc_id)
     return StudyOutcome(
@@ -70,10 +89,12 @@ def record_removed_studies(settings: Settings, orthanc_ids: list[str]) -> int:
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
-def remember_retry(settings: Settings, orthanc_id: str, reason: str) -> None:
-    """Keep a study that could not be ingested yet, so that reconciliation tries it again."""
+def remember_retries(settings: Settings, reasons: dict[str, str]) -> None:
+    """Keep studies that could not be ingested yet, so that reconciliation tries them again."""
+    now = datetime.datetime.now(datetime.UTC)
     with open_session(settings.database_url) as session:
-        record_retry(session, orthanc_id, reason, datetime.datetime.now(datetime.UTC))
+        for orthanc_id, reason in reasons.items():
+            record_retry(session, orthanc_id, reason, now)
 
 
 @task(cache_policy=NO_CACHE)

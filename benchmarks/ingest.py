@@ -1,0 +1,235 @@
+"""Ingestion throughput and latency, end to end on one machine.
+
+Starts its own Orthanc (temporary PACS_HOME, free loopback ports, StableAge 2 s),
+a Prefect server (in-memory database), and the portal's webhook with the embedded
+pipeline, exactly as `pacs up` wires them. Sends N studies of M instances with
+dcmtk's storescu (TCP_NODELAY) and prints, for the same run:
+
+- the archive's receive rate (instances/s while storescu sends),
+- the pipeline's processing rate (instances/s inside `ingest_study` runs),
+- the time from a study's stable notification to its worklist row (p50, p95),
+- the pipeline's capacity once the archive is quiet: the same studies ingested
+  again, one flow run per study and then all in one `ingest_studies` run.
+
+    .venv/bin/python benchmarks/ingest.py [--studies 20] [--instances 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from tests.conftest import find_free_port, make_env, wait_for_http  # noqa: E402
+from tests.studies import clone_study, write_files  # noqa: E402
+
+
+class TimedPipeline:
+    """The embedded pipeline, noting when each notification arrived."""
+
+    def __init__(self, pipeline) -> None:
+        self.pipeline = pipeline
+        self.notified: dict[str, float] = {}
+
+    def submit(self, orthanc_study_id: str) -> None:
+        self.notified.setdefault(orthanc_study_id, time.time())
+        self.pipeline.submit(orthanc_study_id)
+
+
+class StageClock:
+    """Adds up the time spent in one function, to split a flow run's time by stage."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def wrap(self, function):
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        return timed
+
+
+def start_prefect_server(home: Path) -> tuple[subprocess.Popen, str]:
+    port = find_free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_API_DATABASE_CONNECTION_URL": "sqlite+aiosqlite:///:memory:",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+    }
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("prefect")), "server", "start", "--no-services"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/api"
+    wait_for_http(f"{url}/health", timeout=90)
+    return server, url
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", type=int, default=20)
+    parser.add_argument("--instances", type=int, default=100)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="pacs-bench-") as tmp:
+        home = Path(tmp)
+        env = make_env(home / "pacs", PACS_ORTHANC_STABLE_AGE="2")
+        os.environ.update(env)
+        os.environ.update(
+            DO_NOT_TRACK="1",
+            PREFECT_LOGGING_TO_API_ENABLED="false",
+            PREFECT_LOGGING_LEVEL="WARNING",
+        )
+        prefect_server, api_url = start_prefect_server(home / "prefect")
+        os.environ["PREFECT_API_URL"] = api_url
+
+        from sqlalchemy import select
+        from werkzeug.serving import make_server
+
+        import tasks.database
+        from pacs.orthanc_server import start_orthanc, stop_orthanc
+        from pacs.pipeline import EmbeddedPipeline
+        from pacs.settings import load_settings
+        from portal import create_app
+        from storage.archive import ArchiveClient
+        from storage.database import Study, open_session
+
+        fetch_clock, record_clock = StageClock(), StageClock()
+        ArchiveClient.get_archived_study = fetch_clock.wrap(ArchiveClient.get_archived_study)
+        tasks.database.record_study = record_clock.wrap(tasks.database.record_study)
+
+        settings = load_settings(env)
+        orthanc = start_orthanc(settings)
+        pipeline = EmbeddedPipeline(reconcile_every=3600)
+        timed = TimedPipeline(pipeline)
+        app = create_app({"PACS_SETTINGS": settings, "PACS_PIPELINE": timed})
+        server = make_server("127.0.0.1", settings.portal_port, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            pipeline.start()
+            folders = []
+            for index in range(args.studies):
+                datasets = clone_study("CT", limit=1)
+                template = datasets[0]
+                for number in range(1, args.instances):
+                    clone = clone_study("CT", limit=1)[0]
+                    clone.StudyInstanceUID = template.StudyInstanceUID
+                    clone.SeriesInstanceUID = template.SeriesInstanceUID
+                    clone.InstanceNumber = number + 1
+                    datasets.append(clone)
+                folders.append(home / f"study{index}")
+                write_files(datasets, folders[-1])
+            # Warm-up: the first flow run pays for imports and connections.
+            time.sleep(1)
+            started = time.perf_counter()
+            subprocess.run(
+                [
+                    "storescu",
+                    "-aec",
+                    settings.orthanc_aet,
+                    "+sd",
+                    "127.0.0.1",
+                    str(settings.orthanc_dicom_port),
+                    *map(str, folders),
+                ],
+                env={**os.environ, "TCP_NODELAY": "1"},
+                check=True,
+                capture_output=True,
+            )
+            send_seconds = time.perf_counter() - started
+            total = args.studies * args.instances
+
+            deadline = time.monotonic() + 120 + args.studies * 5
+            rows: list[Study] = []
+            while time.monotonic() < deadline:
+                with open_session(settings.database_url) as session:
+                    rows = list(session.scalars(select(Study)))
+                if len(rows) >= args.studies:
+                    break
+                time.sleep(0.2)
+            pipeline.stop()
+            live_fetch, live_record = fetch_clock.seconds, record_clock.seconds
+            ids = [row.orthanc_id for row in rows]
+            from flows.ingest_study import ingest_studies, ingest_study
+            from pacs.pipeline import without_heartbeats
+
+            with without_heartbeats():
+                started = time.perf_counter()
+                for orthanc_id in ids:
+                    ingest_study(orthanc_id)
+                single_seconds = time.perf_counter() - started
+                started = time.perf_counter()
+                ingest_studies(ids)
+                batch_seconds = time.perf_counter() - started
+        finally:
+            pipeline.stop()
+            server.shutdown()
+            stop_orthanc(settings)
+            orthanc.wait()
+            prefect_server.terminate()
+            prefect_server.wait()
+
+    latencies = [
+        row.ingested_at.timestamp() - timed.notified[row.orthanc_id]
+        for row in rows
+        if row.orthanc_id in timed.notified
+    ]
+    runs = pipeline.run_seconds
+    processed = sum(instances for _, instances in runs)
+    busy = sum(seconds for seconds, _ in runs)
+    print(
+        f"studies x instances       {args.studies} x {args.instances} ({len(rows)} on the worklist)"
+    )
+    print(f"archive receive rate      {total / send_seconds:8.1f} instances/s (storescu)")
+    print(
+        f"pipeline processing rate  {processed / busy:8.1f} instances/s "
+        f"({len(runs)} flow runs, {busy:.2f} s busy)"
+    )
+    print(f"  ratio to receive rate   {processed / busy / (total / send_seconds):8.2f}x")
+    print(
+        f"  of the busy time        archive fetch {live_fetch:.2f} s, "
+        f"validate+record {live_record:.2f} s, "
+        f"Prefect and the rest {busy - live_fetch - live_record:.2f} s"
+    )
+    print(
+        f"capacity, archive quiet   {total / single_seconds:8.1f} instances/s one run per study, "
+        f"{total / batch_seconds:.1f} in one batch run"
+    )
+    print(
+        f"  ratio to receive rate   {total / single_seconds / (total / send_seconds):8.2f}x, "
+        f"{total / batch_seconds / (total / send_seconds):.2f}x"
+    )
+    if latencies:
+        print(
+            f"stable -> worklist        p50 {statistics.median(latencies):.3f} s, "
+            f"p95 {percentile(latencies, 0.95):.3f} s, max {max(latencies):.3f} s"
+        )
+    print(f"date                      {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
+
+
+if __name__ == "__main__":
+    main()
