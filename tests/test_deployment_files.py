@@ -256,7 +256,10 @@ def test_prefect_project_file(prefect_project: dict[str, Any]) -> None:
     assert prefect_project["pull"] == [
         {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $PACS_APP_DIR }}"}}
     ]
-    assert prefect_project["deployments"] == []
+    deployments = {d["name"]: d for d in prefect_project["deployments"]}
+    assert deployments["ingest-study"]["entrypoint"] == "flows/ingest_study.py:ingest_study"
+    assert deployments["reconcile-archive"]["schedules"] == [{"interval": 60}]
+    assert all(d["work_pool"] == {"name": "pacs"} for d in deployments.values())
     assert "PACS_APP_DIR=/app" in (ROOT / "Dockerfile").read_text()
 
 
@@ -264,12 +267,17 @@ def test_prefect_accepts_the_project_file(
     prefect_project: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     models = pytest.importorskip("prefect.cli.deploy._models")
+    from prefect.flows import load_flow_from_entrypoint
     from prefect.utilities.importtools import import_object
     from prefect.utilities.templating import apply_values
 
     model = models.PrefectYamlModel.model_validate(prefect_project)
     assert model.build is None and model.push is None
-    assert model.deployments == []
+    for deployment in model.deployments:
+        # Every entrypoint names a real flow of the project.
+        path, _, name = deployment.entrypoint.partition(":")
+        flow = load_flow_from_entrypoint(f"{ROOT / path}:{name}")
+        assert flow.name == deployment.name
     for step in model.pull or []:
         (name, inputs), *_ = step.items()
         assert callable(import_object(name))

@@ -11,6 +11,7 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
+from pydicom.uid import generate_uid
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
@@ -167,7 +168,7 @@ def test_reingesting_is_idempotent_and_picks_up_new_series(
     extra = clone_study("CT", limit=2)
     for ds in extra:
         ds.StudyInstanceUID = datasets[0].StudyInstanceUID
-        ds.SeriesInstanceUID = "1.2.826.0.1.3680043.10.999." + ds.SeriesInstanceUID[-10:]
+        ds.SeriesInstanceUID = generate_uid()
     upload(pipeline_settings, extra)
     reconcile_archive()
     with open_session(pipeline_settings.database_url) as session:

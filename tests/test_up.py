@@ -1,4 +1,4 @@
-"""`pacs up` runs Orthanc and the portal in the foreground and stops both on SIGTERM."""
+"""`pacs up` runs Orthanc, the pipeline and the portal, and stops them on SIGTERM."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import requests
 from pacs.orthanc_server import OrthancPaths, is_running
 from pacs.settings import load_settings
 from tests.conftest import PACS_COMMAND, make_env
+from tests.studies import clone_study, write_files
+from tests.test_ingest import find_study
 
 
 def wait_for(url: str, timeout: float = 30.0) -> requests.Response:
@@ -26,7 +28,7 @@ def wait_for(url: str, timeout: float = 30.0) -> requests.Response:
             time.sleep(0.2)
 
 
-def test_up_serves_the_portal_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
+def test_up_serves_the_portal_ingests_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
     env = make_env(tmp_path)
     settings = load_settings(env)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PACS_")}
@@ -42,6 +44,30 @@ def test_up_serves_the_portal_and_stops_everything_on_sigterm(tmp_path: Path) ->
         assert spec.status_code == 200
         assert spec.json()["openapi"].startswith("3.")
         assert is_running(OrthancPaths(settings.orthanc_dir))
+
+        # A modality sends a study: Orthanc's plugin notifies the portal, the pipeline ingests.
+        datasets = clone_study("DX")
+        files = write_files(datasets, tmp_path / "dx")
+        subprocess.run(
+            [
+                "storescu",
+                "-aec",
+                settings.orthanc_aet,
+                "127.0.0.1",
+                str(settings.orthanc_dicom_port),
+                *map(str, files),
+            ],
+            env={**os.environ, "TCP_NODELAY": "1"},
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        deadline = time.monotonic() + 90
+        while (study := find_study(settings, datasets[0].StudyInstanceUID)) is None:
+            assert time.monotonic() < deadline, "the study never reached the worklist"
+            assert process.poll() is None, "pacs up exited"
+            time.sleep(0.5)
+        assert study.instance_count == len(datasets)
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
