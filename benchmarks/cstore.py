@@ -11,27 +11,24 @@ against the same client without TCP_NODELAY, measured in the same run.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import socket
-import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import pydicom
-from pydicom.data import get_testdata_file
-from pydicom.uid import generate_uid
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
 
-from pacs.orthanc_server import start_orthanc, stop_orthanc
-from pacs.settings import Settings, load_settings
-from storage.dicom_sender import send_datasets
+import pydicom  # noqa: E402
+from pydicom.data import get_testdata_file  # noqa: E402
+from pydicom.uid import generate_uid  # noqa: E402
 
-
-def find_free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from pacs.orthanc_server import start_orthanc, stop_orthanc  # noqa: E402
+from pacs.settings import Settings, load_settings  # noqa: E402
+from storage.dicom_sender import send_datasets  # noqa: E402
+from tests.conftest import find_free_port  # noqa: E402
+from tests.studies import run_storescu  # noqa: E402
 
 
 def make_datasets(count: int) -> list[pydicom.Dataset]:
@@ -69,26 +66,8 @@ def time_storescu(settings: Settings, count: int, folder: Path, *, nodelay: bool
     target.mkdir()
     for index, ds in enumerate(make_datasets(count)):
         ds.save_as(target / f"{index:05d}.dcm", enforce_file_format=True)
-    env = {k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}
-    if nodelay:
-        env["TCP_NODELAY"] = "1"
     started = time.perf_counter()
-    subprocess.run(
-        [
-            "storescu",
-            "-aec",
-            settings.orthanc_aet,
-            "+sd",
-            "-nh",
-            "127.0.0.1",
-            str(settings.orthanc_dicom_port),
-            str(target),
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    run_storescu(settings, [target], nodelay=nodelay)
     return count / (time.perf_counter() - started)
 
 

@@ -20,7 +20,6 @@ import argparse
 import datetime
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,8 +29,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.conftest import find_free_port, make_env, wait_for_http  # noqa: E402
-from tests.studies import clone_study, write_files  # noqa: E402
+from tests.conftest import make_env, start_prefect_server  # noqa: E402
+from tests.studies import clone_study, run_storescu, write_files  # noqa: E402
 
 
 class TimedPipeline:
@@ -61,27 +60,6 @@ class StageClock:
                 self.seconds += time.perf_counter() - started
 
         return timed
-
-
-def start_prefect_server(home: Path) -> tuple[subprocess.Popen, str]:
-    port = find_free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_API_HOST": "127.0.0.1",
-        "PREFECT_SERVER_API_PORT": str(port),
-        "PREFECT_API_DATABASE_CONNECTION_URL": "sqlite+aiosqlite:///:memory:",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-    }
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("prefect")), "server", "start", "--no-services"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    wait_for_http(f"{url}/health", timeout=90)
-    return server, url
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -146,20 +124,7 @@ def main() -> None:
             # Warm-up: the first flow run pays for imports and connections.
             time.sleep(1)
             started = time.perf_counter()
-            subprocess.run(
-                [
-                    "storescu",
-                    "-aec",
-                    settings.orthanc_aet,
-                    "+sd",
-                    "127.0.0.1",
-                    str(settings.orthanc_dicom_port),
-                    *map(str, folders),
-                ],
-                env={**os.environ, "TCP_NODELAY": "1"},
-                check=True,
-                capture_output=True,
-            )
+            run_storescu(settings, folders)
             send_seconds = time.perf_counter() - started
             total = args.studies * args.instances
 

@@ -78,12 +78,26 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         temporary_settings,
     )
 
+    server, url = start_prefect_server(tmp_path_factory.mktemp("prefect-home"))
+    try:
+        os.environ["PREFECT_API_URL"] = url  # for the `pacs` subprocesses
+        with temporary_settings(
+            updates={PREFECT_API_URL: url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+        ):
+            yield url
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def start_prefect_server(home: Path) -> tuple[subprocess.Popen, str]:
+    """A throwaway Prefect server (in-memory database, no services); returns it and its API URL."""
     port = find_free_port()
-    url = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,
         **PREFECT_QUIET_ENV,
-        "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home")),
+        "PREFECT_HOME": str(home),
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
         "PREFECT_SERVER_API_PORT": str(port),
         "PREFECT_API_DATABASE_CONNECTION_URL": "sqlite+aiosqlite:///:memory:",
@@ -95,17 +109,13 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    url = f"http://127.0.0.1:{port}/api"
     try:
         wait_for_http(f"{url}/health", timeout=90)
-        os.environ["PREFECT_API_URL"] = url  # for the `pacs` subprocesses
-        with temporary_settings(
-            updates={PREFECT_API_URL: url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
-        ):
-            yield url
-    finally:
-        os.environ.pop("PREFECT_API_URL", None)
+    except requests.ConnectionError:
         server.terminate()
-        server.wait(timeout=30)
+        raise
+    return server, url
 
 
 def wait_for_http(url: str, *, timeout: float) -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import copy
 import datetime
 import functools
+import os
+import subprocess
 from pathlib import Path
 
 from pydicom import Dataset
 from pydicom.uid import generate_uid
 
 from core.demo import DemoStudy, build_demo_studies
+from pacs.settings import Settings
 
 
 @functools.cache
@@ -50,3 +53,25 @@ def write_files(datasets: list[Dataset], folder: Path) -> list[Path]:
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+def run_storescu(settings: Settings, paths: list[Path], *, nodelay: bool = True) -> None:
+    """Send files (or folders, recursively) with dcmtk's storescu, as a modality would."""
+    env = {k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}
+    if nodelay:
+        env["TCP_NODELAY"] = "1"
+    subprocess.run(
+        [
+            "storescu",
+            "-aec",
+            settings.orthanc_aet,
+            "+sd",
+            "127.0.0.1",
+            str(settings.orthanc_dicom_port),
+            *map(str, paths),
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )

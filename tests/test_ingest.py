@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ from storage.archive import ArchiveClient
 from storage.database import QuarantinedStudy, Study, open_session
 from storage.dicom_sender import send_datasets
 from tests.conftest import make_env
-from tests.studies import clone_study, write_files
+from tests.studies import clone_study, run_storescu, write_files
 
 
 @pytest.fixture
@@ -93,20 +91,7 @@ def test_storescu_study_reaches_the_worklist_through_the_notification(
 ) -> None:
     datasets = clone_study("CT", limit=12)
     files = write_files(datasets, tmp_path / "ct")
-    subprocess.run(
-        [
-            "storescu",
-            "-aec",
-            pipeline_settings.orthanc_aet,
-            "127.0.0.1",
-            str(pipeline_settings.orthanc_dicom_port),
-            *map(str, files),
-        ],
-        env={**os.environ, "TCP_NODELAY": "1"},
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    run_storescu(pipeline_settings, files)
     study = wait_for_study(pipeline_settings, datasets[0].StudyInstanceUID)
     assert study.status == "received"
     assert study.instance_count == 12

@@ -13,7 +13,7 @@ import requests
 from pacs.orthanc_server import OrthancPaths, is_running
 from pacs.settings import load_settings
 from tests.conftest import PACS_COMMAND, make_env
-from tests.studies import clone_study, write_files
+from tests.studies import clone_study, run_storescu, write_files
 from tests.test_ingest import find_study
 
 
@@ -48,20 +48,7 @@ def test_up_serves_the_portal_ingests_and_stops_everything_on_sigterm(tmp_path: 
         # A modality sends a study: Orthanc's plugin notifies the portal, the pipeline ingests.
         datasets = clone_study("DX")
         files = write_files(datasets, tmp_path / "dx")
-        subprocess.run(
-            [
-                "storescu",
-                "-aec",
-                settings.orthanc_aet,
-                "127.0.0.1",
-                str(settings.orthanc_dicom_port),
-                *map(str, files),
-            ],
-            env={**os.environ, "TCP_NODELAY": "1"},
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        run_storescu(settings, files)
         deadline = time.monotonic() + 90
         while (study := find_study(settings, datasets[0].StudyInstanceUID)) is None:
             assert time.monotonic() < deadline, "the study never reached the worklist"
