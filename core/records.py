@@ -181,3 +181,13 @@ def build_study_record(study: ArchivedStudy) -> StudyRecord:
         instance_count=len(instances),
         series=series,
     )
+
+
+def format_person_name(name: str) -> str:
+    """A DICOM PN ("Family^Given^Middle^Prefix^Suffix", groups split by "=") for people:
+    "Family, Given Middle". Only the first (alphabetic) group is shown."""
+    alphabetic = name.split("=")[0]
+    family, given, middle, prefix, suffix = (alphabetic.split("^") + [""] * 5)[:5]
+    first = " ".join(part for part in (prefix, given, middle) if part)
+    full = ", ".join(part for part in (family, first) if part)
+    return f"{full} {suffix}".strip() if suffix else full

@@ -11,7 +11,7 @@ import getpass
 import sys
 from collections.abc import Callable, Sequence
 
-from pacs import ingest_commands, orthanc_server
+from pacs import ingest_commands, orthanc_server, user_commands
 from pacs.settings import Settings, SettingsError, load_settings
 from storage.archive import ArchiveError
 from storage.dicom_sender import DicomSendError
@@ -82,6 +82,16 @@ def run_quarantine_delete(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
+def run_user_add(settings: Settings, args: argparse.Namespace) -> int:
+    return user_commands.add_user(
+        settings, args.email, args.role, args.name, args.dicom_name, sys.stdout
+    )
+
+
+def run_user_list(settings: Settings, args: argparse.Namespace) -> int:
+    return user_commands.print_users(settings, sys.stdout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pacs", description="Radiology PACS platform: archive, pipeline, portal."
@@ -118,6 +128,24 @@ def build_parser() -> argparse.ArgumentParser:
         action = quarantine_actions.add_parser(name, help=text)
         action.add_argument("study", help="Orthanc study id or Study Instance UID")
         action.set_defaults(handler=handler)
+
+    user = commands.add_parser("user", help="portal accounts")
+    user_actions = user.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = user_actions.add_parser(
+        "add", help="add a user (password from stdin, or prompted twice on a terminal)"
+    )
+    add.add_argument("email")
+    add.add_argument(
+        "--role", required=True, help="admin, radiologist, referrer, manager, researcher"
+    )
+    add.add_argument("--name", default="", help="display name")
+    add.add_argument(
+        "--dicom-name", default="", help="a referrer's name as in Referring Physician's Name"
+    )
+    add.set_defaults(handler=run_user_add)
+    user_actions.add_parser("list", help="every user with role and state").set_defaults(
+        handler=run_user_list
+    )
 
     orthanc = commands.add_parser("orthanc", help="the project's Orthanc archive")
     actions = orthanc.add_subparsers(dest="action", required=True, metavar="ACTION")

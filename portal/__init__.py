@@ -6,10 +6,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from apiflask import APIFlask, HTTPError
-from flask import render_template
+from flask import Response
+from sqlalchemy import event
 
+from core.records import format_person_name
 from pacs.pipeline import make_dispatcher
 from pacs.settings import load_settings
+from portal.extensions import csrf, db, login_manager
+from portal.security import enforce_access
+from storage.database import configure_sqlite, init_database
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
@@ -23,9 +33,32 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     )
     config = dict(config or {})
     settings = config.get("PACS_SETTINGS") or load_settings()
-    app.config.update(SECRET_KEY=settings.secret_key, PACS_SETTINGS=settings)
+    app.config.update(
+        PACS_SETTINGS=settings,
+        SECRET_KEY=settings.secret_key,
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        WTF_CSRF_CHECK_DEFAULT=False,  # enforce_access checks cookie-authenticated writes
+        MAX_CONTENT_LENGTH=1024 * 1024,
+    )
     app.config.update(config)
     app.extensions["pacs_dispatcher"] = app.config.get("PACS_PIPELINE") or make_dispatcher()
+
+    db.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    csrf.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            event.listen(db.engine, "connect", configure_sqlite)
+        init_database(db.engine)
+
+    app.jinja_env.filters["person_name"] = format_person_name
+    app.before_request(enforce_access)
+    app.after_request(add_security_headers)
 
     @app.error_processor
     def format_error(error: HTTPError) -> tuple[dict[str, Any], int, Any]:
@@ -33,12 +66,20 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         return {"error": error.message, "detail": error.detail}, error.status_code, error.headers
 
     from portal.api import bp as api_bp
+    from portal.auth import bp as auth_bp
+    from portal.worklist import bp as worklist_bp
 
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(worklist_bp)
     app.register_blueprint(api_bp)
-
-    @app.get("/")
-    @app.doc(hide=True)
-    def show_home() -> str:
-        return render_template("home.html", settings=app.config["PACS_SETTINGS"])
-
     return app
+
+
+def add_security_headers(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-store"
+    return response

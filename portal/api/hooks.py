@@ -15,6 +15,7 @@ from apiflask.validators import Regexp
 from flask import current_app, request
 
 from portal.api import bp
+from portal.security import public
 
 ORTHANC_ID = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{8}){4}$")
 
@@ -30,6 +31,7 @@ class Queued(Schema):
 
 
 @bp.post("/hooks/orthanc")
+@public
 @bp.input(StableStudyNotice, arg_name="notice")
 @bp.output(Queued, status_code=202)
 @bp.doc(summary="Orthanc's study notification (header X-Pacs-Webhook-Secret)")

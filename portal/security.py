@@ -1,0 +1,133 @@
+"""Who may reach which route: every view declares its roles, anything undeclared is denied.
+
+Sessions (browsers) carry "user id:session version", so bumping the version logs a
+user out everywhere; programs send `Authorization: Bearer <token>`. Cookie-authenticated
+writes need a CSRF token; bearer-token calls cannot be forged by another site.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import current_app, g, jsonify, redirect, render_template, request, url_for
+from flask_login import UserMixin, current_user
+
+from core.accounts import Role
+from portal.extensions import csrf, db, login_manager
+from storage.accounts import find_token_user, write_audit
+from storage.database import User
+
+View = TypeVar("View", bound=Callable[..., Any])
+PUBLIC = "public"
+# Framework endpoints that carry no patient data.
+PUBLIC_ENDPOINTS = frozenset({"static", "openapi.spec"})
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def roles(*allowed: Role) -> Callable[[View], View]:
+    """Declare which roles may call the view."""
+
+    def declare(view: View) -> View:
+        view.pacs_access = frozenset(allowed)  # type: ignore[attr-defined]
+        return view
+
+    return declare
+
+
+def public(view: View) -> View:
+    """Declare a view open to anyone (it must check its own credentials if it has any)."""
+    view.pacs_access = PUBLIC  # type: ignore[attr-defined]
+    return view
+
+
+class SignedInUser(UserMixin):
+    """Flask-Login's view of a `User` row."""
+
+    def __init__(self, user: User) -> None:
+        self.user = user
+        self.role = Role(user.role)
+        self.email = user.email
+
+    def get_id(self) -> str:
+        return f"{self.user.id}:{self.user.session_version}"
+
+
+@login_manager.user_loader
+def load_session_user(session_id: str) -> SignedInUser | None:
+    user_id, _, version = session_id.partition(":")
+    if not user_id.isdigit() or not version.isdigit():
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or not user.active or user.session_version != int(version):
+        return None
+    return SignedInUser(user)
+
+
+@login_manager.request_loader
+def load_token_user(req: Any) -> SignedInUser | None:
+    header = req.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    user = find_token_user(db.session, token.strip(), utc_now())
+    if user is None:
+        return None
+    g.pacs_bearer = True
+    return SignedInUser(user)
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def is_api_request() -> bool:
+    return request.path.startswith("/api/")
+
+
+def audit(action: str, outcome: str = "success", **fields: str) -> None:
+    """Record an audit event for the current request (committed with the request's work)."""
+    user = current_user.user if current_user.is_authenticated else None
+    write_audit(
+        db.session,
+        action=action,
+        outcome=outcome,
+        now=utc_now(),
+        user=user,
+        client_ip=request.remote_addr or "",
+        **fields,
+    )
+
+
+def deny(status: int, message: str) -> Any:
+    if is_api_request():
+        response = jsonify({"error": message, "detail": None})
+        response.status_code = status
+        return response
+    if status == 401:
+        return redirect(url_for("auth.login", next=request.full_path))
+    return render_template("errors/denied.html", message=message), status
+
+
+def enforce_access() -> Any:
+    """before_request: the declared roles of the endpoint decide; undeclared means denied."""
+    if request.endpoint is None:
+        return None  # 404/405: nothing to protect
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    view = current_app.view_functions[request.endpoint]
+    access = getattr(view, "pacs_access", None)
+    if access == PUBLIC:
+        return None
+    if access is None:
+        return deny(403, "this route declares no roles and is closed")
+    if not current_user.is_authenticated:
+        return deny(401, "sign in first")
+    if request.method in UNSAFE_METHODS and not g.get("pacs_bearer"):
+        csrf.protect()
+    if current_user.role not in access:
+        audit("access", "denied", object_type="route", object_id=request.path)
+        db.session.commit()
+        return deny(403, f"the {current_user.role} role may not use this page")
+    return None

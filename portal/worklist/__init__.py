@@ -1,0 +1,90 @@
+"""The radiologists' worklist page, and the home page every role lands on."""
+
+from __future__ import annotations
+
+import datetime
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from core.accounts import ALL_ROLES, WORKLIST_ROLES
+from core.records import Priority, StudyStatus
+from portal.extensions import db
+from portal.security import audit, roles
+from storage.assignments import AssignmentError, assign_study, find_listed_study
+from storage.worklist import SORT_COLUMNS, WORKLIST_STATUSES, WorklistQuery, query_worklist
+
+bp = Blueprint("worklist", __name__, template_folder="../templates")
+PER_PAGE_CHOICES = (25, 50, 100)
+
+
+@bp.get("/")
+@roles(*ALL_ROLES)
+def home():
+    if current_user.role in WORKLIST_ROLES:
+        return redirect(url_for("worklist.show_worklist"))
+    return render_template("worklist/home.html")
+
+
+@bp.get("/worklist")
+@roles(*WORKLIST_ROLES)
+def show_worklist():
+    query = parse_worklist_args(request.args)
+    page = query_worklist(db.session, query, me=current_user.user)
+    audit("view_worklist", detail=request.query_string.decode()[:1024])
+    db.session.commit()
+    return render_template(
+        "worklist/worklist.html",
+        page=page,
+        query=query,
+        statuses=WORKLIST_STATUSES,
+        priorities=list(Priority),
+        sort_columns=SORT_COLUMNS,
+        pages=max(1, -(-page.total // query.per_page)),
+    )
+
+
+@bp.post("/studies/<study_uid>/assign")
+@roles(*WORKLIST_ROLES)
+def assign(study_uid: str):
+    study = find_listed_study(db.session, study_uid)
+    if study is None:
+        abort(404)
+    take = request.form.get("action") == "take"
+    try:
+        assign_study(db.session, study, current_user.user, current_user.email if take else None)
+    except AssignmentError as error:
+        flash(str(error), "error")
+        audit("assign", "denied", object_type="study", object_id=study_uid, study_uid=study_uid)
+    else:
+        audit("assign" if take else "release", object_type="study", object_id=study_uid,
+              study_uid=study_uid)
+    db.session.commit()
+    return redirect(request.referrer or url_for("worklist.show_worklist"))
+
+
+def parse_worklist_args(args) -> WorklistQuery:
+    """Query-string filters; values that make no sense are dropped, never an error page."""
+    statuses = tuple(s for s in args.getlist("status") if s in {x.value for x in StudyStatus})
+    sort = args.get("sort", "received_at")
+    per_page = args.get("per_page", type=int) or 50
+    return WorklistQuery(
+        statuses=statuses,
+        modality=args.get("modality") or None,
+        priority=args.get("priority") or None,
+        assignee=args.get("assignee") or None,
+        text=(args.get("q") or "").strip()[:64] or None,
+        date_from=parse_date(args.get("from")),
+        date_to=parse_date(args.get("to")),
+        sort=sort if sort in SORT_COLUMNS else "received_at",
+        descending=args.get("order", "desc") != "asc",
+        page=max(1, args.get("page", type=int) or 1),
+        per_page=per_page if per_page in PER_PAGE_CHOICES else 50,
+    )
+
+
+def parse_date(text: str | None) -> datetime.date | None:
+    try:
+        return datetime.date.fromisoformat(text) if text else None
+    except ValueError:
+        return None

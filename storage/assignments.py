@@ -1,0 +1,48 @@
+"""Assigning studies to radiologists and changing their priority."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.accounts import Role
+from core.records import Priority
+from storage.accounts import find_user
+from storage.database import Study, User
+
+
+class AssignmentError(ValueError):
+    """The change is not allowed or names something that does not exist."""
+
+
+def find_listed_study(session: Session, study_uid: str) -> Study | None:
+    return session.scalar(
+        select(Study).where(Study.study_instance_uid == study_uid, Study.status != "removed")
+    )
+
+
+def assign_study(session: Session, study: Study, actor: User, assignee_email: str | None) -> None:
+    """Radiologists take studies for themselves or give them back; admins assign anyone."""
+    if assignee_email is None:
+        if actor.role != Role.ADMIN and study.assignee_id not in (None, actor.id):
+            raise AssignmentError("only an admin can take a study from another radiologist")
+        study.assignee_id = None
+        return
+    assignee = find_user(session, assignee_email)
+    if assignee is None or not assignee.active or assignee.role != Role.RADIOLOGIST:
+        raise AssignmentError(f"{assignee_email} is not an active radiologist")
+    if actor.role != Role.ADMIN:
+        if assignee.id != actor.id:
+            raise AssignmentError("radiologists assign studies to themselves only")
+        if study.assignee_id not in (None, actor.id):
+            raise AssignmentError("the study is assigned to another radiologist")
+    study.assignee_id = assignee.id
+
+
+def set_priority(study: Study, priority: str) -> None:
+    try:
+        study.priority = Priority(priority.upper()).value
+    except ValueError:
+        raise AssignmentError(
+            f"unknown priority {priority!r}: choose {', '.join(p.value for p in Priority)}"
+        ) from None

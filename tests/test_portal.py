@@ -1,0 +1,300 @@
+"""The portal without a browser: roles on every route, sign-in, tokens, worklist API, audit."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from core.accounts import ALL_ROLES, Role, hash_password
+from pacs.settings import load_settings
+from portal import create_app
+from portal.extensions import db
+from portal.security import PUBLIC, PUBLIC_ENDPOINTS
+from storage.accounts import create_user
+from storage.database import AuditEvent, Study
+from tests.conftest import make_env
+
+PASSWORD = "a-long-enough-passphrase"
+NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
+
+
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    """One real bcrypt hash of PASSWORD: hashing costs ~0.25 s, six users a test add up."""
+    return hash_password(PASSWORD)
+
+
+@pytest.fixture
+def app(tmp_path: Path, password_hash: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    monkeypatch.setattr("storage.accounts.hash_password", lambda password: password_hash)
+    settings = load_settings(make_env(tmp_path))
+    app = create_app({"PACS_SETTINGS": settings, "TESTING": True})
+    with app.app_context():
+        for role in Role:
+            create_user(db.session, f"{role}@example.org", PASSWORD, role, NOW)
+        create_user(db.session, "second@example.org", PASSWORD, Role.RADIOLOGIST, NOW)
+        for index in range(30):
+            db.session.add(make_study(index))
+        db.session.commit()
+    yield app
+
+
+def make_study(index: int, **changes) -> Study:
+    values = dict(
+        study_instance_uid=f"1.2.826.0.1.3680043.10.{index + 1}",
+        orthanc_id=f"{index:08x}-00000000-00000000-00000000-00000000",
+        status="received",
+        patient_name=f"Patient{index:02d}^Test",
+        patient_id=f"PID{index:04d}",
+        accession_number=f"ACC{index:05d}",
+        study_date=datetime.date(2026, 11, 1) + datetime.timedelta(days=index % 20),
+        study_datetime=datetime.datetime(2026, 11, 1, 9) + datetime.timedelta(days=index % 20),
+        modality=["CT", "MR", "CR"][index % 3],
+        modalities=["CT", "MR", "CR"][index % 3],
+        description="Demo study",
+        priority=["ROUTINE", "URGENT", "STAT"][index % 3] if index % 5 else "STAT",
+        received_at=NOW - datetime.timedelta(hours=index),
+        ingested_at=NOW,
+        series_count=1,
+        instance_count=index + 1,
+        warnings=[],
+    )
+    values.update(changes)
+    return Study(**values)
+
+
+def token_for(client: FlaskClient, role: str) -> dict[str, str]:
+    response = client.post(
+        "/api/v1/auth/token", json={"email": f"{role}@example.org", "password": PASSWORD}
+    )
+    assert response.status_code == 201, response.json
+    return {"Authorization": f"Bearer {response.json['token']}"}
+
+
+def csrf_token_of(html: str) -> str:
+    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html).group(1)
+
+
+def sign_in(client: FlaskClient, role: str) -> None:
+    token = csrf_token_of(client.get("/login").get_data(as_text=True))
+    response = client.post(
+        "/login", data={"email": f"{role}@example.org", "password": PASSWORD, "csrf_token": token}
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)
+
+
+def test_every_route_declares_its_roles_and_they_hold_for_every_role(app: Flask) -> None:
+    client = app.test_client()
+    headers = {role: token_for(client, role) for role in ALL_ROLES}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in PUBLIC_ENDPOINTS:
+            continue
+        access = getattr(app.view_functions[rule.endpoint], "pacs_access", None)
+        assert access is not None, f"{rule.rule} declares no roles"
+        if access == PUBLIC:
+            continue
+        url = rule.rule.replace("<study_uid>", "1.2.826.0.1.3680043.10.1")
+        method = "GET" if "GET" in rule.methods else sorted(rule.methods - {"HEAD", "OPTIONS"})[0]
+        anonymous = client.open(url, method=method)
+        assert anonymous.status_code in (401, 302), (rule.rule, anonymous.status_code)
+        for role in ALL_ROLES:
+            response = client.open(url, method=method, headers=headers[role], json={})
+            if role in access:
+                assert response.status_code not in (401, 403), (rule.rule, role, response.json)
+            else:
+                assert response.status_code == 403, (rule.rule, role, response.status_code)
+            if "logout" in rule.endpoint:  # that call ended the token's validity
+                headers[role] = token_for(client, role)
+
+
+def test_an_undeclared_route_is_closed(app: Flask) -> None:
+    app.add_url_rule("/undeclared", "undeclared", lambda: "secret")
+    client = app.test_client()
+    admin = token_for(client, "admin")
+    assert client.get("/undeclared", headers=admin).status_code == 403
+
+
+def test_sign_in_with_csrf_then_worklist_and_sign_out(app: Flask) -> None:
+    client = app.test_client()
+    assert client.get("/worklist").status_code == 302  # to the login page
+    sign_in(client, "radiologist")
+    page = client.get("/worklist")
+    assert page.status_code == 200
+    assert "Patient00, Test" in page.get_data(as_text=True)
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    token = csrf_token_of(page.get_data(as_text=True))
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert client.get("/worklist").status_code == 302
+
+
+def test_form_posts_without_csrf_token_are_rejected(app: Flask) -> None:
+    client = app.test_client()
+    login = client.post("/login", data={"email": "admin@example.org", "password": PASSWORD})
+    assert login.status_code == 200 and "Sign in" in login.get_data(as_text=True)
+    sign_in(client, "radiologist")
+    assign = client.post("/studies/1.2.826.0.1.3680043.10.1/assign", data={"action": "take"})
+    assert assign.status_code == 400
+
+
+def test_cookie_session_cookie_flags(app: Flask) -> None:
+    client = app.test_client()
+    token = csrf_token_of(client.get("/login").get_data(as_text=True))
+    response = client.post(
+        "/login", data={"email": "admin@example.org", "password": PASSWORD, "csrf_token": token}
+    )
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_ten_wrong_passwords_lock_the_account_and_are_audited(app: Flask) -> None:
+    client = app.test_client()
+    codes = [
+        client.post(
+            "/api/v1/auth/token", json={"email": "manager@example.org", "password": "wrong-one!"}
+        ).status_code
+        for _ in range(10)
+    ]
+    assert codes[:4] == [401] * 4
+    assert codes[-1] == 423
+    right = client.post(
+        "/api/v1/auth/token", json={"email": "manager@example.org", "password": PASSWORD}
+    )
+    assert right.status_code == 423, "a locked account stays locked even with the right password"
+    with app.app_context():
+        denied = db.session.query(AuditEvent).filter_by(action="token", outcome="denied").count()
+    assert denied == 11
+
+
+def test_logout_everywhere_revokes_tokens(app: Flask) -> None:
+    client = app.test_client()
+    headers = token_for(client, "radiologist")
+    assert client.get("/api/v1/studies", headers=headers).status_code == 200
+    sign_in(client, "radiologist")
+    token = csrf_token_of(client.get("/worklist").get_data(as_text=True))
+    assert client.post("/logout-everywhere", data={"csrf_token": token}).status_code == 302
+    assert client.get("/api/v1/studies", headers=headers).status_code == 401
+
+
+def test_worklist_api_filters_sorts_and_pages(app: Flask) -> None:
+    client = app.test_client()
+    headers = token_for(client, "radiologist")
+    first = client.get("/api/v1/studies?per_page=10&sort=received_at&order=desc", headers=headers)
+    assert first.status_code == 200
+    body = first.json
+    assert body["total"] == 30 and len(body["items"]) == 10
+    assert body["counts"]["received"] == 30
+    received = [item["received_at"] for item in body["items"]]
+    assert received == sorted(received, reverse=True)
+
+    ct = client.get("/api/v1/studies?modality=CT&per_page=200", headers=headers).json
+    assert ct["total"] == 10 and {i["modality"] for i in ct["items"]} == {"CT"}
+    stat_first = client.get("/api/v1/studies?sort=priority&order=asc", headers=headers).json
+    assert stat_first["items"][0]["priority"] == "STAT"
+    by_name = client.get("/api/v1/studies?q=patient07,%20test", headers=headers).json
+    assert [i["patient_id"] for i in by_name["items"]] == ["PID0007"]
+    by_accession = client.get("/api/v1/studies?q=ACC00012", headers=headers).json
+    assert by_accession["total"] == 1
+    dated = client.get("/api/v1/studies?from=2026-11-05&to=2026-11-06", headers=headers).json
+    assert all(i["study_date"] in ("2026-11-05", "2026-11-06") for i in dated["items"])
+    assert dated["total"] == 4
+    last_page = client.get("/api/v1/studies?per_page=8&page=4", headers=headers).json
+    assert len(last_page["items"]) == 6
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "sort=patient_name;drop",
+        "per_page=100000",
+        "page=0",
+        "from=yesterday",
+        "colour=red",
+        "status=nonsense",
+        "priority=whenever",
+    ],
+)
+def test_bad_worklist_filters_get_a_json_4xx(app: Flask, query: str) -> None:
+    client = app.test_client()
+    response = client.get(f"/api/v1/studies?{query}", headers=token_for(client, "admin"))
+    assert response.status_code in (400, 422)
+    assert response.json["error"]
+
+
+def test_malformed_json_and_oversize_inputs_are_4xx(app: Flask) -> None:
+    client = app.test_client()
+    headers = {**token_for(client, "admin"), "Content-Type": "application/json"}
+    url = "/api/v1/studies/1.2.826.0.1.3680043.10.1/priority"
+    assert client.post(url, data="{", headers=headers).status_code == 400
+    long_reason = {"priority": "STAT", "reason": "x" * 5000}
+    assert client.post(url, json=long_reason, headers=headers).status_code == 422
+    assert client.get("/api/v1/studies/" + "1" * 80, headers=headers).status_code == 400
+    assert client.get("/api/v1/studies/1.2.3.4.5", headers=headers).status_code == 404
+
+
+def test_assignment_rules(app: Flask) -> None:
+    client = app.test_client()
+    me, other, admin = (token_for(client, r) for r in ("radiologist", "second", "admin"))
+    url = "/api/v1/studies/1.2.826.0.1.3680043.10.3/assign"
+    taken = client.post(url, json={"assignee": "radiologist@example.org"}, headers=me)
+    assert taken.status_code == 200 and taken.json["assignee"] == "radiologist@example.org"
+    stolen = client.post(url, json={"assignee": "second@example.org"}, headers=other)
+    assert stolen.status_code == 409
+    blocked = client.post(url, json={"assignee": "second@example.org"}, headers=admin)
+    assert blocked.status_code == 200 and blocked.json["assignee"] == "second@example.org"
+    not_a_radiologist = client.post(url, json={"assignee": "manager@example.org"}, headers=admin)
+    assert not_a_radiologist.status_code == 403
+    mine = client.get("/api/v1/studies?assignee=me", headers=other).json
+    assert [i["study_instance_uid"] for i in mine["items"]] == ["1.2.826.0.1.3680043.10.3"]
+    unassigned = client.get("/api/v1/studies?assignee=unassigned", headers=other).json
+    assert unassigned["total"] == 29
+
+
+def test_priority_change_is_audited_with_its_reason(app: Flask) -> None:
+    client = app.test_client()
+    url = "/api/v1/studies/1.2.826.0.1.3680043.10.2/priority"
+    response = client.post(
+        url,
+        json={"priority": "STAT", "reason": "clinical deterioration"},
+        headers=token_for(client, "radiologist"),
+    )
+    assert response.status_code == 200 and response.json["priority"] == "STAT"
+    audit = client.get("/api/v1/audit?action=priority", headers=token_for(client, "admin")).json
+    assert "clinical deterioration" in audit["items"][0]["detail"]
+    assert audit["items"][0]["study_uid"] == "1.2.826.0.1.3680043.10.2"
+
+
+def test_patient_data_is_escaped_text(app: Flask) -> None:
+    with app.app_context():
+        db.session.add(make_study(99, patient_name="<script>alert(1)</script>^Eve"))
+        db.session.commit()
+    client = app.test_client()
+    sign_in(client, "admin")
+    html = client.get("/worklist?q=Eve").get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;, Eve" in html
+
+
+def test_views_and_denials_are_audited_and_the_trail_has_no_write_route(app: Flask) -> None:
+    client = app.test_client()
+    client.get("/api/v1/studies", headers=token_for(client, "radiologist"))
+    client.get("/api/v1/studies", headers=token_for(client, "referrer"))
+    admin = token_for(client, "admin")
+    trail = client.get("/api/v1/audit", headers=admin).json["items"]
+    actions = {(e["action"], e["outcome"], e["role"]) for e in trail}
+    assert ("view_worklist", "success", "radiologist") in actions
+    assert ("access", "denied", "referrer") in actions
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        assert client.open("/api/v1/audit", method=method, headers=admin).status_code == 405
+
+
+def test_openapi_document_answers_without_login(app: Flask) -> None:
+    spec = app.test_client().get("/api/v1/openapi.json")
+    assert spec.status_code == 200
+    assert "/api/v1/studies" in spec.json["paths"]
