@@ -1110,7 +1110,7 @@ def build_us_abdomen(exam: Exam, *, stills: int) -> list[Dataset]:
 
 NORDSTADT = "Klinikum Nordstadt"
 LUMIERE = "Hôpital Saint-Lumière"
-HOUSE = "House^Gregory^^Dr"
+HOUSE = REFERRING_HOUSE = "House^Gregory^^Dr"
 QUINN = "Quinn^Michaela^^Dr"
 KILDARE = "Kildare^James^^Dr"
 BAILEY = "Bailey^Miranda^^Dr"

@@ -48,9 +48,10 @@ def run_orthanc_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from pacs.demo import load_demo
+    from pacs.demo import create_demo_users, load_demo
 
     load_demo(settings, out=sys.stdout)
+    create_demo_users(settings, out=sys.stdout)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`pacs demo`: put the demo studies into the archive by C-STORE, once.
+"""`pacs demo`: the demo studies into the archive by C-STORE, and one demo user per role.
 
 Studies already complete in the archive are skipped, so running it again
 sends nothing and duplicates nothing.
@@ -7,11 +7,15 @@ sends nothing and duplicates nothing.
 from __future__ import annotations
 
 import datetime
+import secrets
 from typing import TextIO
 
-from core.demo import DemoStudy, build_demo_studies
+from core.accounts import Role
+from core.demo import REFERRING_HOUSE, DemoStudy, build_demo_studies
 from pacs.settings import Settings
+from storage.accounts import create_user, find_user
 from storage.archive import ArchiveClient
+from storage.database import open_session
 from storage.dicom_sender import DicomSendError, send_datasets
 
 
@@ -40,6 +44,36 @@ def load_demo(settings: Settings, *, out: TextIO) -> int:
         f"({len(studies) - len(missing)} already stored)\n"
     )
     return summary.sent
+
+
+DEMO_USERS = (
+    ("admin@demo.example", Role.ADMIN, "Ada Admin", ""),
+    ("radiologist@demo.example", Role.RADIOLOGIST, "Dr Rita Radiologist", ""),
+    ("radiologist2@demo.example", Role.RADIOLOGIST, "Dr Ravi Reader", ""),
+    ("referrer@demo.example", Role.REFERRER, "Dr Gregory House", REFERRING_HOUSE),
+    ("manager@demo.example", Role.MANAGER, "Mona Manager", ""),
+    ("researcher@demo.example", Role.RESEARCHER, "Rob Researcher", ""),
+)
+
+
+def create_demo_users(settings: Settings, *, out: TextIO) -> None:
+    """One user per role, each with a fresh random password printed once (never stored)."""
+    now = datetime.datetime.now(datetime.UTC)
+    created = []
+    with open_session(settings.database_url) as session:
+        for email, role, name, dicom_name in DEMO_USERS:
+            if find_user(session, email) is None:
+                password = secrets.token_urlsafe(12)
+                create_user(
+                    session, email, password, role, now, display_name=name, dicom_name=dicom_name
+                )
+                created.append((email, role, password))
+    if not created:
+        out.write("demo: the demo users exist already (passwords were printed when created)\n")
+        return
+    out.write("demo: users created; their passwords are shown this once:\n")
+    for email, role, password in created:
+        out.write(f"  {role:<12} {email:<28} {password}\n")
 
 
 def is_stored(client: ArchiveClient, study: DemoStudy) -> bool:

@@ -10,9 +10,9 @@ from pacs.settings import Settings
 from storage.archive import ArchiveClient
 from storage.database import open_session
 from storage.studies import (
+    QuarantineError,
     QuarantineState,
     count_pipeline,
-    find_quarantine_entry,
     list_quarantine,
     resolve_quarantine,
 )
@@ -94,9 +94,8 @@ def delete_study(settings: Settings, key: str, by: str, out: TextIO) -> int:
 
 def resolve_open_entry(settings: Settings, key: str, state: str, by: str) -> str:
     now = datetime.datetime.now(datetime.UTC)
-    with open_session(settings.database_url) as session:
-        entry = find_quarantine_entry(session, key)
-        if entry is None or entry.state != QuarantineState.OPEN:
-            raise CommandError(f"no open quarantine entry for {key} (see `pacs quarantine list`)")
-        resolve_quarantine(session, entry, state, by, now)
-        return entry.orthanc_id
+    try:
+        with open_session(settings.database_url) as session:
+            return resolve_quarantine(session, key, state, by, now)
+    except QuarantineError as error:
+        raise CommandError(f"{error} (see `pacs quarantine list`)") from None

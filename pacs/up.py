@@ -9,7 +9,7 @@ from types import FrameType
 from werkzeug.serving import make_server
 
 from pacs import orthanc_server
-from pacs.demo import load_demo
+from pacs.demo import create_demo_users, load_demo
 from pacs.pipeline import EmbeddedPipeline
 from pacs.settings import Settings
 from portal import create_app
@@ -30,6 +30,7 @@ def run_platform(settings: Settings, *, load_demo_data: bool) -> int:
         pipeline.start()
         if load_demo_data:
             load_demo(settings, out=sys.stdout)
+            create_demo_users(settings, out=sys.stdout)
         app = create_app({"PACS_SETTINGS": settings, "PACS_PIPELINE": pipeline})
         server = make_server(settings.portal_host, settings.portal_port, app, threaded=True)
         print(f"pacs: portal on {settings.portal_url} (Ctrl-C stops everything)", flush=True)

@@ -65,12 +65,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         """The contract's error shape: {"error": message, "detail": ...}."""
         return {"error": error.message, "detail": error.detail}, error.status_code, error.headers
 
+    from portal.admin import bp as admin_bp
     from portal.api import bp as api_bp
     from portal.auth import bp as auth_bp
     from portal.worklist import bp as worklist_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(worklist_bp)
+    app.register_blueprint(admin_bp)
     app.register_blueprint(api_bp)
     return app
 

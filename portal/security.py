@@ -65,7 +65,6 @@ def load_session_user(session_id: str) -> SignedInUser | None:
     return SignedInUser(user)
 
 
-@login_manager.request_loader
 def load_token_user(req: Any) -> SignedInUser | None:
     header = req.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -116,6 +115,9 @@ def enforce_access() -> Any:
         return None  # 404/405: nothing to protect
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
+    if "Authorization" in request.headers:
+        # A bearer token speaks for itself, whatever session cookie comes with it.
+        g._login_user = load_token_user(request) or login_manager.anonymous_user()
     view = current_app.view_functions[request.endpoint]
     access = getattr(view, "pacs_access", None)
     if access == PUBLIC:

@@ -173,6 +173,17 @@ class ArchiveClient:
             other_patient_ids=others,
         )
 
+    def render_series_preview(self, series_uid: str, *, height: int = 128) -> bytes:
+        """A PNG of the series' middle instance (first frame), scaled to `height` pixels."""
+        matches = self.find("Series", {"SeriesInstanceUID": series_uid}, expand=True, limit=1)
+        if not matches or not matches[0].get("Instances"):
+            raise ArchiveNotFound(f"no series {series_uid} in the archive")
+        instances = matches[0]["Instances"]
+        middle = instances[len(instances) // 2]
+        return self.request(
+            "GET", f"/instances/{middle}/rendered", params={"height": height}
+        ).content
+
     def get_instance_tags(self, instance_id: str) -> JsonDict:
         """All tags of one instance, `simplify`-ed to keyword -> value."""
         return self.get_json(f"/instances/{instance_id}/simplified-tags")

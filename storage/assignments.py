@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.accounts import Role
 from core.records import Priority
 from storage.accounts import find_user
-from storage.database import Study, User
+from storage.database import Study, StudyEvent, User
 
 
 class AssignmentError(ValueError):
@@ -21,11 +23,19 @@ def find_listed_study(session: Session, study_uid: str) -> Study | None:
     )
 
 
-def assign_study(session: Session, study: Study, actor: User, assignee_email: str | None) -> None:
+def assign_study(
+    session: Session,
+    study: Study,
+    actor: User,
+    assignee_email: str | None,
+    now: datetime.datetime,
+) -> None:
     """Radiologists take studies for themselves or give them back; admins assign anyone."""
     if assignee_email is None:
         if actor.role != Role.ADMIN and study.assignee_id not in (None, actor.id):
             raise AssignmentError("only an admin can take a study from another radiologist")
+        if study.assignee_id is not None:
+            study.events.append(StudyEvent(at=now, kind="released", user_email=actor.email))
         study.assignee_id = None
         return
     assignee = find_user(session, assignee_email)
@@ -37,12 +47,22 @@ def assign_study(session: Session, study: Study, actor: User, assignee_email: st
         if study.assignee_id not in (None, actor.id):
             raise AssignmentError("the study is assigned to another radiologist")
     study.assignee_id = assignee.id
+    study.events.append(
+        StudyEvent(at=now, kind="assigned", user_email=actor.email, detail=assignee.email)
+    )
 
 
-def set_priority(study: Study, priority: str) -> None:
+def set_priority(
+    study: Study, priority: str, actor: User, reason: str, now: datetime.datetime
+) -> None:
     try:
-        study.priority = Priority(priority.upper()).value
+        new = Priority(priority.upper()).value
     except ValueError:
         raise AssignmentError(
             f"unknown priority {priority!r}: choose {', '.join(p.value for p in Priority)}"
         ) from None
+    detail = f"{study.priority} -> {new}: {reason}"
+    study.priority = new
+    study.events.append(
+        StudyEvent(at=now, kind="priority", user_email=actor.email, detail=detail[:512])
+    )

@@ -88,6 +88,9 @@ class Study(Base):
     series: Mapped[list[Series]] = relationship(
         back_populates="study", cascade="all, delete-orphan", order_by="Series.series_number"
     )
+    events: Mapped[list[StudyEvent]] = relationship(
+        cascade="all, delete-orphan", order_by="StudyEvent.at"
+    )
 
     __table_args__ = (
         Index("ix_studies_status_received", "status", "received_at"),
@@ -110,6 +113,22 @@ class Series(Base):
     study: Mapped[Study] = relationship(back_populates="series")
 
     __table_args__ = (UniqueConstraint("study_id", "series_instance_uid"),)
+
+
+class StudyEvent(Base):
+    """One step in a study's life (received, assigned, opened, signed...), for its timeline
+    and for turnaround analytics."""
+
+    __tablename__ = "study_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    at: Mapped[datetime.datetime] = mapped_column(UtcDateTime)
+    kind: Mapped[str] = mapped_column(String(32))
+    user_email: Mapped[str] = mapped_column(String(255), default="")
+    detail: Mapped[str] = mapped_column(String(512), default="")
+
+    __table_args__ = (Index("ix_study_events_study_at", "study_id", "at"),)
 
 
 class QuarantinedStudy(Base):

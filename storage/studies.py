@@ -10,7 +10,14 @@ from sqlalchemy.orm import Session
 
 from core.ingest import Assessment
 from core.records import SeriesRecord, StudyStatus
-from storage.database import IngestRetry, PipelineState, QuarantinedStudy, Series, Study
+from storage.database import (
+    IngestRetry,
+    PipelineState,
+    QuarantinedStudy,
+    Series,
+    Study,
+    StudyEvent,
+)
 
 CHANGE_CURSOR = "orthanc_changes_seq"
 
@@ -40,6 +47,7 @@ def save_assessment(session: Session, assessment: Assessment, now: datetime.date
     if study is None:
         study = Study(status=StudyStatus.RECEIVED)
         session.add(study)
+        study.events.append(StudyEvent(at=record.received_at, kind="received"))
         outcome = "ingested"
     elif study.status in (StudyStatus.QUARANTINED, StudyStatus.REMOVED):
         study.status = StudyStatus.RECEIVED
@@ -195,8 +203,20 @@ def find_quarantine_entry(session: Session, key: str) -> QuarantinedStudy | None
     )
 
 
+class QuarantineError(LookupError):
+    """No open quarantine entry answers to that name."""
+
+
 def resolve_quarantine(
-    session: Session, entry: QuarantinedStudy, state: str, by: str, now: datetime.datetime
-) -> None:
-    """An admin released (re-validate and ingest, errors overridden) or deleted the study."""
+    session: Session, key: str, state: str, by: str, now: datetime.datetime
+) -> str:
+    """An admin released (re-validate and ingest, errors overridden) or deleted the study;
+    returns its Orthanc id. A released study is also queued for the next reconciliation,
+    so it is ingested even if no pipeline picks up the request at once."""
+    entry = find_quarantine_entry(session, key)
+    if entry is None or entry.state != QuarantineState.OPEN:
+        raise QuarantineError(f"no open quarantine entry for {key}")
     entry.state, entry.resolved_by, entry.resolved_at = state, by, now
+    if state == QuarantineState.RELEASED:
+        record_retry(session, entry.orthanc_id, f"released by {by}", now)
+    return entry.orthanc_id

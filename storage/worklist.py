@@ -95,9 +95,7 @@ def query_worklist(session: Session, query: WorklistQuery, *, me: User | None) -
     base = filter_studies(query, me=me)
     matching = base.subquery()
     counts = dict(
-        session.execute(
-            select(matching.c.status, func.count()).group_by(matching.c.status)
-        ).all()
+        session.execute(select(matching.c.status, func.count()).group_by(matching.c.status)).all()
     )
     filtered = base.where(Study.status.in_(query.statuses)) if query.statuses else base
     total = session.scalar(select(func.count()).select_from(filtered.subquery())) or 0

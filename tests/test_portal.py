@@ -17,10 +17,26 @@ from portal import create_app
 from portal.extensions import db
 from portal.security import PUBLIC, PUBLIC_ENDPOINTS
 from storage.accounts import create_user
-from storage.database import AuditEvent, Study
+from storage.database import (
+    AuditEvent,
+    IngestRetry,
+    QuarantinedStudy,
+    Series,
+    Study,
+    StudyEvent,
+    User,
+)
 from tests.conftest import make_env
 
 PASSWORD = "a-long-enough-passphrase"
+URL_SAMPLES = {  # harmless values for every URL variable the portal's routes take
+    "study_uid": "1.2.826.0.1.3680043.10.1",
+    "series_uid": "1.2.826.0.1.3680043.10.1.1",
+    "orthanc_id": "00000000-00000000-00000000-00000000-00000000",
+    "key": "00000000-00000000-00000000-00000000-00000000",
+    "action": "disable",
+    "user_id": 999999,
+}
 NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
 
 
@@ -99,7 +115,9 @@ def test_every_route_declares_its_roles_and_they_hold_for_every_role(app: Flask)
         assert access is not None, f"{rule.rule} declares no roles"
         if access == PUBLIC:
             continue
-        url = rule.rule.replace("<study_uid>", "1.2.826.0.1.3680043.10.1")
+        url = app.url_map.bind("localhost").build(
+            rule.endpoint, {name: URL_SAMPLES[name] for name in rule.arguments}
+        )
         method = "GET" if "GET" in rule.methods else sorted(rule.methods - {"HEAD", "OPTIONS"})[0]
         anonymous = client.open(url, method=method)
         assert anonymous.status_code in (401, 302), (rule.rule, anonymous.status_code)
@@ -298,3 +316,127 @@ def test_openapi_document_answers_without_login(app: Flask) -> None:
     spec = app.test_client().get("/api/v1/openapi.json")
     assert spec.status_code == 200
     assert "/api/v1/studies" in spec.json["paths"]
+
+
+def test_study_page_shows_details_series_and_timeline(app: Flask) -> None:
+    with app.app_context():
+        study = make_study(50, study_instance_uid="1.2.826.0.1.3680043.10.50")
+        study.series = [
+            Series(
+                series_instance_uid="1.2.826.0.1.3680043.10.50.1",
+                series_number=1,
+                modality="CT",
+                description="Axial <b>soft</b>",
+                instance_count=40,
+            )
+        ]
+        study.events = [StudyEvent(at=NOW, kind="received")]
+        db.session.add(study)
+        db.session.commit()
+    client = app.test_client()
+    headers = token_for(client, "radiologist")
+    client.post(
+        "/api/v1/studies/1.2.826.0.1.3680043.10.50/assign",
+        json={"assignee": "radiologist@example.org"},
+        headers=headers,
+    )
+    sign_in(client, "radiologist")
+    html = client.get("/studies/1.2.826.0.1.3680043.10.50").get_data(as_text=True)
+    assert "Patient50, Test" in html and "PID0050" in html
+    assert "Axial &lt;b&gt;soft&lt;/b&gt;" in html and "40 images" in html
+    assert "series/1.2.826.0.1.3680043.10.50.1/preview.png" in html
+    timeline = html[html.index("Timeline") :]
+    assert timeline.index("received") < timeline.index("assigned by radiologist@example.org")
+    assert (
+        client.get("/studies/1.2.826.0.1.3680043.10.50/series/9.9/preview.png").status_code == 404
+    )
+
+
+def test_referrer_sees_only_own_reported_studies(app: Flask) -> None:
+    with app.app_context():
+        referrer = db.session.query(User).filter_by(email="referrer@example.org").one()
+        referrer.dicom_name = "House^Gregory^^Dr"
+        db.session.add_all(
+            [
+                make_study(60, referring_physician="HOUSE^Gregory^^Dr", status="final"),
+                make_study(61, referring_physician="House^Gregory^^Dr", status="received"),
+                make_study(62, referring_physician="Quinn^Michaela^^Dr", status="final"),
+            ]
+        )
+        db.session.commit()
+    client = app.test_client()
+    sign_in(client, "referrer")
+    html = client.get("/referrals").get_data(as_text=True)
+    assert "PID0060" in html
+    assert "PID0061" not in html, "an unread study must not show"
+    assert "PID0062" not in html, "another referrer's patient must not show"
+    assert client.get("/worklist").status_code == 403
+
+
+def test_admin_adds_and_disables_users(app: Flask) -> None:
+    client = app.test_client()
+    sign_in(client, "admin")
+    page = client.get("/admin/users").get_data(as_text=True)
+    form = {
+        "csrf_token": csrf_token_of(page),
+        "email": "new.doc@example.org",
+        "display_name": "New Doc",
+        "role": "radiologist",
+        "dicom_name": "",
+        "password": "short",
+    }
+    refused = client.post("/admin/users", data=form).get_data(as_text=True)
+    assert "Password refused" in refused
+    form["password"] = "another-long-passphrase"
+    assert client.post("/admin/users", data=form).status_code == 302
+    headers = token_for(client, "new.doc")
+    assert client.get("/api/v1/studies", headers=headers).status_code == 200
+    with app.app_context():
+        user_id = db.session.query(User).filter_by(email="new.doc@example.org").one().id
+    token = csrf_token_of(client.get("/admin/users").get_data(as_text=True))
+    client.post(f"/admin/users/{user_id}/disable", data={"csrf_token": token})
+    assert client.get("/api/v1/studies", headers=headers).status_code == 401
+    trail = client.get("/api/v1/audit?action=user_add", headers=token_for(client, "admin")).json
+    assert trail["items"][0]["object_id"] == "new.doc@example.org"
+
+
+def test_audit_csv_download_neutralises_formulas(app: Flask) -> None:
+    client = app.test_client()
+    client.post("/api/v1/auth/token", json={"email": "=cmd@example.org", "password": "nope"})
+    sign_in(client, "admin")
+    response = client.get("/admin/audit?format=csv&action=token")
+    assert response.mimetype == "text/csv"
+    text = response.get_data(as_text=True)
+    assert text.splitlines()[0].startswith("at,user_email,role")
+    assert "'=cmd@example.org" in text
+
+
+def test_quarantine_release_via_api_queues_the_study(app: Flask) -> None:
+    submitted: list[str] = []
+    app.extensions["pacs_dispatcher"] = type(
+        "D", (), {"submit": lambda s, i: submitted.append(i)}
+    )()
+    orthanc_id = "0a1b2c3d-0a1b2c3d-0a1b2c3d-0a1b2c3d-0a1b2c3d"
+    with app.app_context():
+        db.session.add(
+            QuarantinedStudy(
+                orthanc_id=orthanc_id,
+                state="open",
+                study_instance_uid="1.2.3",
+                reasons=[],
+                quarantined_at=NOW,
+                checked_at=NOW,
+            )
+        )
+        db.session.commit()
+    client = app.test_client()
+    admin = token_for(client, "admin")
+    listed = client.get("/api/v1/quarantine", headers=admin).json["items"]
+    assert [e["orthanc_id"] for e in listed] == [orthanc_id]
+    released = client.post(f"/api/v1/quarantine/{orthanc_id}/release", headers=admin)
+    assert released.status_code == 202 and released.json["state"] == "released"
+    assert submitted == [orthanc_id]
+    again = client.post(f"/api/v1/quarantine/{orthanc_id}/release", headers=admin)
+    assert again.status_code == 404 and "no open quarantine entry" in again.json["error"]
+    with app.app_context():
+        assert db.session.get(IngestRetry, orthanc_id) is not None

@@ -1,10 +1,10 @@
-"""Admins' API: the quarantine and the audit trail (read-only: nothing edits the trail)."""
+"""Admins' API: the quarantine (list, release, delete) and the audit trail (read-only)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from apiflask import Schema
+from apiflask import Schema, abort
 from apiflask.fields import DateTime, Integer, List, Nested, Raw, String
 from apiflask.validators import Length, Range
 from marshmallow import RAISE
@@ -12,9 +12,11 @@ from marshmallow import RAISE
 from core.accounts import Role
 from portal.api import bp
 from portal.extensions import db
+from portal.quarantine import delete_quarantined, release_quarantined
 from portal.security import audit, roles
 from storage.accounts import query_audit
-from storage.studies import list_quarantine
+from storage.archive import ArchiveError
+from storage.studies import QuarantineError, list_quarantine
 
 
 class QuarantineOut(Schema):
@@ -93,3 +95,34 @@ def list_audit(filters: dict[str, Any]) -> dict[str, Any]:
     audit("view_audit", object_type="audit")
     db.session.commit()
     return {"items": items, "total": total}
+
+
+class Resolved(Schema):
+    orthanc_id = String()
+    state = String()
+
+
+@bp.post("/quarantine/<key>/release")
+@roles(Role.ADMIN)
+@bp.output(Resolved, status_code=202)
+@bp.doc(summary="Release a quarantined study: re-validate and ingest, errors overridden")
+def release(key: str) -> dict[str, str]:
+    return {"orthanc_id": resolve_or_404(release_quarantined, key), "state": "released"}
+
+
+@bp.delete("/quarantine/<key>")
+@roles(Role.ADMIN)
+@bp.output(Resolved)
+@bp.doc(summary="Delete a quarantined study from the archive")
+def delete(key: str) -> dict[str, str]:
+    return {"orthanc_id": resolve_or_404(delete_quarantined, key), "state": "deleted"}
+
+
+def resolve_or_404(action, key: str) -> str:
+    try:
+        return action(key)
+    except QuarantineError as error:
+        abort(404, str(error))
+    except ArchiveError as error:
+        db.session.rollback()
+        abort(502, f"the archive refused: {error}")

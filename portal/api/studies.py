@@ -14,7 +14,7 @@ from core.accounts import WORKLIST_ROLES, Role
 from core.records import Priority, format_person_name
 from portal.api import bp
 from portal.extensions import db
-from portal.security import audit, roles
+from portal.security import audit, roles, utc_now
 from storage.assignments import AssignmentError, assign_study, find_listed_study, set_priority
 from storage.database import Study
 from storage.worklist import SORT_COLUMNS, WORKLIST_STATUSES, WorklistQuery, query_worklist
@@ -157,14 +157,25 @@ def get_study(study_uid: str) -> dict[str, Any]:
 def assign(study_uid: str, assignment: dict[str, Any]) -> dict[str, Any]:
     study = require_study(study_uid)
     try:
-        assign_study(db.session, study, current_user.user, assignment["assignee"])
+        assign_study(db.session, study, current_user.user, assignment["assignee"], utc_now())
     except AssignmentError as error:
-        audit("assign", "denied", object_type="study", object_id=study_uid, study_uid=study_uid,
-              detail=str(error))
+        audit(
+            "assign",
+            "denied",
+            object_type="study",
+            object_id=study_uid,
+            study_uid=study_uid,
+            detail=str(error),
+        )
         db.session.commit()
         abort(409 if "assigned to another" in str(error) else 403, str(error))
-    audit("assign", object_type="study", object_id=study_uid, study_uid=study_uid,
-          detail=f"assignee={assignment['assignee']}")
+    audit(
+        "assign",
+        object_type="study",
+        object_id=study_uid,
+        study_uid=study_uid,
+        detail=f"assignee={assignment['assignee']}",
+    )
     db.session.commit()
     return describe_study(study)
 
@@ -177,9 +188,14 @@ def assign(study_uid: str, assignment: dict[str, Any]) -> dict[str, Any]:
 def change_priority(study_uid: str, change: dict[str, str]) -> dict[str, Any]:
     study = require_study(study_uid)
     previous = study.priority
-    set_priority(study, change["priority"])
-    audit("priority", object_type="study", object_id=study_uid, study_uid=study_uid,
-          detail=f"{previous} -> {study.priority}: {change['reason']}")
+    set_priority(study, change["priority"], current_user.user, change["reason"], utc_now())
+    audit(
+        "priority",
+        object_type="study",
+        object_id=study_uid,
+        study_uid=study_uid,
+        detail=f"{previous} -> {study.priority}: {change['reason']}",
+    )
     db.session.commit()
     return describe_study(study)
 

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import datetime
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 
-from core.accounts import ALL_ROLES, WORKLIST_ROLES
+from core.accounts import ALL_ROLES, WORKLIST_ROLES, Role
 from core.records import Priority, StudyStatus
 from portal.extensions import db
-from portal.security import audit, roles
+from portal.security import audit, roles, utc_now
+from storage.archive import ArchiveClient, ArchiveError, ArchiveNotFound
 from storage.assignments import AssignmentError, assign_study, find_listed_study
+from storage.referrals import list_referred_studies
 from storage.worklist import SORT_COLUMNS, WORKLIST_STATUSES, WorklistQuery, query_worklist
 
 bp = Blueprint("worklist", __name__, template_folder="../templates")
@@ -23,7 +35,19 @@ PER_PAGE_CHOICES = (25, 50, 100)
 def home():
     if current_user.role in WORKLIST_ROLES:
         return redirect(url_for("worklist.show_worklist"))
+    if current_user.role == Role.REFERRER:
+        return redirect(url_for("worklist.show_referrals"))
     return render_template("worklist/home.html")
+
+
+@bp.get("/referrals")
+@roles(Role.REFERRER)
+def show_referrals():
+    """A referrer's own patients' reported studies; never the unread worklist."""
+    studies = list_referred_studies(db.session, current_user.user)
+    audit("view_referrals", object_type="referrals", detail=f"{len(studies)} studies")
+    db.session.commit()
+    return render_template("worklist/referrals.html", studies=studies)
 
 
 @bp.get("/worklist")
@@ -52,13 +76,18 @@ def assign(study_uid: str):
         abort(404)
     take = request.form.get("action") == "take"
     try:
-        assign_study(db.session, study, current_user.user, current_user.email if take else None)
+        assignee = current_user.email if take else None
+        assign_study(db.session, study, current_user.user, assignee, utc_now())
     except AssignmentError as error:
         flash(str(error), "error")
         audit("assign", "denied", object_type="study", object_id=study_uid, study_uid=study_uid)
     else:
-        audit("assign" if take else "release", object_type="study", object_id=study_uid,
-              study_uid=study_uid)
+        audit(
+            "assign" if take else "release",
+            object_type="study",
+            object_id=study_uid,
+            study_uid=study_uid,
+        )
     db.session.commit()
     return redirect(request.referrer or url_for("worklist.show_worklist"))
 
@@ -88,3 +117,35 @@ def parse_date(text: str | None) -> datetime.date | None:
         return datetime.date.fromisoformat(text) if text else None
     except ValueError:
         return None
+
+
+@bp.get("/studies/<study_uid>")
+@roles(*WORKLIST_ROLES)
+def show_study(study_uid: str):
+    """Patient and study details, series with previews, warnings and the timeline."""
+    study = find_listed_study(db.session, study_uid)
+    if study is None:
+        abort(404)
+    audit("view_study", object_type="study", object_id=study_uid, study_uid=study_uid)
+    db.session.commit()
+    return render_template("worklist/study.html", study=study)
+
+
+@bp.get("/studies/<study_uid>/series/<series_uid>/preview.png")
+@roles(*WORKLIST_ROLES)
+def show_series_preview(study_uid: str, series_uid: str):
+    """A small rendered image of the series, fetched from the archive server-side."""
+    study = find_listed_study(db.session, study_uid)
+    if study is None or series_uid not in {s.series_instance_uid for s in study.series}:
+        abort(404)
+    settings = current_app.config["PACS_SETTINGS"]
+    try:
+        with ArchiveClient.from_settings(settings, timeout=10) as client:
+            png = client.render_series_preview(series_uid)
+    except ArchiveNotFound:
+        abort(404)
+    except ArchiveError:
+        abort(502)
+    response = Response(png, mimetype="image/png")
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response

@@ -1,0 +1,186 @@
+"""Admins' pages: the quarantine, the audit trail (with CSV download) and user accounts."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, Length
+
+from core.accounts import Role, find_password_problems
+from portal.extensions import db
+from portal.quarantine import delete_quarantined, release_quarantined
+from portal.security import audit, roles, utc_now
+from portal.worklist import parse_date
+from storage.accounts import AccountError, create_user, list_users, query_audit, revoke_tokens
+from storage.archive import ArchiveError
+from storage.database import User
+from storage.studies import QuarantineError, list_quarantine
+
+bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="../templates")
+AUDIT_COLUMNS = (
+    "at",
+    "user_email",
+    "role",
+    "client_ip",
+    "action",
+    "object_type",
+    "object_id",
+    "study_uid",
+    "outcome",
+    "detail",
+)
+
+
+class NewUserForm(FlaskForm):
+    email = EmailField("E-mail", validators=[DataRequired(), Length(max=255)])
+    display_name = StringField("Name", validators=[Length(max=255)])
+    role = SelectField("Role", choices=[(r.value, r.value) for r in Role])
+    dicom_name = StringField("Name in DICOM (referrers)", validators=[Length(max=324)])
+    password = PasswordField("Initial password", validators=[DataRequired(), Length(max=256)])
+
+
+@bp.get("/quarantine")
+@roles(Role.ADMIN)
+def show_quarantine():
+    entries = list_quarantine(db.session)
+    audit("view_quarantine", object_type="quarantine")
+    db.session.commit()
+    return render_template("admin/quarantine.html", entries=entries)
+
+
+@bp.post("/quarantine/<orthanc_id>/<action>")
+@roles(Role.ADMIN)
+def resolve_quarantined(orthanc_id: str, action: str):
+    try:
+        if action == "release":
+            release_quarantined(orthanc_id)
+            flash("Released: the study is being validated and ingested again.", "info")
+        elif action == "delete":
+            delete_quarantined(orthanc_id)
+            flash("Deleted from the archive.", "info")
+        else:
+            flash(f"Unknown action {action}.", "error")
+    except QuarantineError as error:
+        flash(str(error), "error")
+    except ArchiveError as error:
+        flash(f"The archive refused: {error}", "error")
+    return redirect(url_for("admin.show_quarantine"))
+
+
+@bp.get("/audit")
+@roles(Role.ADMIN)
+def show_audit():
+    filters = dict(
+        user=request.args.get("user") or None,
+        action=request.args.get("action") or None,
+        study_uid=request.args.get("study") or None,
+    )
+    since, until = parse_date(request.args.get("from")), parse_date(request.args.get("to"))
+    wants_csv = request.args.get("format") == "csv"
+    events, total = query_audit(
+        db.session,
+        **filters,
+        since=to_datetime(since),
+        until=to_datetime(until, end_of_day=True),
+        page=max(1, request.args.get("page", type=int) or 1),
+        per_page=100_000 if wants_csv else 200,
+    )
+    audit("view_audit", object_type="audit", detail=request.query_string.decode()[:1024])
+    db.session.commit()
+    if wants_csv:
+        return audit_csv(events)
+    return render_template("admin/audit.html", events=events, total=total)
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@roles(Role.ADMIN)
+def manage_users():
+    form = NewUserForm()
+    if form.validate_on_submit():
+        problems = find_password_problems(form.password.data, email=form.email.data)
+        if problems:
+            flash("Password refused: it " + "; it ".join(problems), "error")
+        else:
+            try:
+                create_user(
+                    db.session,
+                    form.email.data,
+                    form.password.data,
+                    Role(form.role.data),
+                    utc_now(),
+                    display_name=form.display_name.data,
+                    dicom_name=form.dicom_name.data,
+                )
+            except AccountError as error:
+                flash(str(error), "error")
+            else:
+                audit(
+                    "user_add",
+                    object_type="user",
+                    object_id=form.email.data.lower(),
+                    detail=f"role={form.role.data}",
+                )
+                db.session.commit()
+                flash(f"User {form.email.data} added.", "info")
+                return redirect(url_for("admin.manage_users"))
+    users = list_users(db.session)
+    return render_template("admin/users.html", form=form, users=users)
+
+
+@bp.post("/users/<int:user_id>/<action>")
+@roles(Role.ADMIN)
+def change_user(user_id: int, action: str):
+    user = db.session.get(User, user_id)
+    if user is None or action not in ("disable", "enable"):
+        flash("No such user or action.", "error")
+    elif user.id == current_user.user.id:
+        flash("You cannot disable your own account.", "error")
+    else:
+        user.active = action == "enable"
+        if not user.active:
+            revoke_tokens(db.session, user, utc_now())
+        audit(f"user_{action}", object_type="user", object_id=user.email)
+        db.session.commit()
+        flash(f"User {user.email} {action}d.", "info")
+    return redirect(url_for("admin.manage_users"))
+
+
+def audit_csv(events) -> Response:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(AUDIT_COLUMNS)
+    for event in events:
+        writer.writerow([neutralise_formula(str(getattr(event, c))) for c in AUDIT_COLUMNS])
+    return Response(
+        buffer.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": "attachment; filename=audit.csv"},
+    )
+
+
+def neutralise_formula(value: str) -> str:
+    """Cells a spreadsheet would run as formulas get a leading quote (CSV injection)."""
+    return f"'{value}" if value[:1] in ("=", "+", "-", "@") else value
+
+
+def to_datetime(
+    date: datetime.date | None, *, end_of_day: bool = False
+) -> datetime.datetime | None:
+    if date is None:
+        return None
+    moment = datetime.datetime.combine(date, datetime.time.max if end_of_day else datetime.time.min)
+    return moment.replace(tzinfo=datetime.UTC)
