@@ -35,6 +35,8 @@ class Settings:
     allowed_modalities: frozenset[str] | None
     portal_host: str
     portal_port: int
+    portal_proxies: int
+    portal_https: bool
     secret_key: str
     webhook_secret: str
 
@@ -73,6 +75,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         allowed_modalities=_read_modalities(env.get("PACS_ALLOWED_MODALITIES", "")),
         portal_host=env.get("PACS_PORTAL_HOST", "127.0.0.1"),
         portal_port=_read_port(env, "PACS_PORTAL_PORT", 5000),
+        portal_proxies=_read_int(env, "PACS_PORTAL_PROXIES", 0, minimum=0),
+        portal_https=_read_flag(env, "PACS_PORTAL_HTTPS"),
         secret_key=env.get("PACS_SECRET_KEY") or read_secret(home, "secret-key"),
         webhook_secret=env.get("PACS_WEBHOOK_SECRET") or read_secret(home, "webhook-secret"),
     )
@@ -114,6 +118,15 @@ def _read_port(env: Mapping[str, str], name: str, default: int) -> int:
     if port > 65535:
         raise SettingsError(f"{name}={port} is not a TCP port (1-65535)")
     return port
+
+
+def _read_flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"{name}={raw!r} is not a yes/no value (1/0, true/false)")
 
 
 def _read_modalities(value: str) -> frozenset[str] | None:

@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from apiflask import APIFlask, HTTPError
-from flask import Response
+from flask import Response, request
 from sqlalchemy import event
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from core.records import format_person_name
 from pacs.pipeline import make_dispatcher
@@ -41,10 +42,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         SESSION_COOKIE_SAMESITE="Lax",
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.portal_https,
+        REMEMBER_COOKIE_SECURE=settings.portal_https,
         WTF_CSRF_CHECK_DEFAULT=False,  # enforce_access checks cookie-authenticated writes
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
     app.config.update(config)
+    if settings.portal_proxies:
+        # Behind N reverse proxies (TLS ends there): trust their X-Forwarded-* headers.
+        n = settings.portal_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_prefix=n)
     app.extensions["pacs_dispatcher"] = app.config.get("PACS_PIPELINE") or make_dispatcher()
 
     db.init_app(app)
@@ -82,6 +89,8 @@ def add_security_headers(response: Response) -> Response:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "same-origin")
+    if request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     if "Cache-Control" not in response.headers:
         response.headers["Cache-Control"] = "no-store"
     return response

@@ -105,7 +105,7 @@ def deny(status: int, message: str) -> Any:
         response.status_code = status
         return response
     if status == 401:
-        return redirect(url_for("auth.login", next=request.full_path))
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
     return render_template("errors/denied.html", message=message), status
 
 

@@ -56,6 +56,14 @@ def list_users(session: Session) -> list[User]:
     return list(session.scalars(select(User).order_by(User.email)))
 
 
+def list_radiologists(session: Session) -> list[User]:
+    return list(
+        session.scalars(
+            select(User).where(User.role == Role.RADIOLOGIST, User.active).order_by(User.email)
+        )
+    )
+
+
 def check_sign_in(
     session: Session, email: str, password: str, now: datetime.datetime
 ) -> tuple[User | None, str]:

@@ -440,3 +440,38 @@ def test_quarantine_release_via_api_queues_the_study(app: Flask) -> None:
     assert again.status_code == 404 and "no open quarantine entry" in again.json["error"]
     with app.app_context():
         assert db.session.get(IngestRetry, orthanc_id) is not None
+
+
+def test_study_page_forms_assign_and_change_priority(app: Flask) -> None:
+    uid = "1.2.826.0.1.3680043.10.4"
+    client = app.test_client()
+    sign_in(client, "admin")
+    page = client.get(f"/studies/{uid}").get_data(as_text=True)
+    token = csrf_token_of(page)
+    assert "second@example.org" in page  # admins choose among radiologists
+    client.post(
+        f"/studies/{uid}/assign",
+        data={"csrf_token": token, "action": "assign", "assignee": "second@example.org"},
+    )
+    no_reason = client.post(
+        f"/studies/{uid}/priority", data={"csrf_token": token, "priority": "STAT", "reason": ""}
+    )
+    assert no_reason.status_code == 302
+    client.post(
+        f"/studies/{uid}/priority",
+        data={"csrf_token": token, "priority": "STAT", "reason": "sepsis suspected"},
+    )
+    html = client.get(f"/studies/{uid}").get_data(as_text=True)
+    assert "assigned by admin@example.org" in html and "sepsis suspected" in html
+    with app.app_context():
+        study = db.session.query(Study).filter_by(study_instance_uid=uid).one()
+        assert study.priority == "STAT" and study.assignee.email == "second@example.org"
+
+
+def test_behind_an_https_proxy_cookies_are_secure(tmp_path: Path) -> None:
+    settings = load_settings(make_env(tmp_path, PACS_PORTAL_PROXIES="1", PACS_PORTAL_HTTPS="1"))
+    app = create_app({"PACS_SETTINGS": settings, "TESTING": True})
+    client = app.test_client()
+    response = client.get("/login", headers={"X-Forwarded-Proto": "https"})
+    assert "Secure" in response.headers["Set-Cookie"]
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")

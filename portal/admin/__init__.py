@@ -18,6 +18,7 @@ from flask import (
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from core.accounts import Role, find_password_problems
@@ -48,7 +49,7 @@ AUDIT_COLUMNS = (
 class NewUserForm(FlaskForm):
     email = EmailField("E-mail", validators=[DataRequired(), Length(max=255)])
     display_name = StringField("Name", validators=[Length(max=255)])
-    role = SelectField("Role", choices=[(r.value, r.value) for r in Role])
+    role = SelectField("Role", choices=[SelectChoice(r.value, r.value) for r in Role])
     dicom_name = StringField("Name in DICOM (referrers)", validators=[Length(max=324)])
     password = PasswordField("Initial password", validators=[DataRequired(), Length(max=256)])
 

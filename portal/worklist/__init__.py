@@ -21,8 +21,14 @@ from core.accounts import ALL_ROLES, WORKLIST_ROLES, Role
 from core.records import Priority, StudyStatus
 from portal.extensions import db
 from portal.security import audit, roles, utc_now
+from storage.accounts import list_radiologists
 from storage.archive import ArchiveClient, ArchiveError, ArchiveNotFound
-from storage.assignments import AssignmentError, assign_study, find_listed_study
+from storage.assignments import (
+    AssignmentError,
+    assign_study,
+    find_listed_study,
+    set_priority,
+)
 from storage.referrals import list_referred_studies
 from storage.worklist import SORT_COLUMNS, WORKLIST_STATUSES, WorklistQuery, query_worklist
 
@@ -74,22 +80,52 @@ def assign(study_uid: str):
     study = find_listed_study(db.session, study_uid)
     if study is None:
         abort(404)
-    take = request.form.get("action") == "take"
+    action = request.form.get("action")
+    assignee = {"take": current_user.email, "assign": request.form.get("assignee")}.get(action)
     try:
-        assignee = current_user.email if take else None
-        assign_study(db.session, study, current_user.user, assignee, utc_now())
+        assign_study(db.session, study, current_user.user, assignee or None, utc_now())
     except AssignmentError as error:
         flash(str(error), "error")
         audit("assign", "denied", object_type="study", object_id=study_uid, study_uid=study_uid)
     else:
         audit(
-            "assign" if take else "release",
+            "assign" if assignee else "release",
             object_type="study",
             object_id=study_uid,
             study_uid=study_uid,
+            detail=f"assignee={assignee}",
         )
     db.session.commit()
     return redirect(request.referrer or url_for("worklist.show_worklist"))
+
+
+@bp.post("/studies/<study_uid>/priority")
+@roles(*WORKLIST_ROLES)
+def change_priority(study_uid: str):
+    study = find_listed_study(db.session, study_uid)
+    if study is None:
+        abort(404)
+    reason = (request.form.get("reason") or "").strip()
+    if not 3 <= len(reason) <= 500:
+        flash("Give a reason (3 to 500 characters) for the new priority.", "error")
+    else:
+        previous = study.priority
+        try:
+            set_priority(
+                study, request.form.get("priority", ""), current_user.user, reason, utc_now()
+            )
+        except AssignmentError as error:
+            flash(str(error), "error")
+        else:
+            audit(
+                "priority",
+                object_type="study",
+                object_id=study_uid,
+                study_uid=study_uid,
+                detail=f"{previous} -> {study.priority}: {reason}",
+            )
+            db.session.commit()
+    return redirect(url_for("worklist.show_study", study_uid=study_uid))
 
 
 def parse_worklist_args(args) -> WorklistQuery:
@@ -128,7 +164,10 @@ def show_study(study_uid: str):
         abort(404)
     audit("view_study", object_type="study", object_id=study_uid, study_uid=study_uid)
     db.session.commit()
-    return render_template("worklist/study.html", study=study)
+    radiologists = list_radiologists(db.session) if current_user.role == Role.ADMIN else []
+    return render_template(
+        "worklist/study.html", study=study, radiologists=radiologists, priorities=list(Priority)
+    )
 
 
 @bp.get("/studies/<study_uid>/series/<series_uid>/preview.png")
