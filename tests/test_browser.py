@@ -429,3 +429,14 @@ def test_a_patient_name_with_markup_shows_as_text(page: Page) -> None:
     assert page.locator("input[name=q]").input_value() == "<script>"
     assert page.locator("main script").count() == 0
     screenshot(page, "markup-in-patient-name")
+
+
+def test_radiologist_opens_a_study_page_from_the_worklist(page: Page) -> None:
+    sign_in(page, "radiologist@example.org")
+    row = page.locator(f'tr[data-study-uid="{uid(TAKE)}"]')
+    with page.expect_navigation():
+        row.get_by_role("link").first.click()
+    assert path_of(page) == f"/studies/{uid(TAKE)}"
+    text = page.locator("main").inner_text()
+    assert "TIMELINE" in text.upper() and "SERIES" in text.upper() and uid(TAKE) in text
+    screenshot(page, "study-page")
