@@ -280,3 +280,27 @@ def test_unknown_study_id_is_reported_removed_not_crashing(pipeline_settings: Se
 
     outcome = ingest_study("0a1b2c3d-0a1b2c3d-0a1b2c3d-0a1b2c3d-0a1b2c3d")
     assert outcome.outcome == "removed"
+
+
+def test_latin1_and_utf8_names_are_decoded(pipeline_settings: Settings) -> None:
+    latin1 = clone_study(
+        "CR",
+        limit=1,
+        SpecificCharacterSet="ISO_IR 100",
+        PatientName="Müller^Jürgen",
+        ReferringPhysicianName="Señor^José",
+    )
+    utf8 = clone_study(
+        "CR", limit=1, SpecificCharacterSet="ISO_IR 192", PatientName="Ødegård^Åse=山田^太郎"
+    )
+    upload(pipeline_settings, latin1 + utf8)
+    reconcile_archive()
+    assert find_study(pipeline_settings, latin1[0].StudyInstanceUID).patient_name == (
+        "Müller^Jürgen"
+    )
+    assert find_study(pipeline_settings, latin1[0].StudyInstanceUID).referring_physician == (
+        "Señor^José"
+    )
+    assert find_study(pipeline_settings, utf8[0].StudyInstanceUID).patient_name.startswith(
+        "Ødegård^Åse"
+    )
