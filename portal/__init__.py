@@ -7,6 +7,7 @@ from typing import Any
 
 from apiflask import APIFlask, HTTPError
 from flask import Response, request
+from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -14,7 +15,7 @@ from core.records import format_person_name
 from pacs.pipeline import make_dispatcher
 from pacs.settings import load_settings
 from portal.extensions import csrf, db, login_manager
-from portal.security import enforce_access
+from portal.security import deny, enforce_access
 from storage.database import configure_sqlite, init_database
 
 CONTENT_SECURITY_POLICY = (
@@ -66,6 +67,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.jinja_env.filters["person_name"] = format_person_name
     app.before_request(enforce_access)
     app.after_request(add_security_headers)
+
+    @app.errorhandler(CSRFError)
+    def refuse_without_csrf(error: CSRFError) -> Any:
+        return deny(400, f"the form is missing its CSRF token ({error.description})")
 
     @app.error_processor
     def format_error(error: HTTPError) -> tuple[dict[str, Any], int, Any]:

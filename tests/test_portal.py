@@ -475,3 +475,13 @@ def test_behind_an_https_proxy_cookies_are_secure(tmp_path: Path) -> None:
     response = client.get("/login", headers={"X-Forwarded-Proto": "https"})
     assert "Secure" in response.headers["Set-Cookie"]
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_cookie_api_write_without_csrf_gets_json_400(app: Flask) -> None:
+    client = app.test_client()
+    sign_in(client, "radiologist")
+    response = client.post(
+        "/api/v1/studies/1.2.826.0.1.3680043.10.1/assign", json={"assignee": None}
+    )
+    assert response.status_code == 400
+    assert "CSRF" in response.json["error"]
