@@ -8,6 +8,7 @@ from flask_wtf import CSRFProtect
 
 from storage.database import Base
 
-db = SQLAlchemy(model_class=Base)
+# Views commit their audit event before rendering: keep what they loaded (no reload per row).
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 login_manager = LoginManager()
 csrf = CSRFProtect()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from sqlalchemy import Select, case, func, or_, select
+from sqlalchemy import Select, case, func, literal, or_, select, union, union_all
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.sql.functions import FunctionElement, ReturnTypeFromArgs
 
 from core.records import Priority, StudyStatus
 from storage.database import Study, User
@@ -59,56 +61,283 @@ class WorklistPage:
 
 
 def filter_studies(query: WorklistQuery, *, me: User | None) -> Select:
-    statement = select(Study).where(Study.status.in_(WORKLIST_STATUSES))
-    if query.modality:
-        statement = statement.where(Study.modality == query.modality.upper())
-    if query.priority:
-        statement = statement.where(Study.priority == query.priority.upper())
-    if query.assignee == "me":
-        statement = statement.where(Study.assignee_id == (me.id if me else -1))
-    elif query.assignee == "unassigned":
-        statement = statement.where(Study.assignee_id.is_(None))
-    elif query.assignee:
-        statement = statement.join(User, Study.assignee_id == User.id).where(
-            User.email == query.assignee.lower()
-        )
-    if query.text:
-        # DICOM names are stored as "Family^Given": match either way the user types them.
-        needle = query.text.strip().replace(", ", "^").replace(",", "^")
-        pattern = f"%{escape_like(needle)}%"
-        statement = statement.where(
-            or_(
-                Study.patient_name.ilike(pattern, escape="\\"),
-                Study.patient_id.ilike(pattern, escape="\\"),
-                Study.accession_number.ilike(pattern, escape="\\"),
-            )
-        )
-    if query.date_from:
-        statement = statement.where(Study.study_date >= query.date_from)
-    if query.date_to:
-        statement = statement.where(Study.study_date <= query.date_to)
-    return statement
+    """The studies on the worklist under every filter of `query` but its statuses."""
+    return _filtered(select(Study), query, me, WORKLIST_STATUSES, _lead(query, counting=False))
 
 
 def query_worklist(session: Session, query: WorklistQuery, *, me: User | None) -> WorklistPage:
     """One page of the worklist with its total and the counts per status."""
-    base = filter_studies(query, me=me)
-    matching = base.subquery()
-    counts = dict(
-        session.execute(select(matching.c.status, func.count()).group_by(matching.c.status)).all()
+    counts = _count_statuses(session, query, me)
+    wanted = tuple(s for s in WORKLIST_STATUSES if s in query.statuses) or (
+        () if query.statuses else WORKLIST_STATUSES
     )
-    filtered = base.where(Study.status.in_(query.statuses)) if query.statuses else base
-    total = session.scalar(select(func.count()).select_from(filtered.subquery())) or 0
+    # The counts are taken under every filter but the status one: the total is their sum.
+    total = sum(counts.get(status, 0) for status in wanted)
+    offset = (query.page - 1) * query.per_page
+    if offset >= total:
+        return WorklistPage(items=[], total=total, counts=counts)
     column = SORT_COLUMNS[query.sort]
     order = column.desc() if query.descending else column.asc()
     items = session.scalars(
-        filtered.options(selectinload(Study.assignee))
+        _filtered(select(Study), query, me, wanted, _page_lead(query, total))
+        .options(selectinload(Study.assignee))
         .order_by(order, Study.id.desc() if query.descending else Study.id.asc())
         .limit(query.per_page)
-        .offset((query.page - 1) * query.per_page)
+        .offset(offset)
     ).all()
     return WorklistPage(items=list(items), total=total, counts=counts)
 
 
-def escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+# How the queries stay fast at a million studies (see benchmarks/worklist.py).
+#
+# SQLite plans without statistics (nothing runs ANALYZE on a `create_all` database): it takes
+# any `column = value` on an indexed column for ~10 rows, so `status IN (5 statuses)` looks
+# as selective as `modality = 'CT'`, though `final` is ~98 % of the table. So each query lets
+# one group of conditions lead, as `_lead` and `_page_lead` decide, and writes the others
+# with `no_index`: the same test, but no index of theirs can drive the plan.
+#
+# - "filters": status, modality, priority and assignee are index keys. Every composite index
+#   is (key, status, received_at): the counts are one index range per status, and the
+#   default received_at order comes from the index per status value (SQLite stops each
+#   status's walk once the page is full), so there is no sort of the matching rows either.
+# - "text": the search, a case-insensitive prefix match served by the ix_studies_*_nocase
+#   indexes (see `_text_conditions`).
+# - "date": a study_date range, when it is short (or the only filter of the counts): the
+#   (study_date, status) index covers the counts.
+# - "sort": a page in another order than received_at, of more studies than SORT_LIMIT: the
+#   planner walks that column's index (INDEXED_SORTS) and keeps the matches, rather than
+#   sort them all.
+# Counts with no filter at all count the table instead (see `_count_all_statuses`).
+#
+# Still slow at a million (hundreds of ms): sorting by a column without an index (modality,
+# priority, description, images) over many studies; a search matching tens of thousands
+# (a 2-3 letter prefix) sorted otherwise than by received_at; a long date range together with
+# a key filter (the key's index leads, the date is checked row by row).
+MAX_LEADING_DATE_RANGE = datetime.timedelta(days=31)
+SORT_LIMIT = 5_000  # the most matching studies a page sorts itself
+# The orders an index gives as `ORDER BY column, id`: ix_studies_study_datetime,
+# ix_studies_patient_name, ix_studies_patient_id, ix_studies_accession_number, ix_studies_status
+# (an index ends with the rowid, which is `id`). received_at has the composite indexes.
+INDEXED_SORTS = {"study_date", "patient_name", "patient_id", "accession_number", "status"}
+
+
+def _lead(query: WorklistQuery, *, counting: bool) -> str:
+    if query.text:
+        return "text"
+    keys = bool(query.modality or query.priority or query.assignee)
+    dated = query.date_from is not None or query.date_to is not None
+    short = (
+        query.date_from is not None
+        and query.date_to is not None
+        and query.date_to - query.date_from <= MAX_LEADING_DATE_RANGE
+    )
+    if short or (counting and dated and not keys):
+        return "date"
+    return "filters"
+
+
+def _page_lead(query: WorklistQuery, total: int) -> str:
+    """The lead for a page of `total` matching studies."""
+    lead = _lead(query, counting=False)
+    if total <= SORT_LIMIT:
+        return lead
+    if lead == "filters" and query.sort in INDEXED_SORTS:
+        return "sort"
+    # A short name prefix: walk the received order and keep the matches, which come soon as
+    # names are spread over time. Not for digits: IDs and accession numbers, given out in
+    # sequence, cluster in time, and the walk could cross most of the table to reach them.
+    if lead == "text" and query.sort == "received_at" and not any(c.isdigit() for c in query.text):
+        return "filters"
+    return lead
+
+
+def _filtered(
+    statement: Select,
+    query: WorklistQuery,
+    me: User | None,
+    statuses: tuple[str, ...],
+    lead: str,
+) -> Select:
+    """`statement` under the filters of `query` and `statuses`, planned for `lead`."""
+
+    def key(column):
+        return column if lead == "filters" else no_index(column)
+
+    statement = statement.where(key(Study.status).in_(statuses))
+    if query.modality:
+        statement = statement.where(key(Study.modality) == query.modality.upper())
+    if query.priority:
+        statement = statement.where(key(Study.priority) == query.priority.upper())
+    if query.assignee == "me":
+        statement = statement.where(key(Study.assignee_id) == (me.id if me else -1))
+    elif query.assignee == "unassigned":
+        statement = statement.where(key(Study.assignee_id).is_(None))
+    elif query.assignee:
+        statement = statement.join(User, Study.assignee_id == User.id).where(
+            User.email == query.assignee.lower()
+        )
+    if query.text and lead == "text":
+        # SQLite's MULTI-INDEX OR: a range of each ix_studies_*_nocase index, ids deduplicated.
+        statement = statement.where(or_(*_text_conditions(query.text)))
+    elif query.text:
+        # Another index leads: keep the rows whose id (in that index's entries) matched.
+        matches = union(*(select(Study.id).where(c) for c in _text_conditions(query.text)))
+        statement = statement.where(no_index(Study.id).in_(matches))
+    study_date = Study.study_date if lead == "date" else no_index(Study.study_date)
+    if query.date_from:
+        statement = statement.where(study_date >= query.date_from)
+    if query.date_to:
+        statement = statement.where(study_date <= query.date_to)
+    return statement
+
+
+def _text_conditions(text: str) -> list:
+    """Patient name, patient ID or accession number starts with `text`, ignoring case; a name
+    matches by its family or its given name.
+
+    Trade-off: a prefix match, not a substring one as before. `%text%` cannot use an index
+    and costs a scan of every study (seconds a query at a million); a case-insensitive prefix
+    range is an index lookup. "smi" finds Smith^John, "john" finds him too, but
+    "ohn" or the middle of an ID no longer do.
+    """
+    # DICOM names are stored as "Family^Given": match either way the user types them.
+    needle = text.strip().replace(", ", "^").replace(",", "^")
+    return [
+        starts_with_ignoring_case(expression, needle)
+        for expression in (
+            Study.patient_name,
+            given_name(Study.patient_name),
+            Study.patient_id,
+            Study.accession_number,
+        )
+    ]
+
+
+def _count_statuses(session: Session, query: WorklistQuery, me: User | None) -> dict[str, int]:
+    filtered = (
+        query.modality
+        or query.priority
+        or query.assignee
+        or query.text
+        or query.date_from
+        or query.date_to
+    )
+    if not filtered:
+        return _count_all_statuses(session)
+    lead = _lead(query, counting=True)
+    if lead == "filters":
+        # One count per status, each a range of a (key, status, ...) index: half the time of
+        # grouping the key's whole range by status.
+        statement = union_all(
+            *(
+                _filtered(
+                    select(literal(status.value), func.count()).select_from(Study),
+                    query,
+                    me,
+                    (status,),
+                    lead,
+                )
+                for status in WORKLIST_STATUSES
+            )
+        )
+        return {status: count for status, count in session.execute(statement).all() if count}
+    # A search or a date range (few rows, from their own index): grouped by `+status`, lest
+    # the planner walk a status index for the groups to come in order.
+    status = no_index(Study.status)
+    statement = _filtered(
+        select(status, func.count()).select_from(Study), query, me, WORKLIST_STATUSES, lead
+    ).group_by(status)
+    return dict(session.execute(statement).all())
+
+
+def _count_all_statuses(session: Session) -> dict[str, int]:
+    """The counts per status of the whole worklist, without walking its million final studies.
+
+    `SELECT count(*) FROM studies` (no WHERE) is answered by SQLite from the b-tree's pages,
+    not row by row; the statuses other than `final` are a few thousand rows of the status
+    index; final is the difference.
+    """
+    dominant = StudyStatus.FINAL.value
+    everything = session.scalar(select(func.count()).select_from(Study)) or 0
+    others = dict(
+        session.execute(
+            union_all(
+                select(Study.status, func.count())
+                .where(Study.status < dominant)
+                .group_by(Study.status),
+                select(Study.status, func.count())
+                .where(Study.status > dominant)
+                .group_by(Study.status),
+            )
+        ).all()
+    )
+    counts = {status: n for status, n in others.items() if status in WORKLIST_STATUSES}
+    if final := everything - sum(others.values()):
+        counts[dominant] = final
+    return counts
+
+
+class no_index(ReturnTypeFromArgs):
+    """`column` unchanged; on SQLite `+column`, which no index can serve (the SQLite way of
+    keeping a condition from driving the plan)."""
+
+    _register = False
+    inherit_cache = True
+
+
+@compiles(no_index)
+def _no_index(element: no_index, compiler, **kw) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(no_index, "sqlite")
+def _no_index_sqlite(element: no_index, compiler, **kw) -> str:
+    return f"+{compiler.process(element.clauses, **kw)}"
+
+
+class given_name(ReturnTypeFromArgs):
+    """What follows the first "^" of a DICOM person name (all of it when there is none).
+
+    On SQLite the very expression of the index ix_studies_given_name_nocase."""
+
+    _register = False
+    inherit_cache = True
+
+
+@compiles(given_name, "sqlite")
+def _given_name_sqlite(element: given_name, compiler, **kw) -> str:
+    name = compiler.process(element.clauses, **kw)
+    return f"substr({name}, instr({name}, '^') + 1)"
+
+
+@compiles(given_name)
+def _given_name(element: given_name, compiler, **kw) -> str:
+    name = compiler.process(element.clauses, **kw)
+    return f"substr({name}, strpos({name}, '^') + 1)"
+
+
+class starts_with_ignoring_case(FunctionElement):
+    """`expression` starts with `prefix`, ignoring case (as `lower()`, `ILIKE` and SQLite's
+    NOCASE do: ASCII letters only, on SQLite).
+
+    On SQLite a NOCASE range, which the `ix_studies_*_nocase` indexes serve. Elsewhere
+    `lower()` of both, compared: a range would depend on the collation there."""
+
+    inherit_cache = True
+    name = "starts_with_ignoring_case"  # typeless: a Boolean would compare to 1 on SQLite
+
+
+@compiles(starts_with_ignoring_case, "sqlite")
+def _starts_with_sqlite(element: starts_with_ignoring_case, compiler, **kw) -> str:
+    expression, prefix = (compiler.process(clause, **kw) for clause in element.clauses)
+    # U+10FFFF sorts after every character: [prefix, prefix + U+10FFFF) is "starts with".
+    return (
+        f"({expression} COLLATE NOCASE >= {prefix}"
+        f" AND {expression} COLLATE NOCASE < {prefix} || char(1114111))"
+    )
+
+
+@compiles(starts_with_ignoring_case)
+def _starts_with(element: starts_with_ignoring_case, compiler, **kw) -> str:
+    expression, prefix = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"(substr(lower({expression}), 1, length({prefix})) = lower({prefix}))"

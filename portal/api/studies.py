@@ -97,9 +97,12 @@ class PriorityChange(Schema):
     reason = String(required=True, validate=Length(min=3, max=500))
 
 
+STUDY_COLUMNS = tuple(name for name in StudyOut().fields if hasattr(Study, name))
+
+
 def describe_study(study: Study) -> dict[str, Any]:
     return {
-        **{name: getattr(study, name) for name in StudyOut().fields if hasattr(study, name)},
+        **{name: getattr(study, name) for name in STUDY_COLUMNS},
         "patient_name_display": format_person_name(study.patient_name),
         "modalities": [m for m in study.modalities.split("\\") if m],
         "assignee": study.assignee.email if study.assignee else None,
