@@ -99,6 +99,18 @@ def audit(action: str, outcome: str = "success", **fields: str) -> None:
     )
 
 
+def audit_study(action: str, study_uid: str, outcome: str = "success", detail: str = "") -> None:
+    """An audit event about one study."""
+    audit(
+        action,
+        outcome,
+        object_type="study",
+        object_id=study_uid,
+        study_uid=study_uid,
+        detail=detail,
+    )
+
+
 def deny(status: int, message: str) -> Any:
     if is_api_request():
         response = jsonify({"error": message, "detail": None})

@@ -14,7 +14,7 @@ from core.accounts import WORKLIST_ROLES, Role
 from core.records import Priority, format_person_name
 from portal.api import bp
 from portal.extensions import db
-from portal.security import audit, roles, utc_now
+from portal.security import audit, audit_study, roles, utc_now
 from storage.assignments import AssignmentError, assign_study, find_listed_study, set_priority
 from storage.database import Study
 from storage.worklist import SORT_COLUMNS, WORKLIST_STATUSES, WorklistQuery, query_worklist
@@ -147,7 +147,7 @@ def list_studies(filters: dict[str, Any]) -> dict[str, Any]:
 @bp.doc(summary="One study with its series")
 def get_study(study_uid: str) -> dict[str, Any]:
     study = require_study(study_uid)
-    audit("view_study", object_type="study", object_id=study_uid, study_uid=study_uid)
+    audit_study("view_study", study_uid)
     db.session.commit()
     return {**describe_study(study), "series": study.series}
 
@@ -162,23 +162,10 @@ def assign(study_uid: str, assignment: dict[str, Any]) -> dict[str, Any]:
     try:
         assign_study(db.session, study, current_user.user, assignment["assignee"], utc_now())
     except AssignmentError as error:
-        audit(
-            "assign",
-            "denied",
-            object_type="study",
-            object_id=study_uid,
-            study_uid=study_uid,
-            detail=str(error),
-        )
+        audit_study("assign", study_uid, "denied", detail=str(error))
         db.session.commit()
         abort(409 if "assigned to another" in str(error) else 403, str(error))
-    audit(
-        "assign",
-        object_type="study",
-        object_id=study_uid,
-        study_uid=study_uid,
-        detail=f"assignee={assignment['assignee']}",
-    )
+    audit_study("assign", study_uid, detail=f"assignee={assignment['assignee']}")
     db.session.commit()
     return describe_study(study)
 
@@ -192,13 +179,7 @@ def change_priority(study_uid: str, change: dict[str, str]) -> dict[str, Any]:
     study = require_study(study_uid)
     previous = study.priority
     set_priority(study, change["priority"], current_user.user, change["reason"], utc_now())
-    audit(
-        "priority",
-        object_type="study",
-        object_id=study_uid,
-        study_uid=study_uid,
-        detail=f"{previous} -> {study.priority}: {change['reason']}",
-    )
+    audit_study("priority", study_uid, detail=f"{previous} -> {study.priority}: {change['reason']}")
     db.session.commit()
     return describe_study(study)
 

@@ -20,7 +20,7 @@ from flask_login import current_user
 from core.accounts import ALL_ROLES, WORKLIST_ROLES, Role
 from core.records import Priority, StudyStatus
 from portal.extensions import db
-from portal.security import audit, roles, utc_now
+from portal.security import audit, audit_study, roles, utc_now
 from storage.accounts import list_radiologists
 from storage.archive import ArchiveClient, ArchiveError, ArchiveNotFound
 from storage.assignments import (
@@ -86,15 +86,9 @@ def assign(study_uid: str):
         assign_study(db.session, study, current_user.user, assignee or None, utc_now())
     except AssignmentError as error:
         flash(str(error), "error")
-        audit("assign", "denied", object_type="study", object_id=study_uid, study_uid=study_uid)
+        audit_study("assign", study_uid, "denied")
     else:
-        audit(
-            "assign" if assignee else "release",
-            object_type="study",
-            object_id=study_uid,
-            study_uid=study_uid,
-            detail=f"assignee={assignee}",
-        )
+        audit_study("assign" if assignee else "release", study_uid, detail=f"assignee={assignee}")
     db.session.commit()
     return redirect(request.referrer or url_for("worklist.show_worklist"))
 
@@ -117,13 +111,7 @@ def change_priority(study_uid: str):
         except AssignmentError as error:
             flash(str(error), "error")
         else:
-            audit(
-                "priority",
-                object_type="study",
-                object_id=study_uid,
-                study_uid=study_uid,
-                detail=f"{previous} -> {study.priority}: {reason}",
-            )
+            audit_study("priority", study_uid, detail=f"{previous} -> {study.priority}: {reason}")
             db.session.commit()
     return redirect(url_for("worklist.show_study", study_uid=study_uid))
 
@@ -162,7 +150,7 @@ def show_study(study_uid: str):
     study = find_listed_study(db.session, study_uid)
     if study is None:
         abort(404)
-    audit("view_study", object_type="study", object_id=study_uid, study_uid=study_uid)
+    audit_study("view_study", study_uid)
     db.session.commit()
     radiologists = list_radiologists(db.session) if current_user.role == Role.ADMIN else []
     return render_template(
