@@ -143,9 +143,6 @@ class ArchiveClient:
     def get_study(self, study_id: str) -> JsonDict:
         return self.get_json(f"/studies/{study_id}")
 
-    def get_study_series(self, study_id: str) -> list[JsonDict]:
-        return self.get_json(f"/studies/{study_id}/series")
-
     def get_study_instances(self, study_id: str) -> list[JsonDict]:
         return self.get_json(f"/studies/{study_id}/instances")
 

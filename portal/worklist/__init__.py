@@ -29,6 +29,7 @@ from storage.assignments import (
     find_listed_study,
     set_priority,
 )
+from storage.database import Study
 from storage.referrals import list_referred_studies
 from storage.worklist import SORT_COLUMNS, WORKLIST_STATUSES, WorklistQuery, query_worklist
 
@@ -77,9 +78,7 @@ def show_worklist():
 @bp.post("/studies/<study_uid>/assign")
 @roles(*WORKLIST_ROLES)
 def assign(study_uid: str):
-    study = find_listed_study(db.session, study_uid)
-    if study is None:
-        abort(404)
+    study = require_listed_study(study_uid)
     action = request.form.get("action")
     assignee = {"take": current_user.email, "assign": request.form.get("assignee")}.get(action)
     try:
@@ -96,9 +95,7 @@ def assign(study_uid: str):
 @bp.post("/studies/<study_uid>/priority")
 @roles(*WORKLIST_ROLES)
 def change_priority(study_uid: str):
-    study = find_listed_study(db.session, study_uid)
-    if study is None:
-        abort(404)
+    study = require_listed_study(study_uid)
     reason = (request.form.get("reason") or "").strip()
     if not 3 <= len(reason) <= 500:
         flash("Give a reason (3 to 500 characters) for the new priority.", "error")
@@ -114,6 +111,13 @@ def change_priority(study_uid: str):
             audit_study("priority", study_uid, detail=f"{previous} -> {study.priority}: {reason}")
             db.session.commit()
     return redirect(url_for("worklist.show_study", study_uid=study_uid))
+
+
+def require_listed_study(study_uid: str) -> Study:
+    study = find_listed_study(db.session, study_uid)
+    if study is None:
+        abort(404)
+    return study
 
 
 def parse_worklist_args(args) -> WorklistQuery:
@@ -147,9 +151,7 @@ def parse_date(text: str | None) -> datetime.date | None:
 @roles(*WORKLIST_ROLES)
 def show_study(study_uid: str):
     """Patient and study details, series with previews, warnings and the timeline."""
-    study = find_listed_study(db.session, study_uid)
-    if study is None:
-        abort(404)
+    study = require_listed_study(study_uid)
     audit_study("view_study", study_uid)
     db.session.commit()
     radiologists = list_radiologists(db.session) if current_user.role == Role.ADMIN else []
