@@ -93,6 +93,21 @@ def run_user_list(settings: Settings, args: argparse.Namespace) -> int:
     return user_commands.print_users(settings, sys.stdout)
 
 
+def run_viewer_install(settings: Settings, args: argparse.Namespace) -> int:
+    from portal.viewer.bundle import OHIF_VERSION, BundleError, install_viewer_bundle
+
+    try:
+        installed = install_viewer_bundle(settings.viewer_dir)
+    except BundleError as error:
+        print(f"pacs: {error}", file=sys.stderr)
+        return 1
+    if installed:
+        print(f"pacs: OHIF viewer {OHIF_VERSION} prepared in {settings.viewer_dir}")
+    else:
+        print(f"pacs: OHIF viewer {OHIF_VERSION} already in {settings.viewer_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pacs", description="Radiology PACS platform: archive, pipeline, portal."
@@ -147,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     user_actions.add_parser("list", help="every user with role and state").set_defaults(
         handler=run_user_list
     )
+
+    viewer = commands.add_parser("viewer", help="the OHIF image viewer bundle")
+    viewer.add_subparsers(dest="action", required=True, metavar="ACTION").add_parser(
+        "install", help="fetch the pinned OHIF bundle from npm and prepare it for the portal"
+    ).set_defaults(handler=run_viewer_install)
 
     orthanc = commands.add_parser("orthanc", help="the project's Orthanc archive")
     actions = orthanc.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -13,6 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+# The prepared OHIF bundle is an installed artefact like .venv, not runtime data: one copy
+# per checkout (git-ignored build/), shared by every PACS_HOME.
+DEFAULT_VIEWER_DIR = Path(__file__).resolve().parents[1] / "build" / "viewer"
+
 
 class SettingsError(ValueError):
     """A `PACS_*` variable holds a value the platform cannot use."""
@@ -39,6 +43,7 @@ class Settings:
     portal_https: bool
     secret_key: str
     webhook_secret: str
+    viewer_dir: Path
 
     @property
     def orthanc_dir(self) -> Path:
@@ -79,6 +84,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         portal_https=_read_flag(env, "PACS_PORTAL_HTTPS"),
         secret_key=env.get("PACS_SECRET_KEY") or read_secret(home, "secret-key"),
         webhook_secret=env.get("PACS_WEBHOOK_SECRET") or read_secret(home, "webhook-secret"),
+        viewer_dir=Path(env.get("PACS_VIEWER_DIR") or DEFAULT_VIEWER_DIR).expanduser().resolve(),
     )
 
 

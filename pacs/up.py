@@ -6,7 +6,7 @@ import signal
 import sys
 from types import FrameType
 
-from werkzeug.serving import make_server
+import waitress
 
 from pacs import orthanc_server
 from pacs.demo import create_demo_users, load_demo
@@ -32,12 +32,15 @@ def run_platform(settings: Settings, *, load_demo_data: bool) -> int:
             load_demo(settings, out=sys.stdout)
             create_demo_users(settings, out=sys.stdout)
         app = create_app({"PACS_SETTINGS": settings, "PACS_PIPELINE": pipeline})
-        server = make_server(settings.portal_host, settings.portal_port, app, threaded=True)
+        # Many threads: the viewer fetches a series' frames a few dozen at a time.
+        server = waitress.create_server(
+            app, host=settings.portal_host, port=settings.portal_port, threads=24, ident="pacs"
+        )
         print(f"pacs: portal on {settings.portal_url} (Ctrl-C stops everything)", flush=True)
         try:
-            server.serve_forever()
+            server.run()
         finally:
-            server.server_close()
+            server.close()
     except KeyboardInterrupt:
         print("pacs: stopping", flush=True)
     finally:

@@ -82,7 +82,8 @@ def utc_now() -> datetime.datetime:
 
 
 def is_api_request() -> bool:
-    return request.path.startswith("/api/")
+    """Programs' routes answer errors in JSON; pages redirect or render."""
+    return request.path.startswith(("/api/", "/dicom-web/"))
 
 
 def audit(action: str, outcome: str = "success", **fields: str) -> None:

@@ -29,6 +29,10 @@ class ArchiveUnavailable(ArchiveError):
     """The archive did not answer (down, unreachable, timed out, or a server error)."""
 
 
+class ArchiveTimeout(ArchiveUnavailable):
+    """The archive accepted the connection but did not answer in time."""
+
+
 class ArchiveUnauthorized(ArchiveError):
     """The archive refused the configured credentials."""
 
@@ -69,19 +73,28 @@ class StoreResult:
 class ArchiveClient:
     """Talks to one Orthanc over HTTP with a pooled session and basic auth."""
 
-    def __init__(self, url: str, user: str, password: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str, user: str, password: str, *, timeout: float = 30.0, pool_size: int = 10
+    ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()
         self.session.auth = (user, password)
+        if pool_size != 10:
+            adapter = requests.adapters.HTTPAdapter(pool_maxsize=pool_size)
+            self.session.mount("http://", adapter)
+            self.session.mount("https://", adapter)
 
     @classmethod
-    def from_settings(cls, settings: Any, *, timeout: float = 30.0) -> ArchiveClient:
+    def from_settings(
+        cls, settings: Any, *, timeout: float = 30.0, pool_size: int = 10
+    ) -> ArchiveClient:
         return cls(
             settings.orthanc_url,
             settings.orthanc_user,
             settings.orthanc_password,
             timeout=timeout,
+            pool_size=pool_size,
         )
 
     def close(self) -> None:
@@ -274,6 +287,19 @@ class ArchiveClient:
 
     # -- errors -----------------------------------------------------------------------
 
+    def open_dicomweb(
+        self, path: str, query: str, headers: dict[str, str], *, timeout: tuple[float, float]
+    ) -> requests.Response:
+        """Start a streamed GET of the DICOMweb resource `path` (relative to /dicom-web/).
+
+        `query` goes out exactly as given (this Orthanc does not decode query strings).
+        HTTP error statuses are returned, not raised, so that a proxy can relay them;
+        the caller closes the response.
+        """
+        url = f"{self.url}/dicom-web/{path}" + (f"?{query}" if query else "")
+        with self.translate_errors():
+            return self.session.get(url, headers=headers, stream=True, timeout=timeout)
+
     @contextmanager
     def translate_errors(self) -> Iterator[None]:
         """Turn requests' exceptions into the archive's small set of exceptions."""
@@ -281,6 +307,8 @@ class ArchiveClient:
             yield
         except requests.HTTPError as error:
             raise self.classify_response(error.response) from error
+        except requests.ReadTimeout as error:
+            raise ArchiveTimeout(f"the archive at {self.url} did not answer in time") from error
         except (requests.ConnectionError, requests.Timeout) as error:
             raise ArchiveUnavailable(
                 f"the archive at {self.url} did not answer ({type(error).__name__}): "

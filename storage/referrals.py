@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from collections.abc import Iterable
+
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from core.records import StudyStatus
@@ -18,11 +20,33 @@ def list_referred_studies(session: Session, referrer: User, *, limit: int = 200)
     return list(
         session.scalars(
             select(Study)
-            .where(
-                func.lower(Study.referring_physician) == referrer.dicom_name.strip().lower(),
-                Study.status.in_(REPORTED),
-            )
+            .where(is_referred_by(referrer))
             .order_by(Study.received_at.desc())
             .limit(limit)
         )
+    )
+
+
+def find_referred_study_uids(session: Session, referrer: User, uids: Iterable[str]) -> set[str]:
+    """Those of `uids` that this referrer may see (the images as well as the report)."""
+    wanted = sorted(set(uids))
+    if not referrer.dicom_name.strip() or not wanted:
+        return set()
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):  # stay under SQLite's bound-parameter limit
+        chunk = wanted[start : start + 500]
+        found.update(
+            session.scalars(
+                select(Study.study_instance_uid).where(
+                    Study.study_instance_uid.in_(chunk), is_referred_by(referrer)
+                )
+            )
+        )
+    return found
+
+
+def is_referred_by(referrer: User) -> ColumnElement[bool]:
+    return and_(
+        func.lower(Study.referring_physician) == referrer.dicom_name.strip().lower(),
+        Study.status.in_(REPORTED),
     )

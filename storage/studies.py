@@ -220,3 +220,26 @@ def resolve_quarantine(
     if state == QuarantineState.RELEASED:
         record_retry(session, entry.orthanc_id, f"released by {by}", now)
     return entry.orthanc_id
+
+
+def record_study_opened(
+    session: Session, study_uid: str, user_email: str, now: datetime.datetime
+) -> bool:
+    """Note a radiologist's first opening of a study's images (turnaround's "first opened").
+
+    Later openings by the same user add nothing: the audit trail keeps every one.
+    """
+    study = session.scalar(select(Study).where(Study.study_instance_uid == study_uid))
+    if study is None:
+        return False
+    seen = session.scalar(
+        select(StudyEvent.id).where(
+            StudyEvent.study_id == study.id,
+            StudyEvent.kind == "opened",
+            StudyEvent.user_email == user_email,
+        )
+    )
+    if seen is not None:
+        return False
+    session.add(StudyEvent(study_id=study.id, at=now, kind="opened", user_email=user_email))
+    return True

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import datetime
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask import Flask
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from core.accounts import Role, hash_password
 from core.records import format_person_name
@@ -28,30 +25,14 @@ from portal import create_app
 from portal.extensions import db
 from storage.accounts import create_user
 from storage.database import AuditEvent, Study, User
+from tests.browser import require_chromium, screenshot, serve_portal
+from tests.browser import sign_in as sign_in_with
 from tests.conftest import make_env
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"{CHROMIUM} is missing: install Debian's chromium package "
-        "(scripts/install --test does; CI has it)",
-        allow_module_level=True,
-    )
+require_chromium()
 
-from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page  # noqa: E402
 
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
 PASSWORD = "a-long-enough-passphrase"
 NOW = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 TIMEOUT_MS = 10_000
@@ -142,23 +123,8 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
             db.session.add(study)
         db.session.add_all(Study(**values) for values in HIDDEN)
         db.session.commit()
-    server = make_server("127.0.0.1", settings.portal_port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Portal(app, f"http://127.0.0.1:{settings.portal_port}")
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    with serve_portal(app, settings.portal_port) as url:
+        yield Portal(app, url)
 
 
 @pytest.fixture
@@ -179,19 +145,8 @@ def page(browser: Browser, portal: Portal, request: pytest.FixtureRequest) -> It
     assert not dialogs, f"a JavaScript dialog fired: {dialogs}"
 
 
-def screenshot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
 def sign_in(page: Page, email: str, password: str = PASSWORD) -> int:
-    """Fill and submit the real form; returns the status of the page it ends on."""
-    page.goto("/login")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", password)
-    with page.expect_navigation() as navigation:
-        page.get_by_role("button", name="Sign in").click()
-    return navigation.value.status
+    return sign_in_with(page, email, password)
 
 
 def path_of(page: Page) -> str:

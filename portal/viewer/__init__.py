@@ -1,0 +1,196 @@
+"""Image viewing: the OHIF bundle under /viewer/ and the authenticated DICOMweb proxy.
+
+The browser never talks to Orthanc: every image request goes through `/dicom-web/`,
+where the portal checks the user's right to the study and adds the archive's
+credentials itself. Opening a study in the viewer is audited once (when the viewer page
+is loaded for it), not once per frame.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    render_template,
+    request,
+    send_file,
+    stream_with_context,
+    url_for,
+)
+from flask_login import current_user
+from werkzeug.security import safe_join
+
+from core.accounts import Role
+from portal.extensions import db
+from portal.security import audit, audit_study, deny, roles, utc_now
+from portal.viewer.bundle import is_hashed_name, read_installed_version
+from portal.viewer.proxy import (
+    READABLE_ROOTS,
+    REQUEST_HEADERS,
+    build_orthanc_query,
+    filter_studies,
+    forwarded_header,
+    read_study_uids,
+    relay_headers,
+    split_path,
+    stream_body,
+)
+from storage.archive import ArchiveClient, ArchiveTimeout, ArchiveUnavailable
+from storage.referrals import find_referred_study_uids
+from storage.studies import record_study_opened
+
+bp = Blueprint("viewer", __name__, template_folder="../templates")
+
+IMAGE_ROLES = (Role.RADIOLOGIST, Role.ADMIN, Role.REFERRER)
+# OHIF needs WebAssembly for its codecs, workers from blob: URLs and inline styles (React);
+# scripts still come only from the portal.
+VIEWER_CSP = (
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; "
+    "img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; font-src 'self' data:; "
+    "connect-src 'self' data: blob:; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'self'"
+)
+YEAR = 365 * 24 * 3600
+UPSTREAM_TIMEOUT = (5.0, 60.0)  # connect, then between bytes
+mimetypes.add_type("application/wasm", ".wasm")
+
+
+@bp.app_template_global()
+def viewer_url(study_uid: str) -> str:
+    """Where "Open" takes a user: the study in OHIF's default (longitudinal) mode."""
+    return url_for("viewer.serve_viewer", path="viewer", StudyInstanceUIDs=study_uid)
+
+
+@bp.get("/viewer/", defaults={"path": ""})
+@bp.get("/viewer/<path:path>")
+@roles(*IMAGE_ROLES)
+def serve_viewer(path: str) -> Any:
+    """A file of the bundle, or index.html for the viewer's own client-side routes."""
+    folder: Path = current_app.config["PACS_SETTINGS"].viewer_dir
+    if read_installed_version(folder) is None:
+        return render_template("viewer/missing.html", folder=folder), 503
+    file = safe_join(str(folder), path) if path else None
+    if file is not None and Path(file).is_file():
+        return send_bundle_file(Path(file))
+    study_uids = [uid for uid in request.args.get("StudyInstanceUIDs", "").split(",") if uid]
+    refused = [uid for uid in study_uids if not may_view_study(uid)]
+    if refused:
+        audit_study("viewer.open", refused[0], "denied")
+        db.session.commit()
+        return deny(403, "you may only view studies you referred, once they are reported")
+    for uid in study_uids:
+        audit_study("viewer.open", uid)
+        if current_user.role == Role.RADIOLOGIST:
+            record_study_opened(db.session, uid, current_user.email, utc_now())
+    db.session.commit()
+    return send_bundle_file(folder / "index.html")
+
+
+def send_bundle_file(path: Path) -> Response:
+    """Send a bundle file, pre-compressed when the browser accepts gzip."""
+    mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    compressed = path.with_name(f"{path.name}.gz")
+    if "gzip" in request.accept_encodings and compressed.is_file():
+        response = send_file(compressed, mimetype=mimetype, conditional=True, etag=True)
+        response.headers["Content-Encoding"] = "gzip"
+    else:
+        response = send_file(path, mimetype=mimetype, conditional=True, etag=True)
+    response.vary.add("Accept-Encoding")
+    if is_hashed_name(path.name):
+        response.headers["Cache-Control"] = f"public, max-age={YEAR}, immutable"
+    else:
+        response.headers["Cache-Control"] = "no-cache"
+    response.headers["Content-Security-Policy"] = VIEWER_CSP
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    return response
+
+
+@bp.get("/dicom-web/<path:path>")
+@roles(*IMAGE_ROLES)
+def proxy_dicomweb(path: str) -> Any:
+    """QIDO-RS and WADO-RS, read-only, for the studies this user may see."""
+    root, study_uid = split_path(path)
+    if root not in READABLE_ROOTS:
+        return deny(404, f"no DICOMweb resource {root!r}: studies, series or instances")
+    restricted = current_user.role == Role.REFERRER
+    if restricted:
+        study_uid = study_uid or request.args.get("StudyInstanceUID")
+        search_all_studies = root == "studies" and study_uid is None
+        if not search_all_studies and (study_uid is None or not may_view_study(study_uid)):
+            audit("dicomweb.read", "denied", object_type="study", object_id=study_uid or path)
+            db.session.commit()
+            return deny(403, "you may only view studies you referred, once they are reported")
+        if search_all_studies:
+            return search_referred_studies(path)
+    db.session.remove()  # release the database connection before a long download
+    return relay(path, dict(request.headers))
+
+
+def relay(path: str, browser_headers: dict[str, str]) -> Any:
+    headers = {name: browser_headers[name] for name in REQUEST_HEADERS if name in browser_headers}
+    headers["Forwarded"] = forwarded_header(request.host, request.scheme)
+    try:
+        upstream = open_archive(path, headers)
+    except ArchiveTimeout:
+        return deny(504, "the archive did not answer in time")
+    except ArchiveUnavailable:
+        return deny(502, "the archive is unreachable; try again in a moment")
+    if upstream.status_code in (401, 403):
+        upstream.close()
+        current_app.logger.error("the archive refused the portal's credentials")
+        return deny(502, "the archive refused the portal's credentials")
+    if upstream.status_code >= 500:
+        upstream.close()
+        return deny(502, f"the archive failed (HTTP {upstream.status_code})")
+    return Response(
+        stream_with_context(stream_body(upstream)),
+        status=upstream.status_code,
+        headers=relay_headers(upstream),
+        direct_passthrough=True,
+    )
+
+
+def search_referred_studies(path: str) -> Any:
+    """A referrer's study search: Orthanc's answer, less the studies they may not see."""
+    headers = {
+        "Accept": "application/dicom+json",
+        "Forwarded": forwarded_header(request.host, request.scheme),
+    }
+    try:
+        upstream = open_archive(path, headers)
+        body = upstream.content
+    except ArchiveTimeout:
+        return deny(504, "the archive did not answer in time")
+    except ArchiveUnavailable:
+        return deny(502, "the archive is unreachable; try again in a moment")
+    if upstream.status_code != 200:
+        return deny(502 if upstream.status_code >= 500 else upstream.status_code, "search failed")
+    allowed = find_referred_study_uids(db.session, current_user.user, read_study_uids(body))
+    return Response(filter_studies(body, allowed), mimetype="application/dicom+json")
+
+
+def open_archive(path: str, headers: dict[str, str]) -> Any:
+    client: ArchiveClient = current_app.extensions["pacs_viewer_archive"]
+    return client.open_dicomweb(
+        path, build_orthanc_query(request.args), headers, timeout=UPSTREAM_TIMEOUT
+    )
+
+
+def may_view_study(study_uid: str) -> bool:
+    """Radiologists and admins see every study's images; referrers their reported ones."""
+    if current_user.role != Role.REFERRER:
+        return True
+    return bool(find_referred_study_uids(db.session, current_user.user, [study_uid]))
+
+
+def init_viewer(app: Any) -> None:
+    """One pooled archive connection set per portal: the viewer fetches many frames at once."""
+    settings = app.config["PACS_SETTINGS"]
+    app.extensions["pacs_viewer_archive"] = ArchiveClient.from_settings(
+        settings, timeout=UPSTREAM_TIMEOUT[1], pool_size=32
+    )

@@ -1,0 +1,96 @@
+"""Relaying the browser's DICOMweb requests to Orthanc: what goes out, what comes back.
+
+The portal adds the archive's credentials itself; nothing of the browser's identity
+(cookie, authorization) reaches Orthanc, and nothing of Orthanc's authentication
+(WWW-Authenticate) reaches the browser. Bodies are streamed, never held whole.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import requests
+from werkzeug.datastructures import MultiDict
+
+# What a viewer may ask for: QIDO-RS searches and WADO-RS retrievals below these roots.
+READABLE_ROOTS = frozenset({"studies", "series", "instances"})
+STUDY_UID_TAG = "0020000D"
+# Headers of the browser passed on to Orthanc, and of Orthanc's answer passed back.
+REQUEST_HEADERS = ("Accept", "Accept-Encoding", "If-None-Match", "If-Modified-Since", "Range")
+RESPONSE_HEADERS = (
+    "Content-Type",
+    "Content-Length",
+    "Content-Encoding",
+    "Content-Range",
+    "Accept-Ranges",
+    "ETag",
+    "Last-Modified",
+)
+CHUNK_SIZE = 256 * 1024
+# Characters this Orthanc must receive literally: it does not percent-decode query strings
+# (wildcards `*`/`?`, person-name `^`, comma lists, UID dots, ranges with `-`).
+LITERAL_QUERY_CHARACTERS = "*?^,.-_:/\\=+"
+
+
+def build_orthanc_query(args: MultiDict[str, str]) -> str:
+    """The browser's (already decoded) query, re-encoded the way this Orthanc reads it.
+
+    OHIF sends `includefield=a,b,c`; Orthanc only understands repeated parameters.
+    """
+    pairs: list[tuple[str, str]] = []
+    for key, values in args.lists():
+        for value in values:
+            if key.lower() == "includefield":
+                pairs.extend((key, part) for part in value.split(",") if part)
+            else:
+                pairs.append((key, value))
+    return "&".join(
+        f"{quote(key, safe='')}={quote(value, safe=LITERAL_QUERY_CHARACTERS)}"
+        for key, value in pairs
+    )
+
+
+def split_path(path: str) -> tuple[str, str | None]:
+    """(root, study UID or None) of a DICOMweb path such as `studies/1.2.3/series`."""
+    parts = [part for part in path.split("/") if part]
+    root = parts[0] if parts else ""
+    study_uid = parts[1] if root == "studies" and len(parts) > 1 else None
+    return root, study_uid
+
+
+def forwarded_header(host: str, scheme: str) -> str:
+    """RFC 7239 `Forwarded`, so Orthanc writes BulkDataURIs on the portal's origin.
+
+    The host goes unquoted: this Orthanc copies the value verbatim, quotes included.
+    """
+    return f"host={host};proto={scheme}"
+
+
+def relay_headers(upstream: requests.Response) -> dict[str, str]:
+    return {name: upstream.headers[name] for name in RESPONSE_HEADERS if name in upstream.headers}
+
+
+def stream_body(upstream: requests.Response) -> Iterator[bytes]:
+    """Orthanc's body as it arrives, still encoded (gzip stays gzip), then the connection freed."""
+    try:
+        yield from upstream.raw.stream(CHUNK_SIZE, decode_content=False)
+    finally:
+        upstream.close()
+
+
+def filter_studies(body: bytes, allowed: set[str]) -> bytes:
+    """Keep only the QIDO study results whose Study Instance UID is in `allowed`."""
+    results = json.loads(body or b"[]")
+    kept = [item for item in results if read_study_uid(item) in allowed]
+    return json.dumps(kept).encode()
+
+
+def read_study_uids(body: bytes) -> list[str]:
+    return [uid for uid in (read_study_uid(item) for item in json.loads(body or b"[]")) if uid]
+
+
+def read_study_uid(item: dict) -> str | None:
+    values = item.get(STUDY_UID_TAG, {}).get("Value") or [None]
+    return values[0]
