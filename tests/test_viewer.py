@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
+from PIL import Image
 from pydicom import Dataset
 from sqlalchemy import select
 
@@ -27,12 +29,16 @@ from storage.accounts import create_user
 from storage.archive import ArchiveClient
 from storage.database import AuditEvent, Study, StudyEvent
 from storage.studies import save_assessment
-from tests.browser import serve_portal
+from tests.browser import CHROMIUM, screenshot, serve_portal, sign_in
 from tests.conftest import find_free_port
 from tests.studies import demo_study
 
 PASSWORD = "a-long-enough-passphrase"
 NOW = datetime.datetime.now(datetime.UTC)
+VIEWER_TIMEOUT_MS = 60_000
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: scripts/install --test installs it"
+)
 MULTIPART_FRAME = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
 
 
@@ -329,3 +335,88 @@ def test_opening_a_study_is_audited_once_not_per_frame(viewer: ViewerPortal) -> 
             .where(Study.study_instance_uid == viewer.mr, StudyEvent.kind == "opened")
         ).all()
         assert [event.user_email for event in first_opened] == ["radiologist@example.org"]
+
+
+def read_viewport(page) -> tuple[str, np.ndarray]:
+    """The viewport's image position text ("3/24") and its pixels as the user sees them."""
+    position = page.locator("[data-cy=viewport-overlay-bottom-right]").inner_text().strip()
+    png = page.locator("canvas.cornerstone-canvas").first.screenshot()
+    return position, np.asarray(Image.open(BytesIO(png)).convert("L"), dtype=np.float32)
+
+
+def wait_for_image(page, *, unlike: np.ndarray | None = None, seconds: float = 60) -> np.ndarray:
+    """Poll (bounded) until the viewport shows an image, different from `unlike` if given."""
+    deadline = datetime.datetime.now() + datetime.timedelta(seconds=seconds)
+    while True:
+        _, pixels = read_viewport(page)
+        shown = pixels.var() > 100  # a blank or uniform viewport has (almost) no variance
+        if shown and (unlike is None or np.abs(pixels - unlike).mean() > 1):
+            return pixels
+        assert datetime.datetime.now() < deadline, "the viewport stayed blank or unchanged"
+        page.wait_for_timeout(250)
+
+
+def open_largest_series(page) -> int:
+    """Double-click the study browser's series with the most images; returns that count."""
+    thumbnails = page.locator("[data-cy=study-browser-thumbnail]")
+    thumbnails.first.wait_for(timeout=VIEWER_TIMEOUT_MS)
+    counts = [int(text.split()[-1]) for text in thumbnails.all_inner_texts()]
+    largest = counts.index(max(counts))
+    thumbnails.nth(largest).dblclick()
+    return max(counts)
+
+
+@needs_chromium
+@pytest.mark.parametrize("modality", ["CT", "MR", "US"])
+def test_a_radiologist_opens_a_study_from_the_worklist_and_scrolls_through_it(
+    viewer: ViewerPortal, browser, modality: str
+) -> None:
+    study_uid = {"CT": viewer.ct, "MR": viewer.mr, "US": viewer.us}[modality]
+    context = browser.new_context(base_url=viewer.url, viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(VIEWER_TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        assert sign_in(page, "radiologist@example.org", PASSWORD) == 200
+        page.goto(f"/worklist?modality={modality}")
+        row = page.locator(f"tr[data-study-uid='{study_uid}']")
+        with context.expect_page() as opened:
+            row.get_by_role("link", name="Open").click()
+        images = opened.value
+        images.wait_for_selector("canvas.cornerstone-canvas")
+        count = open_largest_series(images)
+        assert count > 1, "the study has a series (or cine) to scroll through"
+        images.wait_for_function(
+            "n => document.querySelector('[data-cy=viewport-overlay-bottom-right]')"
+            "?.innerText.includes('/' + n)",
+            arg=count,
+        )
+        first = wait_for_image(images)
+        position, _ = read_viewport(images)
+        screenshot(images, f"viewer-{modality}-first", full_page=False)
+        images.locator("canvas.cornerstone-canvas").first.hover()
+        for _ in range(3):
+            images.mouse.wheel(0, 120)
+        wait_for_image(images, unlike=first)
+        moved, _ = read_viewport(images)
+        assert moved != position, (position, moved)
+        screenshot(images, f"viewer-{modality}-scrolled", full_page=False)
+    finally:
+        context.close()
+
+
+@needs_chromium
+def test_a_referrer_is_refused_another_physicians_study_in_the_viewer(
+    viewer: ViewerPortal, browser
+) -> None:
+    context = browser.new_context(base_url=viewer.url)
+    try:
+        page = context.new_page()
+        sign_in(page, "referrer@example.org", PASSWORD)
+        answer = page.goto(f"/viewer/viewer?StudyInstanceUIDs={viewer.mr}")
+        assert answer.status == 403
+        assert "you may only view studies you referred" in page.inner_text("main")
+        proxy = page.request.get(f"/dicom-web/studies/{viewer.mr}/series")
+        assert proxy.status == 403
+        screenshot(page, "viewer-referrer-refused")
+    finally:
+        context.close()
