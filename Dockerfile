@@ -8,7 +8,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DO_NOT_TRACK=1 \
     PACS_HOME=/data \
-    PACS_APP_DIR=/app
+    PACS_APP_DIR=/app \
+    PACS_VIEWER_DIR=/app/build/viewer
 
 WORKDIR /app
 
@@ -23,6 +24,9 @@ print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependenc
 # Then the project itself (see .dockerignore for what stays out).
 COPY . .
 RUN pip install --no-deps . \
+    && apt-get update && apt-get install -y --no-install-recommends npm \
+    && pacs viewer install \
+    && apt-get purge -y --auto-remove npm && rm -rf /var/lib/apt/lists/* /root/.npm \
     && useradd --system --uid 10001 --user-group --home-dir /data --no-create-home pacs \
     && mkdir -p /data \
     && chown pacs:pacs /data
@@ -31,4 +35,5 @@ RUN pip install --no-deps . \
 USER pacs
 EXPOSE 5000
 
-CMD ["gunicorn", "--bind", "0.0.0.0:5000", "--access-logfile", "-", "portal:create_app()"]
+CMD ["gunicorn", "--bind", "0.0.0.0:5000", "--threads", "8", "--access-logfile", "-", \
+     "portal:create_app()"]

@@ -1,0 +1,244 @@
+"""The viewer's speed: first image of a 200-slice CT, and the proxy's cost on frames.
+
+Starts its own Orthanc (temporary PACS_HOME, free loopback ports), stores a 200-slice
+CT made from the demo CT head, and serves the portal with waitress as `pacs up` does.
+Then, in one run:
+
+- headless Debian Chromium signs in and opens the study in the viewer: the time from
+  asking for the viewer URL to the first rendered image (OHIF's "displaySetsToFirstImage"
+  console mark, checked against the canvas not being blank), for the first visit (empty
+  browser cache) and for later visits (median of several);
+- every frame of the series fetched through the portal's `/dicom-web/` proxy and straight
+  from Orthanc, the same requests with the same concurrency, alternating rounds:
+  frames/s of both and their ratio.
+
+    .venv/bin/python benchmarks/viewer.py [--slices 200] [--visits 5] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from io import BytesIO
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+import numpy as np  # noqa: E402
+import requests  # noqa: E402
+import waitress  # noqa: E402
+from PIL import Image  # noqa: E402
+from pydicom.uid import generate_uid  # noqa: E402
+
+from core.accounts import Role  # noqa: E402
+from core.ingest import assess_study  # noqa: E402
+from pacs.orthanc_server import start_orthanc, stop_orthanc  # noqa: E402
+from pacs.settings import load_settings  # noqa: E402
+from portal import create_app  # noqa: E402
+from portal.extensions import db  # noqa: E402
+from storage.accounts import create_user  # noqa: E402
+from storage.archive import ArchiveClient  # noqa: E402
+from storage.studies import save_assessment  # noqa: E402
+from tests.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.conftest import make_env  # noqa: E402
+from tests.studies import demo_study  # noqa: E402
+
+PASSWORD = "benchmark-passphrase-1"
+FRAME_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+CONCURRENCY = 6  # what a browser opens per host
+
+
+def make_ct(slices: int) -> list:
+    """A CT series of `slices` axial images, cut from the demo CT head's slices."""
+    source = [ds for ds in demo_study("CT").datasets if "AXIAL" in list(ds.ImageType)]
+    study_uid, series_uid = generate_uid(), generate_uid()
+    datasets = []
+    for number in range(slices):
+        ds = copy.deepcopy(source[number * len(source) // slices])
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.AccessionNumber = "BENCH200"
+        ds.SeriesDescription = f"Benchmark {slices} slices"
+        ds.InstanceNumber = number + 1
+        x, y, _ = (float(value) for value in ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [x, y, -float(number)]
+        ds.SliceLocation = -float(number)
+        ds.SliceThickness = 1.0
+        datasets.append(ds)
+    return datasets
+
+
+def store(client: ArchiveClient, datasets: list) -> str:
+    study_ids = set()
+    for ds in datasets:
+        buffer = BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        study_ids.add(client.upload_instance(buffer.getvalue()).study_id)
+    return study_ids.pop()
+
+
+def measure_first_image(browser, portal_url: str, study_uid: str, visits: int) -> list[float]:
+    """Seconds from asking for the viewer URL to OHIF's first rendered image, per visit."""
+    context = browser.new_context(base_url=portal_url, viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    page.goto("/login")
+    page.fill("input[name=email]", "radiologist@bench.example")
+    page.fill("input[name=password]", PASSWORD)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign in").click()
+    marks: list[float] = []
+    page.on(
+        "console",
+        lambda message: (
+            marks.append(time.perf_counter())
+            if message.text.startswith("displaySetsToFirstImage")
+            else None
+        ),
+    )
+    timings = []
+    for _ in range(visits):
+        page.goto("/worklist")
+        marks.clear()
+        started = time.perf_counter()
+        page.goto(f"/viewer/viewer?StudyInstanceUIDs={study_uid}")
+        deadline = started + 60
+        while not marks:
+            if time.perf_counter() > deadline:
+                raise SystemExit("the viewer showed no image within 60 s")
+            page.wait_for_timeout(20)
+        timings.append(marks[0] - started)
+        png = page.locator("canvas.cornerstone-canvas").first.screenshot()
+        if np.asarray(Image.open(BytesIO(png)).convert("L"), dtype=np.float32).var() < 100:
+            raise SystemExit("OHIF reported a first image but the viewport is blank")
+    context.close()
+    return timings
+
+
+def list_frame_urls(root: str, study_uid: str, metadata: list[dict]) -> list[str]:
+    urls = []
+    for instance in metadata:
+        series_uid = instance["0020000E"]["Value"][0]
+        sop_uid = instance["00080018"]["Value"][0]
+        urls.append(f"{root}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/1")
+    return urls
+
+
+def fetch_frames(http: requests.Session, urls: list[str]) -> tuple[float, int]:
+    """Seconds to fetch every frame with CONCURRENCY parallel requests, and bytes read."""
+
+    def fetch(url: str) -> int:
+        answer = http.get(url, headers={"Accept": FRAME_ACCEPT}, timeout=60)
+        answer.raise_for_status()
+        return len(answer.content)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        size = sum(pool.map(fetch, urls))
+    return time.perf_counter() - started, size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slices", type=int, default=200)
+    parser.add_argument("--visits", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="pacs-viewer-bench-") as home:
+        settings = load_settings(make_env(Path(home)))
+        orthanc = start_orthanc(settings)
+        server = None
+        try:
+            app = create_app({"PACS_SETTINGS": settings})
+            with ArchiveClient.from_settings(settings) as client, app.app_context():
+                datasets = make_ct(args.slices)
+                study_uid = datasets[0].StudyInstanceUID
+                orthanc_id = store(client, datasets)
+                save_assessment(
+                    db.session,
+                    assess_study(client.get_archived_study(orthanc_id)),
+                    datetime.datetime.now(datetime.UTC),
+                )
+                create_user(
+                    db.session,
+                    "radiologist@bench.example",
+                    PASSWORD,
+                    Role.RADIOLOGIST,
+                    datetime.datetime.now(datetime.UTC),
+                )
+                db.session.commit()
+            server = waitress.create_server(
+                app, host="127.0.0.1", port=settings.portal_port, threads=24
+            )
+            threading.Thread(target=server.run, daemon=True).start()
+            portal_url = f"http://127.0.0.1:{settings.portal_port}"
+            print(f"viewer benchmark: a {args.slices}-slice CT, portal served by waitress")
+
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(
+                    executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+                )
+                cold = measure_first_image(browser, portal_url, study_uid, 1)[0]
+                warm = measure_first_image(browser, portal_url, study_uid, args.visits + 1)[1:]
+                browser.close()
+            print(f"  first image, first visit (empty browser cache): {cold:.2f} s")
+            print(
+                f"  first image, later visits: median {statistics.median(warm):.2f} s, "
+                f"max {max(warm):.2f} s over {len(warm)} (goal <= 1.5 s)"
+            )
+
+            proxy = requests.Session()
+            token = proxy.post(
+                f"{portal_url}/api/v1/auth/token",
+                json={"email": "radiologist@bench.example", "password": PASSWORD},
+                timeout=10,
+            ).json()["token"]
+            proxy.headers["Authorization"] = f"Bearer {token}"
+            direct = requests.Session()
+            direct.auth = (settings.orthanc_user, settings.orthanc_password)
+            for http in (proxy, direct):
+                adapter = requests.adapters.HTTPAdapter(pool_maxsize=CONCURRENCY)
+                http.mount("http://", adapter)
+            series_uid = datasets[0].SeriesInstanceUID
+            metadata = direct.get(
+                f"{settings.orthanc_url}/dicom-web/studies/{study_uid}/series/{series_uid}/metadata",
+                timeout=30,
+            ).json()
+            through = list_frame_urls(f"{portal_url}/dicom-web", study_uid, metadata)
+            straight = list_frame_urls(f"{settings.orthanc_url}/dicom-web", study_uid, metadata)
+            fetch_frames(direct, straight)  # warm Orthanc's cache and both connection pools
+            fetch_frames(proxy, through)
+            proxied, plain = [], []
+            for _ in range(args.rounds):
+                plain.append(fetch_frames(direct, straight)[0])
+                proxied.append(fetch_frames(proxy, through)[0])
+            frames = len(through)
+            size = fetch_frames(direct, straight)[1]
+            proxy_rate = frames / statistics.median(proxied)
+            direct_rate = frames / statistics.median(plain)
+            print(
+                f"  frames ({frames} x {size / frames / 1024:.0f} KiB, "
+                f"{CONCURRENCY} at a time, median of {args.rounds} rounds):"
+            )
+            print(f"    straight from Orthanc: {direct_rate:7.0f} frames/s")
+            print(f"    through the proxy:     {proxy_rate:7.0f} frames/s")
+            print(f"    ratio proxy/direct:    {proxy_rate / direct_rate:7.2f} (goal >= 0.8)")
+        finally:
+            if server is not None:
+                server.close()
+            stop_orthanc(settings)
+            orthanc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
