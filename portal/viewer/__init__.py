@@ -28,7 +28,7 @@ from werkzeug.security import safe_join
 from core.accounts import Role
 from portal.extensions import db
 from portal.security import audit, audit_study, deny, roles, utc_now
-from portal.viewer.bundle import is_hashed_name, read_installed_version
+from portal.viewer.bundle import BOOT_SCRIPT, is_hashed_name, read_installed_version
 from portal.viewer.proxy import (
     READABLE_ROOTS,
     REQUEST_HEADERS,
@@ -56,6 +56,8 @@ VIEWER_CSP = (
     "form-action 'self'; frame-ancestors 'self'"
 )
 YEAR = 365 * 24 * 3600
+HOUR = 3600
+ENTRY_FILES = frozenset({"index.html", "app-config.js", BOOT_SCRIPT})
 UPSTREAM_TIMEOUT = (5.0, 60.0)  # connect, then between bytes
 mimetypes.add_type("application/wasm", ".wasm")
 
@@ -103,8 +105,12 @@ def send_bundle_file(path: Path) -> Response:
     response.vary.add("Accept-Encoding")
     if is_hashed_name(path.name):
         response.headers["Cache-Control"] = f"public, max-age={YEAR}, immutable"
+    elif path.name in ENTRY_FILES:
+        response.headers["Cache-Control"] = "no-cache"  # always revalidated: they name the rest
     else:
-        response.headers["Cache-Control"] = "no-cache"
+        # OHIF's CSS chunks and icons carry no hash: an hour spares a revalidation round
+        # trip per file on every opening, and an upgraded bundle still shows within the hour.
+        response.headers["Cache-Control"] = f"public, max-age={HOUR}"
     response.headers["Content-Security-Policy"] = VIEWER_CSP
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
     return response
