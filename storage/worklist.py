@@ -21,8 +21,9 @@ WORKLIST_STATUSES = (
     StudyStatus.FINAL,
     StudyStatus.AMENDED,
 )
+# Urgency: sorting by priority "descending" (the first click) puts STAT first.
 PRIORITY_RANK = case(
-    {Priority.STAT.value: 0, Priority.URGENT.value: 1}, value=Study.priority, else_=2
+    {Priority.STAT.value: 2, Priority.URGENT.value: 1}, value=Study.priority, else_=0
 )
 SORT_COLUMNS = {
     "received_at": Study.received_at,

@@ -46,7 +46,7 @@ SURNAMES = [None if name == "-" else name for name in SURNAME_LIST.split()]
 GIVEN_NAMES = ["Ada", "Bruno", "Chinedu", "Dana", "Emil", "Farah", "Greta", "Hugo", "Ines"]
 SCRIPT_NAME = "<script>alert('xss')</script>^Mallory"
 MODALITIES = ["CT", "MR", "CR", "US", "DX"]
-PRIORITY_RANK = {"STAT": 0, "URGENT": 1, "ROUTINE": 2}
+PRIORITY_RANK = {"STAT": 2, "URGENT": 1, "ROUTINE": 0}  # urgency: descending = STAT first
 MINE = (3, 11)  # assigned to radiologist@example.org
 THEIRS = (5, 13, 21)  # assigned to second@example.org
 TAKE = 2  # the study the radiologist takes and releases
