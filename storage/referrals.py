@@ -26,3 +26,9 @@ def list_referred_studies(session: Session, referrer: User, *, limit: int = 200)
             .limit(limit)
         )
     )
+
+
+def is_referred_to(study: Study, referrer: User) -> bool:
+    """The study names this user as Referring Physician (DICOM name, any case)."""
+    name = referrer.dicom_name.strip().lower()
+    return bool(name) and study.referring_physician.strip().lower() == name

@@ -26,7 +26,7 @@ def send_report_document(
     header, evidence = read_study_evidence(client.get_study_instances_tags(orthanc_study_id))
     sr = build_report_sr(signed, header, evidence)
     answer = client.store_instances([encode_part10(sr)])
-    if answer.get(FAILED_SOP_SEQUENCE):
+    if answer.get(FAILED_SOP_SEQUENCE, {}).get("Value"):
         raise ArchiveRejected(f"the archive refused SR {signed.sop_instance_uid}: {answer}")
     mark_archived(session, document_id, now)
     return signed.sop_instance_uid

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -94,6 +95,7 @@ def save_draft(
             version=0,
             author_id=actor.id,
             created_at=now,
+            updated_at=now,
         )
         session.add(report)
         study.events.append(StudyEvent(at=now, kind=EVENT_REPORT_STARTED, user_email=actor.email))
@@ -282,6 +284,10 @@ def list_templates(session: Session, now: datetime.datetime) -> list[ReportTempl
     return list(session.scalars(select(ReportTemplate).order_by(ReportTemplate.name)))
 
 
+def find_template(session: Session, key: str) -> ReportTemplate | None:
+    return session.scalar(select(ReportTemplate).where(ReportTemplate.key == key))
+
+
 def as_spec(template: ReportTemplate) -> TemplateSpec:
     return TemplateSpec(
         template.key, template.name, template.modality, template.body_part, template.sections
@@ -304,3 +310,34 @@ def update_template(
     template.body_part = body_part.strip().upper()[:64]
     template.sections = clean_sections(sections)
     template.updated_at, template.updated_by = now, actor.email
+
+
+@dataclass(frozen=True)
+class ReportView:
+    """What a reader sees: the signed text (final, else the latest preliminary) and addenda;
+    a report never signed shows its draft."""
+
+    report: Report
+    sections: dict[str, str]
+    label: str  # FINAL, PRELIMINARY, DRAFT
+    signed: ReportDocument | None
+    preliminary: ReportDocument | None
+    addenda: list[ReportDocument]
+
+    @property
+    def archived(self) -> bool:
+        return all(d.archived_at is not None for d in self.report.documents)
+
+
+def view_report(report: Report) -> ReportView:
+    final = find_document(report, ReportAction.FINAL)
+    preliminary = find_document(report, ReportAction.PRELIMINARY)
+    signed = final or preliminary
+    return ReportView(
+        report=report,
+        sections=signed.sections if signed else report.sections,
+        label=(signed.kind if signed else ReportStatus.DRAFT).upper(),
+        signed=signed,
+        preliminary=preliminary,
+        addenda=list_addenda(report),
+    )

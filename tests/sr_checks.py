@@ -14,9 +14,7 @@ def run_dciodvfy(part10: bytes) -> str:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "sr.dcm"
         path.write_bytes(part10)
-        result = subprocess.run(
-            ["dciodvfy", str(path)], capture_output=True, text=True, timeout=60
-        )
+        result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
     return result.stdout + result.stderr
 
 

@@ -37,7 +37,7 @@ SECTIONS = {
     "clinical_information": "Toux depuis 3 semaines; fièvre.",
     "comparison": "",
     "technique": "PA and lateral.",
-    "findings": "Lungs clear.\nНет плеврального выпота. 心影正常。",
+    "findings": "Lungs clear.\nНет плеврального выпота. 心影正常。",  # noqa: RUF001
     "impression": "No acute abnormality — normal study.",
 }
 
@@ -60,8 +60,7 @@ def study() -> tuple[StudyHeader, list[EvidenceInstance]]:
         institution="Hôpital Saint-Éloi",
     )
     evidence = [
-        EvidenceInstance(ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SOPClassUID)
-        for ds in datasets
+        EvidenceInstance(ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SOPClassUID) for ds in datasets
     ]
     return header, evidence
 
