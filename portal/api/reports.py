@@ -32,7 +32,7 @@ READERS = (Role.RADIOLOGIST, Role.ADMIN, Role.REFERRER)
 SectionField = String(allow_none=True, validate=Length(max=MAX_SECTION_LENGTH))
 
 
-class DraftIn(Schema.from_dict({name: SectionField for name in SECTIONS})):  # type: ignore[misc]
+class DraftIn(Schema.from_dict({name: SectionField for name in SECTIONS}, name="DraftSections")):  # type: ignore[misc]
     template_key = String(validate=Length(max=64))
 
 
@@ -57,7 +57,7 @@ class ReportOut(Schema):
     study_instance_uid = String()
     status = String(allow_none=True, metadata={"description": "null before the first save"})
     version = Integer()
-    sections = Nested(Schema.from_dict({name: String() for name in SECTIONS}))
+    sections = Nested(Schema.from_dict({name: String() for name in SECTIONS}, name="Sections"))
     template_key = String()
     updated_at = DateTime(allow_none=True)
     updated_by = String()
