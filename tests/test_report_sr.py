@@ -21,7 +21,7 @@ from core.sr import (
     person_name,
     read_study_evidence,
 )
-from tests.sr_checks import (
+from tests.report_helpers import (
     dciodvfy_errors,
     evidence_uids,
     observer_name,

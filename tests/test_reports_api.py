@@ -5,7 +5,6 @@ with the archive down, and SRs from elsewhere shown as external reports."""
 from __future__ import annotations
 
 import datetime
-import io
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,12 +13,9 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from pydicom import Dataset
-from pydicom.filewriter import dcmwrite
 from sqlalchemy import select
 
 from core.accounts import Role, hash_password
-from core.ingest import assess_study
 from core.sr import (
     SignedReport,
     StudyHeader,
@@ -33,17 +29,19 @@ from portal.extensions import db
 from storage.accounts import create_user
 from storage.archive import ArchiveClient
 from storage.database import AuditEvent, ReportDocument, Study, StudyEvent
-from storage.studies import save_assessment
 from tasks.reports import send_pending_reports
 from tests.conftest import find_free_port
-from tests.sr_checks import (
+from tests.report_helpers import (
     dciodvfy_errors,
     evidence_uids,
+    fetch_sr,
+    ingest,
     observer_name,
     predecessor_uids,
+    read_part10,
     section_texts,
+    store_study,
 )
-from tests.studies import clone_study
 
 pytestmark = pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="needs dicom3tools")
 
@@ -102,26 +100,6 @@ def make_portal(settings: Settings, password_hash: str, monkeypatch) -> Flask:
     return app
 
 
-def store_study(archive: ArchiveClient) -> tuple[str, str, set[str]]:
-    """A fresh CR study in the archive; returns its UID, Orthanc id and instance UIDs."""
-    datasets = clone_study("CR", PatientName="Ødegård^Åse", ReferringPhysicianName=REFERRER_PN)
-    results = [archive.upload_instance(part10_of(ds)) for ds in datasets]
-    return datasets[0].StudyInstanceUID, results[0].study_id, {d.SOPInstanceUID for d in datasets}
-
-
-def part10_of(ds: Dataset) -> bytes:
-    buffer = io.BytesIO()
-    dcmwrite(buffer, ds, enforce_file_format=True)
-    return buffer.getvalue()
-
-
-def ingest(app: Flask, archive: ArchiveClient, orthanc_id: str) -> None:
-    with app.app_context():
-        assessment = assess_study(archive.get_archived_study(orthanc_id))
-        save_assessment(db.session, assessment, datetime.datetime.now(datetime.UTC))
-        db.session.commit()
-
-
 @pytest.fixture
 def setup(
     tmp_path: Path,
@@ -134,7 +112,9 @@ def setup(
         {**orthanc_env, "PACS_DATABASE_URL": f"sqlite:///{tmp_path / 'pacs.sqlite3'}"}
     )
     app = make_portal(settings, password_hash, monkeypatch)
-    study_uid, orthanc_id, image_uids = store_study(archive)
+    study_uid, orthanc_id, image_uids = store_study(
+        archive, PatientName="Ødegård^Åse", ReferringPhysicianName=REFERRER_PN
+    )
     ingest(app, archive, orthanc_id)
     yield Setup(app, settings, study_uid, orthanc_id, image_uids)
 
@@ -143,18 +123,6 @@ def token_for(client: FlaskClient, email: str) -> dict[str, str]:
     response = client.post("/api/v1/auth/token", json={"email": email, "password": PASSWORD})
     assert response.status_code == 201, response.json
     return {"Authorization": f"Bearer {response.json['token']}"}
-
-
-def fetch_sr(archive: ArchiveClient, study_uid: str, series_uid: str, sop_uid: str) -> bytes:
-    """The SR as the archive gives it back by WADO-RS, as a Part 10 file."""
-    ds = archive.dicomweb().retrieve_instance(study_uid, series_uid, sop_uid)
-    return part10_of(ds)
-
-
-def read(part10: bytes) -> Dataset:
-    import pydicom
-
-    return pydicom.dcmread(io.BytesIO(part10))
 
 
 def test_a_report_from_draft_to_final_to_addendum(setup: Setup, archive: ArchiveClient) -> None:
@@ -250,7 +218,7 @@ def test_a_report_from_draft_to_final_to_addendum(setup: Setup, archive: Archive
             archive, setup.study_uid, document["series_instance_uid"], document["sop_instance_uid"]
         )
         assert dciodvfy_errors(part10) == [], document["kind"]
-        sr[document["kind"]] = read(part10)
+        sr[document["kind"]] = read_part10(part10)
     assert sr["preliminary"].CompletionFlag == "PARTIAL"
     assert sr["preliminary"].VerificationFlag == "UNVERIFIED"
     assert section_texts(sr["preliminary"])["Impressions"] == [DRAFT["impression"]]
@@ -357,7 +325,7 @@ def test_signing_succeeds_with_the_archive_down_and_the_outbox_delivers(
         archive, setup.study_uid, document["series_instance_uid"], document["sop_instance_uid"]
     )
     assert dciodvfy_errors(part10) == []
-    assert section_texts(read(part10))["Findings"] == [DRAFT["findings"]]
+    assert section_texts(read_part10(part10))["Findings"] == [DRAFT["findings"]]
     assert client.get(url, headers=rad).json["archived"] is True
 
     # Sending again (a retry after a lost acknowledgement) makes no second document.
