@@ -131,7 +131,7 @@ def build_report_sr(
     """The SR document of one signed version; the same inputs give the same document."""
     if not evidence:
         raise ValueError("the study has no instances to report on")
-    evidence_datasets = [make_evidence_dataset(header, item) for item in evidence]
+    evidence_datasets = make_evidence_datasets(header, evidence)
     predecessors = None
     if report.predecessor is not None:
         predecessors = [make_reference_dataset(header, report.predecessor)]
@@ -204,23 +204,32 @@ def make_text(name: object, text: str) -> hd.sr.TextContentItem:
     return hd.sr.TextContentItem(name=name, value=text, relationship_type="CONTAINS")
 
 
-def make_evidence_dataset(header: StudyHeader, item: EvidenceInstance) -> Dataset:
-    ds = Dataset()
-    ds.SpecificCharacterSet = CHARACTER_SET
-    ds.PatientName = header.patient_name
-    ds.PatientID = header.patient_id
-    ds.PatientBirthDate = header.patient_birth_date
-    ds.PatientSex = header.patient_sex
-    ds.StudyInstanceUID = header.study_instance_uid
-    ds.StudyDate = header.study_date
-    ds.StudyTime = header.study_time
-    ds.AccessionNumber = header.accession_number
-    ds.StudyID = header.study_id
-    ds.ReferringPhysicianName = header.referring_physician
-    ds.SeriesInstanceUID = item.series_instance_uid
-    ds.SOPInstanceUID = item.sop_instance_uid
-    ds.SOPClassUID = item.sop_class_uid
-    return ds
+def make_evidence_datasets(
+    header: StudyHeader, evidence: Sequence[EvidenceInstance]
+) -> list[Dataset]:
+    """What highdicom reads from the evidence: the first instance carries the patient and
+    study attributes the SR copies; the others only their UIDs (a 1,000-image study stays fast).
+    """
+    datasets = []
+    for item in evidence:
+        ds = Dataset()
+        ds.StudyInstanceUID = header.study_instance_uid
+        ds.SeriesInstanceUID = item.series_instance_uid
+        ds.SOPInstanceUID = item.sop_instance_uid
+        ds.SOPClassUID = item.sop_class_uid
+        datasets.append(ds)
+    first = datasets[0]
+    first.SpecificCharacterSet = CHARACTER_SET
+    first.PatientName = header.patient_name
+    first.PatientID = header.patient_id
+    first.PatientBirthDate = header.patient_birth_date
+    first.PatientSex = header.patient_sex
+    first.StudyDate = header.study_date
+    first.StudyTime = header.study_time
+    first.AccessionNumber = header.accession_number
+    first.StudyID = header.study_id
+    first.ReferringPhysicianName = header.referring_physician
+    return datasets
 
 
 def make_reference_dataset(header: StudyHeader, reference: DocumentReference) -> Dataset:
