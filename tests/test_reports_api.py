@@ -5,6 +5,8 @@ with the archive down, and SRs from elsewhere shown as external reports."""
 from __future__ import annotations
 
 import datetime
+import json
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -366,3 +368,48 @@ def test_reports_from_elsewhere_show_as_external_reports(
     assert "External reports" in page
     assert 'data-series-uid="1.2.826.0.1.3680043.10.543.1"' in page
     assert f'data-series-uid="{ours["series_instance_uid"]}"' not in page
+    # Ingesting the study again with both SRs in it keeps the signed report's status.
+    assert client.get(f"/api/v1/studies/{setup.study_uid}", headers=rad).json["status"] == "final"
+
+
+def test_admins_edit_templates_and_the_editor_offers_them(setup: Setup) -> None:
+    client = setup.app.test_client()
+    admin = token_for(client, "admin@example.org")
+    page = client.get("/admin/report-templates", headers=admin).get_data(as_text=True)
+    for name in ("CT chest", "CT head", "MR brain", "CR/DX chest", "US abdomen", "Generic"):
+        assert name in page
+    form = {
+        "name": "CR/DX chest",
+        "modality": "CR,DX",
+        "body_part": "CHEST",
+        "technique": "Einzelaufnahme p.a. — édité",
+        "findings": "Lungs: ...",
+    }
+    saved = client.post("/admin/report-templates/xr-chest", data=form, headers=admin)
+    assert saved.status_code == 302
+    created = client.post(
+        "/admin/report-templates/new",
+        data={"key": "ct-abdomen", "name": "CT abdomen", "modality": "CT", "body_part": "ABDOMEN"},
+        headers=admin,
+    )
+    assert created.status_code == 302
+    refused = client.post(
+        "/admin/report-templates/new", data={"key": "no spaces!", "name": "x"}, headers=admin
+    )
+    assert refused.status_code == 302  # back to the list with the reason
+    rad = token_for(client, "rad@example.org")
+    assert (
+        client.post("/admin/report-templates/xr-chest", data=form, headers=rad).status_code == 403
+    )
+
+    editor = client.get(f"/studies/{setup.study_uid}/report/edit", headers=rad)
+    html = editor.get_data(as_text=True)
+    assert editor.status_code == 200
+    data = re.search(r'<script type="application/json" id="report-templates">(.*?)</script>', html)
+    templates = json.loads(data.group(1))
+    assert templates["xr-chest"]["sections"]["technique"] == "Einzelaufnahme p.a. — édité"
+    assert templates["ct-abdomen"]["name"] == "CT abdomen"
+    assert 'value="xr-chest" data-suggested' in html  # a CR chest study
+    with setup.app.app_context():
+        actions = set(db.session.scalars(select(AuditEvent.action)))
+    assert "report_template_save" in actions
