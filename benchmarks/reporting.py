@@ -132,7 +132,8 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="pacs-bench-") as tmp:
-        settings = load_settings(make_env(Path(tmp) / "pacs"))
+        # No stable-study notifications while it runs: ingestion is not what is measured.
+        settings = load_settings(make_env(Path(tmp) / "pacs", PACS_ORTHANC_STABLE_AGE="3600"))
         process = start_orthanc(settings)
         try:
             run(settings, args.reports, args.baseline)

@@ -62,6 +62,12 @@ class ReportIncomplete(ReportError):
     status = 422
 
 
+class ReportPreconditionRequired(ReportError):
+    """An existing report was written without saying which version the writer saw."""
+
+    status = 428
+
+
 # (state before, action) -> state after; None before = no report yet.
 TRANSITIONS: dict[tuple[ReportStatus | None, ReportAction], ReportStatus] = {
     (None, ReportAction.EDIT): ReportStatus.DRAFT,
@@ -142,6 +148,25 @@ def clean_sections(sections: Mapping[str, object]) -> dict[str, str]:
             raise ReportIncomplete(f"section {name} is longer than {MAX_SECTION_LENGTH} characters")
         cleaned[name] = value.replace("\r\n", "\n")
     return cleaned
+
+
+def check_version(
+    stored: int | None, expected: int | None, *, required: bool, changed_by: str = ""
+) -> None:
+    """Refuse a write based on another version than the stored one (two tabs, two people).
+    `stored` is None before the first save, which counts as version 0."""
+    if expected is None:
+        if required and stored is not None:
+            raise ReportPreconditionRequired(
+                "send If-Match with the report's ETag (from GET) so no one's changes are lost"
+            )
+        return
+    if expected != (stored or 0):
+        raise ReportConflict(
+            f"the report was changed elsewhere (you have version {expected}, the saved one is "
+            f"version {stored or 0}, by {changed_by or 'nobody'}); reload it before saving, "
+            "your text is not lost"
+        )
 
 
 def check_signable(sections: Mapping[str, str]) -> None:

@@ -21,11 +21,10 @@ from core.reports import (
     EVENT_REPORT_STARTED,
     STUDY_STATUS_AFTER,
     ReportAction,
-    ReportConflict,
-    ReportError,
     ReportStatus,
     check_addendum,
     check_signable,
+    check_version,
     clean_sections,
     decide_transition,
     document_uids,
@@ -35,31 +34,17 @@ from core.sr import Addendum, DocumentReference, SignedReport, person_name
 from storage.database import Report, ReportDocument, ReportTemplate, Series, Study, StudyEvent, User
 
 
-class ReportPreconditionRequired(ReportError):
-    """An existing report was written without saying which version the writer saw."""
-
-    status = 428
-
-
 def find_report(session: Session, study: Study) -> Report | None:
     return session.scalar(select(Report).where(Report.study_id == study.id))
 
 
-def check_version(report: Report | None, expected: int | None, *, required: bool) -> None:
-    """Refuse a write based on another version than the stored one (two tabs, two people)."""
-    current = report.version if report is not None else 0
-    if expected is None:
-        if required and report is not None:
-            raise ReportPreconditionRequired(
-                "send If-Match with the report's ETag (from GET) so no one's changes are lost"
-            )
-        return
-    if expected != current:
-        raise ReportConflict(
-            f"the report was changed elsewhere (you have version {expected}, the saved one is "
-            f"version {current}, by {report.updated_by if report else 'nobody'}); reload it "
-            "before saving, your text is not lost"
-        )
+def check_report_version(report: Report | None, expected: int | None, *, required: bool) -> None:
+    check_version(
+        report.version if report else None,
+        expected,
+        required=required,
+        changed_by=report.updated_by if report else "",
+    )
 
 
 def decide(study: Study, report: Report | None, action: ReportAction, actor: User) -> ReportStatus:
@@ -85,7 +70,7 @@ def save_draft(
     """Write the working text; the first save creates the report and takes the study."""
     report = find_report(session, study)
     decide(study, report, ReportAction.EDIT, actor)
-    check_version(report, expected_version, required=True)
+    check_report_version(report, expected_version, required=True)
     cleaned = clean_sections(sections)
     if report is None:
         report = Report(
@@ -128,7 +113,7 @@ def sign_report(
     """Sign the saved text preliminary or final: a new document, queued for the archive."""
     report = find_report(session, study)
     after = decide(study, report, action, actor)
-    check_version(report, expected_version, required=False)
+    check_report_version(report, expected_version, required=False)
     check_signable(report.sections)
     report.status = after
     return add_document(study, report, actor, action, now)

@@ -13,9 +13,11 @@ from core.reports import (
     ReportConflict,
     ReportForbidden,
     ReportIncomplete,
+    ReportPreconditionRequired,
     ReportStatus,
     check_addendum,
     check_signable,
+    check_version,
     clean_sections,
     decide_transition,
     derive_uid,
@@ -155,3 +157,16 @@ def test_default_templates_cover_the_departments_examinations() -> None:
     assert suggest_template(templates, "MR", "HEAD") == "mr-brain"
     assert suggest_template(templates, "US", "ABDOMEN") == "us-abdomen"
     assert suggest_template(templates, "CT", "KNEE") == "generic"
+
+
+def test_versions_guard_against_lost_updates() -> None:
+    check_version(None, None, required=True)  # the first save of a new report
+    check_version(None, 0, required=True)
+    check_version(3, 3, required=True)
+    check_version(3, None, required=False)  # signing without If-Match signs what is stored
+    with pytest.raises(ReportConflict, match="you have version 2, the saved one is version 3"):
+        check_version(3, 2, required=True, changed_by="b@example.org")
+    with pytest.raises(ReportConflict):
+        check_version(None, 1, required=True)
+    with pytest.raises(ReportPreconditionRequired):
+        check_version(3, None, required=True)
