@@ -29,7 +29,7 @@ from storage.archive import ArchiveClient
 from storage.database import Report, ReportDocument
 from tests.conftest import find_free_port
 from tests.report_helpers import dciodvfy_errors, fetch_sr, ingest, store_study
-from tests.test_browser import PASSWORD, TIMEOUT_MS, browser, screenshot, sign_in  # noqa: F401
+from tests.test_browser import PASSWORD, TIMEOUT_MS, screenshot, sign_in
 
 if shutil.which("dciodvfy") is None:
     pytest.skip("needs dicom3tools", allow_module_level=True)
@@ -83,7 +83,7 @@ def portal(
 
 
 @pytest.fixture
-def page(browser: Browser, portal: Portal) -> Iterator[Page]:  # noqa: F811
+def page(browser: Browser, portal: Portal) -> Iterator[Page]:
     context = browser.new_context(base_url=portal.url, viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
