@@ -368,6 +368,7 @@ def test_reports_from_elsewhere_show_as_external_reports(
     assert "External reports" in page
     assert 'data-series-uid="1.2.826.0.1.3680043.10.543.1"' in page
     assert f'data-series-uid="{ours["series_instance_uid"]}"' not in page
+    assert "1.2.826.0.1.3680043.10.543.1/preview.png" not in page  # no image to render
     # Ingesting the study again with both SRs in it keeps the signed report's status.
     assert client.get(f"/api/v1/studies/{setup.study_uid}", headers=rad).json["status"] == "final"
 
