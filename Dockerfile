@@ -11,6 +11,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PACS_APP_DIR=/app \
     PACS_VIEWER_DIR=/app/build/viewer
 
+# DejaVu fonts for the report PDFs (any European script).
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 
 # Dependencies first, from pyproject.toml alone, so that a code change does not reinstall them.

@@ -3,7 +3,7 @@
 With a Prefect API configured (`PREFECT_API_URL`), a notification becomes a run
 of the `ingest-study` deployment, picked up by the workers. Without one (a single
 machine), a long-lived thread in `pacs up` runs `ingest_study` in-process, the
-low-latency path, and `reconcile_archive` every minute.
+low-latency path, and `reconcile_archive` and `archive_reports` (the SR outbox) every minute.
 """
 
 from __future__ import annotations
@@ -68,16 +68,19 @@ class EmbeddedPipeline:
 
     def run(self) -> None:
         with without_heartbeats():
+            from flows.archive_reports import archive_reports
             from flows.ingest_study import ingest_studies, ingest_study
             from flows.reconcile_archive import reconcile_archive
 
             self.run_safely(reconcile_archive)
+            self.run_safely(archive_reports)
             next_reconcile = time.monotonic() + self.reconcile_every
             while True:
                 try:
                     item = self.pending.get(timeout=max(0.0, next_reconcile - time.monotonic()))
                 except queue.Empty:
                     self.run_safely(reconcile_archive)
+                    self.run_safely(archive_reports)  # the SR outbox
                     next_reconcile = time.monotonic() + self.reconcile_every
                     continue
                 if item is None:

@@ -82,6 +82,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     from portal.auth import bp as auth_bp
     from portal.viewer import bp as viewer_bp
     from portal.viewer import init_viewer
+    from portal.reports import bp as reports_bp
     from portal.worklist import bp as worklist_bp
 
     app.register_blueprint(auth_bp)
@@ -89,6 +90,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(viewer_bp)
     init_viewer(app)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(reports_bp)
     app.register_blueprint(api_bp)
     return app
 

@@ -166,7 +166,7 @@ class ArchiveClient:
         StudyInstanceUID (Orthanc files one study UID per patient separately).
         """
         summary = self.get_study(study_id)
-        tags = self.get_json(f"/studies/{study_id}/instances-tags", short="")
+        tags = self.get_study_instances_tags(study_id)
         study_uid = summary.get("MainDicomTags", {}).get("StudyInstanceUID", "")
         others = []
         if study_uid:
@@ -179,9 +179,13 @@ class ArchiveClient:
             orthanc_id=study_id,
             last_update=summary["LastUpdate"],
             is_stable=summary.get("IsStable", True),
-            instances=list(tags.values()),
+            instances=tags,
             other_patient_ids=others,
         )
+
+    def get_study_instances_tags(self, study_id: str) -> list[JsonDict]:
+        """Every instance's tags (short format, bulk values left out) in one call."""
+        return list(self.get_json(f"/studies/{study_id}/instances-tags", short="").values())
 
     def render_series_preview(self, series_uid: str, *, height: int = 128) -> bytes:
         """A PNG of the series' middle instance (first frame), scaled to `height` pixels."""

@@ -50,3 +50,9 @@ def is_referred_by(referrer: User) -> ColumnElement[bool]:
         func.lower(Study.referring_physician) == referrer.dicom_name.strip().lower(),
         Study.status.in_(REPORTED),
     )
+
+
+def is_referred_to(study: Study, referrer: User) -> bool:
+    """The study names this user as Referring Physician (DICOM name, any case)."""
+    name = referrer.dicom_name.strip().lower()
+    return bool(name) and study.referring_physician.strip().lower() == name

@@ -144,7 +144,8 @@ def archive(settings: Settings) -> Iterator[ArchiveClient]:
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    """One headless Debian Chromium for the session (browser tests only)."""
+    """One headless Debian Chromium for all browser tests: Playwright's sync API allows a
+    single driver per process, so every test module shares this one."""
     from playwright.sync_api import sync_playwright
 
     from tests.browser import CHROMIUM, CHROMIUM_ARGS

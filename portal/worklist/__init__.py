@@ -31,6 +31,7 @@ from storage.assignments import (
 )
 from storage.database import Study
 from storage.referrals import list_referred_studies
+from storage.reports import find_report, list_external_reports
 from storage.worklist import SORT_COLUMNS, WORKLIST_STATUSES, WorklistQuery, query_worklist
 
 bp = Blueprint("worklist", __name__, template_folder="../templates")
@@ -156,7 +157,12 @@ def show_study(study_uid: str):
     db.session.commit()
     radiologists = list_radiologists(db.session) if current_user.role == Role.ADMIN else []
     return render_template(
-        "worklist/study.html", study=study, radiologists=radiologists, priorities=list(Priority)
+        "worklist/study.html",
+        study=study,
+        radiologists=radiologists,
+        priorities=list(Priority),
+        report=find_report(db.session, study),
+        external_reports=list_external_reports(db.session, study),
     )
 
 

@@ -1,0 +1,273 @@
+"""Radiology reports as DICOM Structured Reports (highdicom Comprehensive SR).
+
+The content tree follows TID 2000 (Basic Diagnostic Imaging Report) as far as
+highdicom allows: language, the author as person observer, one container per
+section (CID 7001 headings) holding TEXT items, and the study's instances as
+evidence. Preliminary documents are PARTIAL/UNVERIFIED, final ones and their
+addenda COMPLETE/VERIFIED; every later document names its predecessor.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import highdicom as hd
+from pydicom import Dataset
+from pydicom.filewriter import dcmwrite
+from pydicom.sr.codedict import codes
+from pydicom.uid import ComprehensiveSRStorage
+
+from core import tags as tg
+from core.records import NON_IMAGING_MODALITIES
+from core.reports import SECTIONS
+from core.tags import Tags
+
+CHARACTER_SET = "ISO_IR 192"  # UTF-8: report text and names in any language
+MANUFACTURER = "PACS platform"
+SERIES_NUMBER = 9901
+REPORT_TITLE = hd.sr.CodedConcept("18748-4", "LN", "Diagnostic Imaging Report")
+LANGUAGE = hd.sr.CodedConcept("en", "RFC5646", "English")
+# Section -> (container heading from CID 7001, name of its TEXT items from CID 7002).
+SECTION_CODES = {
+    "clinical_information": (codes.LN.ClinicalInformation, codes.DCM.History),
+    "comparison": (codes.DCM.PriorProcedureDescriptions, codes.DCM.ProcedureDescription),
+    "technique": (codes.DCM.CurrentProcedureDescriptions, codes.DCM.ProcedureDescription),
+    "findings": (codes.DCM.Findings, codes.DCM.Finding),
+    "impression": (codes.DCM.Impressions, codes.DCM.Impression),
+}
+ADDENDUM_CODES = (codes.DCM.Addendum, codes.DCM.Comment)
+
+
+@dataclass(frozen=True)
+class EvidenceInstance:
+    series_instance_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+
+
+@dataclass(frozen=True)
+class StudyHeader:
+    """Patient and study attributes the SR repeats, as the archive's DICOM gives them."""
+
+    study_instance_uid: str
+    patient_name: str = ""
+    patient_id: str = ""
+    patient_birth_date: str = ""
+    patient_sex: str = ""
+    study_date: str = ""
+    study_time: str = ""
+    accession_number: str = ""
+    study_id: str = ""
+    referring_physician: str = ""
+    institution: str = ""
+
+
+@dataclass(frozen=True)
+class DocumentReference:
+    series_instance_uid: str
+    sop_instance_uid: str
+
+
+@dataclass(frozen=True)
+class Addendum:
+    text: str
+    author_name: str
+    signed_at: datetime.datetime
+
+
+@dataclass(frozen=True)
+class SignedReport:
+    """One signed version of a report: what the SR document says."""
+
+    kind: str  # preliminary, final, addendum
+    sections: Mapping[str, str]
+    author_name: str  # DICOM PN
+    signed_at: datetime.datetime  # aware, UTC
+    series_instance_uid: str
+    sop_instance_uid: str
+    instance_number: int
+    addenda: Sequence[Addendum] = field(default=())
+    predecessor: DocumentReference | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.kind != "preliminary"
+
+
+def read_study_evidence(instances: Sequence[Tags]) -> tuple[StudyHeader, list[EvidenceInstance]]:
+    """The header and the evidence (every instance but documents) from Orthanc's short tags."""
+    images = [i for i in instances if tg.get_text(i, tg.MODALITY) not in NON_IMAGING_MODALITIES]
+    first = (images or list(instances))[0]
+    header = StudyHeader(
+        study_instance_uid=tg.get_text(first, tg.STUDY_INSTANCE_UID),
+        patient_name=tg.get_text(first, tg.PATIENT_NAME),
+        patient_id=tg.get_text(first, tg.PATIENT_ID),
+        patient_birth_date=tg.get_text(first, tg.PATIENT_BIRTH_DATE),
+        patient_sex=tg.get_text(first, tg.PATIENT_SEX),
+        study_date=tg.get_text(first, tg.STUDY_DATE),
+        study_time=tg.get_text(first, tg.STUDY_TIME),
+        accession_number=tg.get_text(first, tg.ACCESSION_NUMBER),
+        study_id=tg.get_text(first, tg.STUDY_ID),
+        referring_physician=tg.get_text(first, tg.REFERRING_PHYSICIAN_NAME),
+        institution=tg.get_text(first, tg.INSTITUTION_NAME),
+    )
+    evidence = [
+        EvidenceInstance(
+            series_instance_uid=tg.get_text(i, tg.SERIES_INSTANCE_UID),
+            sop_instance_uid=tg.get_text(i, tg.SOP_INSTANCE_UID),
+            sop_class_uid=tg.get_text(i, tg.SOP_CLASS_UID),
+        )
+        for i in images
+    ]
+    return header, sorted(evidence, key=lambda e: (e.series_instance_uid, e.sop_instance_uid))
+
+
+def build_report_sr(
+    report: SignedReport, header: StudyHeader, evidence: Sequence[EvidenceInstance]
+) -> hd.sr.ComprehensiveSR:
+    """The SR document of one signed version; the same inputs give the same document."""
+    if not evidence:
+        raise ValueError("the study has no instances to report on")
+    evidence_datasets = make_evidence_datasets(header, evidence)
+    predecessors = None
+    if report.predecessor is not None:
+        predecessors = [make_reference_dataset(header, report.predecessor)]
+    organization = header.institution or MANUFACTURER
+    sr = hd.sr.ComprehensiveSR(
+        evidence=evidence_datasets,
+        content=build_content(report),
+        series_instance_uid=report.series_instance_uid,
+        series_number=SERIES_NUMBER,
+        sop_instance_uid=report.sop_instance_uid,
+        instance_number=report.instance_number,
+        manufacturer=MANUFACTURER,
+        is_complete=report.verified,
+        is_final=report.verified,
+        is_verified=report.verified,
+        institution_name=header.institution or None,
+        verifying_observer_name=report.author_name if report.verified else None,
+        verifying_organization=organization if report.verified else None,
+        previous_versions=predecessors,
+        specific_character_set=CHARACTER_SET,
+        series_description="Radiology report",
+    )
+    stamp_times(sr, report.signed_at)
+    return sr
+
+
+def build_content(report: SignedReport) -> hd.sr.ContainerContentItem:
+    root = hd.sr.ContainerContentItem(name=REPORT_TITLE, template_id="2000")
+    root.ContentSequence = hd.sr.ContentSequence(
+        [
+            *hd.sr.LanguageOfContentItemAndDescendants(LANGUAGE),
+            *hd.sr.ObserverContext(
+                observer_type=codes.DCM.Person,
+                observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
+                    name=report.author_name
+                ),
+            ),
+            *build_sections(report),
+        ]
+    )
+    return root
+
+
+def build_sections(report: SignedReport) -> list[hd.sr.ContainerContentItem]:
+    sections = []
+    for name in SECTIONS:
+        text = report.sections.get(name, "").strip()
+        if text:
+            heading, item = SECTION_CODES[name]
+            sections.append(make_section(heading, [make_text(item, text)]))
+    if report.addenda:
+        heading, item = ADDENDUM_CODES
+        texts = [make_text(item, describe_addendum(a)) for a in report.addenda]
+        sections.append(make_section(heading, texts))
+    return sections
+
+
+def describe_addendum(addendum: Addendum) -> str:
+    signed = addendum.signed_at.strftime("%Y-%m-%d %H:%M UTC")
+    return f"{addendum.text}\n({addendum.author_name.replace('^', ' ')}, {signed})"
+
+
+def make_section(heading: object, items: list[hd.sr.TextContentItem]) -> hd.sr.ContainerContentItem:
+    section = hd.sr.ContainerContentItem(name=heading, relationship_type="CONTAINS")
+    section.ContentSequence = hd.sr.ContentSequence(items)
+    return section
+
+
+def make_text(name: object, text: str) -> hd.sr.TextContentItem:
+    return hd.sr.TextContentItem(name=name, value=text, relationship_type="CONTAINS")
+
+
+def make_evidence_datasets(
+    header: StudyHeader, evidence: Sequence[EvidenceInstance]
+) -> list[Dataset]:
+    """What highdicom reads from the evidence: the first instance carries the patient and
+    study attributes the SR copies; the others only their UIDs (a 1,000-image study stays fast).
+    """
+    datasets = []
+    for item in evidence:
+        ds = Dataset()
+        ds.StudyInstanceUID = header.study_instance_uid
+        ds.SeriesInstanceUID = item.series_instance_uid
+        ds.SOPInstanceUID = item.sop_instance_uid
+        ds.SOPClassUID = item.sop_class_uid
+        datasets.append(ds)
+    first = datasets[0]
+    first.SpecificCharacterSet = CHARACTER_SET
+    first.PatientName = header.patient_name
+    first.PatientID = header.patient_id
+    first.PatientBirthDate = header.patient_birth_date
+    first.PatientSex = header.patient_sex
+    first.StudyDate = header.study_date
+    first.StudyTime = header.study_time
+    first.AccessionNumber = header.accession_number
+    first.StudyID = header.study_id
+    first.ReferringPhysicianName = header.referring_physician
+    return datasets
+
+
+def make_reference_dataset(header: StudyHeader, reference: DocumentReference) -> Dataset:
+    ds = Dataset()
+    ds.StudyInstanceUID = header.study_instance_uid
+    ds.SeriesInstanceUID = reference.series_instance_uid
+    ds.SOPInstanceUID = reference.sop_instance_uid
+    ds.SOPClassUID = ComprehensiveSRStorage
+    return ds
+
+
+def stamp_times(sr: Dataset, signed_at: datetime.datetime) -> None:
+    """Dates and times of the signature (UTC), not of the build, so a rebuild is identical."""
+    utc = signed_at.astimezone(datetime.UTC)
+    date, time = utc.strftime("%Y%m%d"), utc.strftime("%H%M%S.%f")
+    sr.TimezoneOffsetFromUTC = "+0000"
+    sr.ContentDate, sr.ContentTime = date, time
+    sr.InstanceCreationDate, sr.InstanceCreationTime = date, time
+    sr.SeriesDate, sr.SeriesTime = date, time
+    for item in sr.get("ContributingEquipmentSequence", []):
+        item.ContributionDateTime = f"{date}{time}+0000"
+    if "VerifyingObserverSequence" in sr:
+        sr.VerifyingObserverSequence[0].VerificationDateTime = f"{date}{time}+0000"
+
+
+def encode_part10(sr: Dataset) -> bytes:
+    """The document as a Part 10 file (preamble and file meta: Orthanc needs them)."""
+    buffer = io.BytesIO()
+    dcmwrite(buffer, sr, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def person_name(display_name: str, email: str) -> str:
+    """A user's name as DICOM PN ("Family^Given"): their display name, else their e-mail."""
+    name = display_name.strip()
+    if "^" in name:
+        return name
+    words = name.split()
+    if len(words) >= 2:
+        return f"{words[-1]}^{' '.join(words[:-1])}"
+    return name or email.split("@")[0]
