@@ -80,9 +80,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     from portal.admin import bp as admin_bp
     from portal.api import bp as api_bp
     from portal.auth import bp as auth_bp
+    from portal.reports import bp as reports_bp
     from portal.viewer import bp as viewer_bp
     from portal.viewer import init_viewer
-    from portal.reports import bp as reports_bp
     from portal.worklist import bp as worklist_bp
 
     app.register_blueprint(auth_bp)
