@@ -214,7 +214,7 @@ def test_worklist_api_filters_sorts_and_pages(app: Flask) -> None:
 
     ct = client.get("/api/v1/studies?modality=CT&per_page=200", headers=headers).json
     assert ct["total"] == 10 and {i["modality"] for i in ct["items"]} == {"CT"}
-    stat_first = client.get("/api/v1/studies?sort=priority&order=asc", headers=headers).json
+    stat_first = client.get("/api/v1/studies?sort=priority&order=desc", headers=headers).json
     assert stat_first["items"][0]["priority"] == "STAT"
     by_name = client.get("/api/v1/studies?q=patient07,%20test", headers=headers).json
     assert [i["patient_id"] for i in by_name["items"]] == ["PID0007"]
