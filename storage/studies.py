@@ -51,7 +51,12 @@ def save_assessment(session: Session, assessment: Assessment, now: datetime.date
         outcome = "ingested"
     elif study.status in (StudyStatus.QUARANTINED, StudyStatus.REMOVED):
         study.status = StudyStatus.RECEIVED
-    for name, value in record.as_columns().items():
+    columns = record.as_columns()
+    if outcome == "updated":
+        # Turnaround counts from the study's first completion in the archive: images added
+        # later (our own report SRs among them) must not move it.
+        columns.pop("received_at")
+    for name, value in columns.items():
         setattr(study, name, value)
     study.removed_at = None
     study.ingested_at = now

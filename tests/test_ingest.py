@@ -149,6 +149,7 @@ def test_reingesting_is_idempotent_and_picks_up_new_series(
     reconcile_archive(since=0)  # everything again: nothing duplicates
     study = find_study(pipeline_settings, datasets[0].StudyInstanceUID)
     assert study.instance_count == 4
+    time.sleep(1.1)  # Orthanc's LastUpdate has whole seconds
 
     extra = clone_study("CT", limit=2)
     for ds in extra:
@@ -163,6 +164,7 @@ def test_reingesting_is_idempotent_and_picks_up_new_series(
         assert len(rows) == 1
         assert rows[0].instance_count == 6
         assert len(rows[0].series) == rows[0].series_count
+        assert rows[0].received_at == study.received_at, "turnaround counts from the first"
 
 
 def test_deleting_in_the_archive_marks_the_study_removed(pipeline_settings: Settings) -> None:
