@@ -481,6 +481,15 @@ def under_any(name: str, folders: list[str]) -> bool:
     return any(folder == "" or name.startswith(folder + "/") for folder in folders)
 
 
+def unsafe_path_reason(name: str) -> str | None:
+    """Why a relative name from an archive or an upload is unsafe to use, or None."""
+    if "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return f"unsafe path {name!r}: absolute or with backslashes"
+    if ".." in name.split("/"):
+        return f"unsafe path {name!r}: it climbs out of its folder (path traversal)"
+    return None
+
+
 def check_zip_archive(infos: list[zipfile.ZipInfo], archive_size: int) -> str | None:
     """Why the whole archive is refused (a ZIP bomb), or None."""
     if len(infos) > MAX_MEMBERS:
@@ -498,11 +507,9 @@ def check_zip_archive(infos: list[zipfile.ZipInfo], archive_size: int) -> str | 
 
 def check_zip_member(info: zipfile.ZipInfo) -> str | None:
     """Why one member is refused (unsafe name, link, encryption, bomb), or None."""
-    name = info.filename
-    if "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        return f"unsafe path {name!r}: absolute or with backslashes"
-    if ".." in name.split("/"):
-        return f"unsafe path {name!r}: it climbs out of the archive (path traversal)"
+    problem = unsafe_path_reason(info.filename)
+    if problem:
+        return problem
     if stat.S_ISLNK(info.external_attr >> 16):
         return "a symbolic link"
     if info.flag_bits & 0x1:

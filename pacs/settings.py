@@ -39,6 +39,8 @@ class Settings:
     portal_https: bool
     secret_key: str
     webhook_secret: str
+    import_max_mb: int = 2048
+    import_radiologists: bool = False
 
     @property
     def orthanc_dir(self) -> Path:
@@ -79,6 +81,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         portal_https=_read_flag(env, "PACS_PORTAL_HTTPS"),
         secret_key=env.get("PACS_SECRET_KEY") or read_secret(home, "secret-key"),
         webhook_secret=env.get("PACS_WEBHOOK_SECRET") or read_secret(home, "webhook-secret"),
+        import_max_mb=_read_int(env, "PACS_IMPORT_MAX_MB", 2048, minimum=1),
+        import_radiologists=_read_flag(env, "PACS_IMPORT_RADIOLOGISTS"),
     )
 
 

@@ -31,6 +31,7 @@ from core.imports import (
     Outcome,
     PreparedInstance,
     Refusal,
+    TreePlan,
     check_zip_archive,
     check_zip_member,
     dataset_offset,
@@ -148,7 +149,7 @@ def gather_zip(path: Path, name: str, gathered: Gathered, stack: ExitStack) -> N
             except (NotImportable, zipfile.BadZipFile, OSError) as error:
                 gathered.results.append(rejected(f"{name}:{member}", Refusal.NOT_DICOM, str(error)))
     plan = plan_tree(safe, dicomdirs)
-    add_plan_results(plan, f"{name}:", gathered, separator="")
+    add_plan_results(plan, name, gathered, separator=":")
     for member in plan.send:
         info = safe[member]
         gathered.candidates.append(
@@ -156,15 +157,22 @@ def gather_zip(path: Path, name: str, gathered: Gathered, stack: ExitStack) -> N
         )
 
 
-def add_plan_results(plan, prefix: str, gathered: Gathered, separator: str = "/") -> None:
+def join_name(prefix: str, member: str, separator: str = "/") -> str:
+    """How the summary names a file of a folder ("folder/a.dcm") or archive ("b.zip:a.dcm")."""
+    return f"{prefix}{separator}{member}" if prefix else member
+
+
+def add_plan_results(plan: TreePlan, prefix: str, gathered: Gathered, separator: str = "/") -> None:
     for member, why in plan.ignored:
         gathered.results.append(
-            FileResult(name=f"{prefix}{separator}{member}", outcome=Outcome.IGNORED, reason=why)
+            FileResult(
+                name=join_name(prefix, member, separator), outcome=Outcome.IGNORED, reason=why
+            )
         )
     for member, dicomdir in plan.missing:
         gathered.results.append(
             rejected(
-                f"{prefix}{separator}{member}",
+                join_name(prefix, member, separator),
                 Refusal.UNREADABLE,
                 f"referenced by {dicomdir} but missing",
                 size=0,
