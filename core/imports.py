@@ -59,6 +59,9 @@ MAX_ARCHIVE_BYTES = 256 * 1024**3
 MAX_MEMBERS = 500_000
 MAX_RATIO = 200  # uncompressed/compressed, checked above RATIO_FLOOR bytes
 RATIO_FLOOR = 16 * 1024**2
+# A bare data set is only called truncated once a few elements read well; before, it is
+# more likely some other file that happens to start like one.
+RAW_ELEMENTS_BEFORE_TRUNCATED = 3
 
 IGNORED_FOLDERS = frozenset({"__MACOSX"})
 IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini"})
@@ -320,7 +323,7 @@ def walk_elements(
     data there cannot be wrapped, since the transfer syntax is unknown.
     """
     order = "<" if little else ">"
-    last_tag = -1
+    last_tag, count = -1, 0
     while offset < end:
         if offset + 8 > end:
             raise Truncated(f"the file ends inside an element header at byte {offset}")
@@ -339,7 +342,13 @@ def walk_elements(
                 "a data set with compressed pixel data but no file meta: "
                 "its transfer syntax is unknown",
             )
-        offset = walk_element(data, offset, end, implicit=implicit, little=little)
+        try:
+            offset = walk_element(data, offset, end, implicit=implicit, little=little)
+        except Truncated:
+            if raw and count < RAW_ELEMENTS_BEFORE_TRUNCATED:
+                raise Malformed("it does not hold DICOM data elements") from None
+            raise
+        count += 1
     if in_item:
         raise Truncated("the file ends inside a sequence item")
     return offset
@@ -440,7 +449,7 @@ class TreePlan:
 
     send: list[str]
     ignored: list[tuple[str, str]]  # name, why
-    missing: list[tuple[str, str]]  # a DICOMDIR references a file the tree lacks: name, which
+    missing: list[tuple[str, str]]  # name, why: a DICOMDIR references it, the tree lacks it
 
 
 def plan_tree(names: Iterable[str], dicomdirs: Mapping[str, list[str]]) -> TreePlan:
@@ -458,9 +467,11 @@ def plan_tree(names: Iterable[str], dicomdirs: Mapping[str, list[str]]) -> TreeP
     for dicomdir, references in dicomdirs.items():
         folder = posixpath.dirname(dicomdir)
         for reference in references:
-            full = posixpath.normpath(posixpath.join(folder, reference)) if folder else reference
-            if full.startswith("../") or full.casefold() not in by_folded:
-                missing.append((full, dicomdir))
+            full = posixpath.join(folder, reference)
+            if unsafe_path_reason(reference):
+                missing.append((full, f"referenced by {dicomdir}: {unsafe_path_reason(reference)}"))
+            elif full.casefold() not in by_folded:
+                missing.append((full, f"referenced by {dicomdir} but missing"))
             else:
                 referenced[full.casefold()] = dicomdir
     send, ignored = [], []

@@ -169,14 +169,9 @@ def add_plan_results(plan: TreePlan, prefix: str, gathered: Gathered, separator:
                 name=join_name(prefix, member, separator), outcome=Outcome.IGNORED, reason=why
             )
         )
-    for member, dicomdir in plan.missing:
+    for member, why in plan.missing:
         gathered.results.append(
-            rejected(
-                join_name(prefix, member, separator),
-                Refusal.UNREADABLE,
-                f"referenced by {dicomdir} but missing",
-                size=0,
-            )
+            rejected(join_name(prefix, member, separator), Refusal.UNREADABLE, why)
         )
 
 
