@@ -225,8 +225,6 @@ class Sender:
 
     def import_one(self, candidate: Candidate) -> FileResult:
         name, size = candidate.name, candidate.size
-        if self.stopped:
-            return rejected(name, Refusal.NOT_SENT, self.stopped, size=size)
         try:
             data = candidate.read()
         except (OSError, zipfile.BadZipFile, RuntimeError) as error:
