@@ -109,11 +109,13 @@ def gather_folder(folder: Path, name: str, gathered: Gathered, stack: ExitStack)
             try:
                 dicomdirs[member] = read_dicomdir_references((folder / member).read_bytes())
             except (NotImportable, OSError) as error:
-                gathered.results.append(rejected(f"{name}/{member}", Refusal.NOT_DICOM, str(error)))
+                gathered.results.append(
+                    rejected(join_name(name, member), Refusal.NOT_DICOM, str(error))
+                )
     plan = plan_tree(names, dicomdirs)
     add_plan_results(plan, name, gathered)
     for member in plan.send:
-        gather_file(folder / member, f"{name}/{member}", gathered, stack)
+        gather_file(folder / member, join_name(name, member), gathered, stack)
 
 
 def gather_zip(path: Path, name: str, gathered: Gathered, stack: ExitStack) -> None:
