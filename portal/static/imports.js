@@ -58,11 +58,19 @@
     zone.addEventListener("drop", async (event) => {
       event.preventDefault();
       zone.classList.remove("over");
-      const entries = [...event.dataTransfer.items]
-        .map((item) => item.webkitGetAsEntry && item.webkitGetAsEntry())
-        .filter(Boolean);
-      for (const entry of entries) {
-        dropped = dropped.concat(await readEntry(entry));
+      // Read the entries first: the drop's items are only valid during this event.
+      const sources = [...event.dataTransfer.items]
+        .filter((item) => item.kind === "file")
+        .map((item) => ({
+          entry: item.webkitGetAsEntry && item.webkitGetAsEntry(),
+          file: item.getAsFile(),
+        }));
+      for (const source of sources) {
+        if (source.entry) {
+          dropped = dropped.concat(await readEntry(source.entry));
+        } else {
+          dropped.push({ file: source.file, path: source.file.name }); // no file system entry
+        }
       }
       error.hidden = true;
       describe();
