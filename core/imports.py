@@ -47,6 +47,8 @@ MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 UNDEFINED_LENGTH = 0xFFFFFFFF
 ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 PIXEL_DATA = 0x7FE00010
+MEDIA_SOP_CLASS, TRANSFER_SYNTAX = 0x00020002, 0x00020010
+SOP_CLASS, SOP_INSTANCE, STUDY_INSTANCE = 0x00080016, 0x00080018, 0x0020000D
 # Explicit VRs with a 2-byte reserved field and a 4-byte length.
 LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
 KNOWN_VRS = LONG_VRS | frozenset(
@@ -185,12 +187,12 @@ def prepare_instance(data: bytes) -> PreparedInstance:
     """Classify `data` and return it as a Part 10 file, or raise NotImportable."""
     if not data:
         raise NotImportable(Refusal.NOT_DICOM, "not DICOM: an empty file")
+    if len(data) >= 132 and data[128:132] == PREFIX:
+        return read_part10(data, wrapped=False)
     if is_zip(data):
         raise NotImportable(
             Refusal.NOT_DICOM, "a ZIP archive inside an archive: extract it and import the folder"
         )
-    if len(data) >= 132 and data[128:132] == PREFIX:
-        return read_part10(data, wrapped=False)
     if data[:2] == b"\x02\x00" and data[4:6] in KNOWN_VRS:
         # File meta without the preamble and prefix (a stripped Part 10 file).
         return read_part10(PREAMBLE + PREFIX + data, wrapped=True)
@@ -202,57 +204,64 @@ def prepare_instance(data: bytes) -> PreparedInstance:
 
 
 def read_part10(part10: bytes, *, wrapped: bool) -> PreparedInstance:
+    """Walk the file meta and the data set (reading the UIDs on the way: no full parse)."""
+    meta = dict.fromkeys((MEDIA_SOP_CLASS, TRANSFER_SYNTAX), "")
     try:
-        meta_end = walk_file_meta(part10)
+        meta_end = walk_file_meta(part10, meta)
     except Truncated as error:
         raise NotImportable(Refusal.TRUNCATED, f"truncated: {error}") from None
     except Malformed as error:
         raise NotImportable(Refusal.NOT_DICOM, f"not DICOM: {error}") from None
-    ds = read_uids(part10)
-    transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
-    if ds.file_meta.get("MediaStorageSOPClassUID") == MEDIA_STORAGE_DIRECTORY:
+    if meta[MEDIA_SOP_CLASS] == MEDIA_STORAGE_DIRECTORY:
         raise NotImportable(None, "DICOMDIR: the media's index, its referenced files are imported")
-    if transfer_syntax != DeflatedExplicitVRLittleEndian:
+    transfer_syntax = meta[TRANSFER_SYNTAX]
+    if transfer_syntax == DeflatedExplicitVRLittleEndian:
+        # Compressed as a whole: pydicom inflates it (and fails if it is cut short).
+        ds = read_uids(part10)
+        uids = {
+            SOP_INSTANCE: ds.get("SOPInstanceUID", ""),
+            STUDY_INSTANCE: ds.get("StudyInstanceUID", ""),
+        }
+    else:
+        uids = dict.fromkeys((SOP_CLASS, SOP_INSTANCE, STUDY_INSTANCE), "")
         check_complete(
             part10,
             meta_end,
             implicit=transfer_syntax == ImplicitVRLittleEndian,
             little=transfer_syntax != ExplicitVRBigEndian,
+            found=uids,
         )
-    return make_prepared(part10, ds, meta_end, wrapped=wrapped)
+    return make_prepared(part10, uids, meta_end, wrapped=wrapped)
 
 
 def wrap_dataset(data: bytes) -> PreparedInstance:
     """A bare data set: prepend a preamble and a file meta naming its own encoding."""
     implicit = data[4:6] not in KNOWN_VRS
+    uids = dict.fromkeys((SOP_CLASS, SOP_INSTANCE, STUDY_INSTANCE), "")
     try:
-        walk_elements(data, 0, len(data), implicit=implicit, little=True, raw=True)
+        walk_elements(data, 0, len(data), implicit=implicit, little=True, raw=True, found=uids)
     except Truncated as error:
         raise NotImportable(Refusal.TRUNCATED, f"truncated: {error}") from None
     except Malformed as error:
         raise NotImportable(Refusal.NOT_DICOM, f"not DICOM: {error}") from None
-    ds = read_uids(data, force=True)
-    sop_class = ds.get("SOPClassUID")
-    sop_instance = ds.get("SOPInstanceUID")
-    if not sop_instance:
+    if not uids[SOP_INSTANCE]:
         raise NotImportable(Refusal.NO_SOP_INSTANCE_UID, "no SOP Instance UID")
-    if not sop_class:
+    if not uids[SOP_CLASS]:
         raise NotImportable(Refusal.NOT_DICOM, "data set without SOP Class UID: cannot wrap it")
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_instance
+    meta.MediaStorageSOPClassUID = uids[SOP_CLASS]
+    meta.MediaStorageSOPInstanceUID = uids[SOP_INSTANCE]
     meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
     buffer = DicomBytesIO()
     write_file_meta_info(buffer, meta, enforce_standard=True)
     header = PREAMBLE + PREFIX + buffer.getvalue()
-    return make_prepared(header + data, ds, len(header), wrapped=True)
+    return make_prepared(header + data, uids, len(header), wrapped=True)
 
 
-def read_uids(data: bytes, *, force: bool = False) -> pydicom.Dataset:
+def read_uids(data: bytes) -> pydicom.Dataset:
     try:
         return pydicom.dcmread(
             io.BytesIO(data),
-            force=force,
             stop_before_pixels=True,
             specific_tags=["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID"],
         )
@@ -261,15 +270,15 @@ def read_uids(data: bytes, *, force: bool = False) -> pydicom.Dataset:
 
 
 def make_prepared(
-    part10: bytes, ds: pydicom.Dataset, dataset_offset: int, *, wrapped: bool
+    part10: bytes, uids: dict[int, str], dataset_offset: int, *, wrapped: bool
 ) -> PreparedInstance:
-    sop_instance = str(ds.get("SOPInstanceUID", "") or "").strip()
+    sop_instance = str(uids[SOP_INSTANCE] or "").strip()
     if not sop_instance:
         raise NotImportable(Refusal.NO_SOP_INSTANCE_UID, "no SOP Instance UID")
     return PreparedInstance(
         part10=part10,
         sop_instance_uid=sop_instance,
-        study_instance_uid=str(ds.get("StudyInstanceUID", "") or "").strip(),
+        study_instance_uid=str(uids[STUDY_INSTANCE] or "").strip(),
         dataset_offset=dataset_offset,
         wrapped=wrapped,
     )
@@ -286,11 +295,13 @@ def dataset_offset(part10: bytes) -> int:
 # -- the element structure ----------------------------------------------------------
 
 
-def walk_file_meta(part10: bytes) -> int:
+def walk_file_meta(part10: bytes, found: dict[int, str] | None = None) -> int:
     """Walk group 0002 (always explicit VR little endian); return where the data set starts."""
     offset = 132
     while offset + 8 <= len(part10) and part10[offset : offset + 2] == b"\x02\x00":
+        start = offset
         offset = walk_element(part10, offset, len(part10), implicit=False, little=True)
+        keep_value(part10, start, offset, found)
     if offset == 132:
         if offset + 8 > len(part10):
             raise Truncated("the file ends before its file meta information")
@@ -298,9 +309,11 @@ def walk_file_meta(part10: bytes) -> int:
     return offset
 
 
-def check_complete(data: bytes, offset: int, *, implicit: bool, little: bool) -> None:
+def check_complete(
+    data: bytes, offset: int, *, implicit: bool, little: bool, found: dict[int, str]
+) -> None:
     try:
-        walk_elements(data, offset, len(data), implicit=implicit, little=little)
+        walk_elements(data, offset, len(data), implicit=implicit, little=little, found=found)
     except Truncated as error:
         raise NotImportable(Refusal.TRUNCATED, f"truncated: {error}") from None
     except Malformed as error:
@@ -316,11 +329,13 @@ def walk_elements(
     little: bool,
     in_item: bool = False,
     raw: bool = False,
+    found: dict[int, str] | None = None,
 ) -> int:
     """Check every element up to `end` (or an item's end) fits; return the offset after them.
 
     `raw`: a data set without file meta, whose encoding was guessed; compressed pixel
-    data there cannot be wrapped, since the transfer syntax is unknown.
+    data there cannot be wrapped, since the transfer syntax is unknown. `found`: the
+    values of these top-level (UI) tags are stored into it.
     """
     order = "<" if little else ">"
     last_tag, count = -1, 0
@@ -343,15 +358,31 @@ def walk_elements(
                 "its transfer syntax is unknown",
             )
         try:
-            offset = walk_element(data, offset, end, implicit=implicit, little=little)
+            start, offset = (
+                offset,
+                walk_element(data, offset, end, implicit=implicit, little=little),
+            )
         except Truncated:
             if raw and count < RAW_ELEMENTS_BEFORE_TRUNCATED:
                 raise Malformed("it does not hold DICOM data elements") from None
             raise
+        keep_value(data, start, offset, found, little=little)
         count += 1
     if in_item:
         raise Truncated("the file ends inside a sequence item")
     return offset
+
+
+def keep_value(
+    data: bytes, start: int, end: int, found: dict[int, str] | None, *, little: bool = True
+) -> None:
+    """Store a short-VR element's value (header of 8 bytes) if its tag is one `found` wants."""
+    if not found:
+        return
+    group, element = struct.unpack_from("<HH" if little else ">HH", data, start)
+    tag = group << 16 | element
+    if tag in found and end - start <= 8 + 64:
+        found[tag] = data[start + 8 : end].rstrip(b"\x00 ").decode("ascii", "replace")
 
 
 def is_undefined(data: bytes, offset: int, *, implicit: bool) -> bool:

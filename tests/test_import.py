@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import time
 import zipfile
 from pathlib import Path
 
@@ -21,8 +22,15 @@ from pacs.settings import Settings
 from storage.archive import ArchiveClient
 from storage.database import AuditEvent, ImportRun, open_session
 from storage.import_files import import_paths
+from storage.imports import StudyPlace, locate_studies
 from tests.conftest import find_free_port, run_pacs
 from tests.studies import clone_study, write_files
+from tests.test_ingest import (  # noqa: F401  (fixtures: the session's pipeline and portal)
+    find_quarantined,
+    pipeline_settings,
+    portal,
+    wait_for_study,
+)
 
 
 @pytest.fixture
@@ -260,3 +268,31 @@ def test_the_command_fails_in_one_line_when_the_archive_is_down(
     missing = run_pacs(env, "import", str(tmp_path / "nowhere"))
     assert missing.returncode == 1
     assert "no such file or folder" in missing.stdout
+
+
+@pytest.mark.usefixtures("portal")
+def test_imported_studies_flow_through_ingestion_and_validation(
+    orthanc_env: dict[str, str], request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The archive's notification brings imported studies onto the worklist or into
+    quarantine like any other, and the import's summary then says where they are."""
+    settings: Settings = request.getfixturevalue("pipeline_settings")
+    good = clone_study("CT", limit=2)
+    broken = clone_study("CR", limit=1, PatientID=None)
+    write_files(good, tmp_path / "export" / "good")
+    write_files(broken, tmp_path / "export" / "broken")
+    env = {**orthanc_env, "PACS_DATABASE_URL": settings.database_url}
+    status, summary = import_json(env, tmp_path / "export")
+    assert status == 0, summary
+    study = wait_for_study(settings, good[0].StudyInstanceUID)
+    assert study.instance_count == 2
+    deadline = time.monotonic() + 45
+    while find_quarantined(settings, broken[0].StudyInstanceUID) is None:
+        assert time.monotonic() < deadline, "the broken study did not reach the quarantine"
+        time.sleep(0.2)
+    with open_session(settings.database_url) as session:
+        places = locate_studies(session, summary["studies"])
+    assert places == {
+        good[0].StudyInstanceUID: StudyPlace.WORKLIST,
+        broken[0].StudyInstanceUID: StudyPlace.QUARANTINE,
+    }

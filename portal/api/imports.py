@@ -6,6 +6,7 @@ from typing import Any
 
 from apiflask import Schema, abort
 from apiflask.fields import DateTime, Dict, Float, Integer, List, Nested, String
+from flask import g
 from flask_login import current_user
 
 from core.accounts import Role
@@ -68,7 +69,8 @@ def require_import_right() -> None:
 def create_import() -> dict[str, Any]:
     require_import_right()
     try:
-        run = import_uploads("api")
+        # The upload page sends its files here with the session cookie.
+        run = import_uploads("api" if g.get("pacs_bearer") else "portal")
     except UploadError as error:
         abort(400, str(error))
     return describe_import(run)
