@@ -62,10 +62,6 @@ class Gathered:
     candidates: list[Candidate]
     results: list[FileResult]  # decided without sending: ignored, unsafe, missing, unreadable
 
-    @property
-    def total_bytes(self) -> int:
-        return sum(candidate.size for candidate in self.candidates)
-
 
 def gather_paths(paths: Iterable[tuple[Path, str]], stack: ExitStack) -> Gathered:
     """Candidates from (path, display name) pairs; open ZIP archives stay open on `stack`."""
@@ -139,6 +135,8 @@ def gather_zip(path: Path, name: str, gathered: Gathered, stack: ExitStack) -> N
     safe = {}
     for info in infos:
         problem = check_zip_member(info)
+        if info.filename in safe:
+            problem = "a second member with the same name (the archive is inconsistent)"
         if problem:
             gathered.results.append(
                 rejected(f"{name}:{info.filename}", Refusal.UNSAFE_ARCHIVE, f"refused: {problem}")

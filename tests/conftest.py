@@ -131,6 +131,19 @@ def wait_for_http(url: str, *, timeout: float) -> None:
 
 
 @pytest.fixture(scope="session")
+def browser() -> Iterator:
+    """One Chromium for every browser test module: Playwright's sync API allows one driver."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS  # skips without Chromium
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session")
 def settings(orthanc_env: dict[str, str]) -> Settings:
     return load_settings(orthanc_env)
 

@@ -296,3 +296,24 @@ def test_imported_studies_flow_through_ingestion_and_validation(
         good[0].StudyInstanceUID: StudyPlace.WORKLIST,
         broken[0].StudyInstanceUID: StudyPlace.QUARANTINE,
     }
+
+
+def test_two_zip_members_of_one_name_are_both_reported(settings: Settings, tmp_path: Path) -> None:
+    first, second = clone_study("CT", limit=2)
+    bundle = tmp_path / "twice.zip"
+    with (
+        pytest.warns(UserWarning, match="Duplicate name"),
+        zipfile.ZipFile(bundle, "w") as zf,
+    ):
+        zf.writestr("a.dcm", part10_bytes(first))
+        zf.writestr("a.dcm", part10_bytes(second))
+    summary = import_paths([(bundle, "twice.zip")], lambda: ArchiveClient.from_settings(settings))
+    assert summary.counts == {"stored": 1, "already_stored": 0, "rejected": 1, "ignored": 0}
+    [refused] = summary.rejected
+    assert "same name" in refused.reason
+
+
+def part10_bytes(ds: Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 from werkzeug.serving import make_server
 
 from core.accounts import Role
@@ -24,7 +24,7 @@ from storage.accounts import create_user
 from storage.archive import ArchiveClient
 from tests.conftest import find_free_port
 from tests.studies import clone_study
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, screenshot
+from tests.test_browser import TIMEOUT_MS, screenshot
 
 PASSWORD = "a-long-enough-passphrase"
 
@@ -55,14 +55,6 @@ def portal_url(
         server.shutdown()
         thread.join(timeout=10)
         server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
