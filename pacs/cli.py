@@ -11,10 +11,11 @@ import getpass
 import sys
 from collections.abc import Callable, Sequence
 
-from pacs import ingest_commands, orthanc_server, user_commands
+from pacs import import_commands, ingest_commands, orthanc_server, user_commands
 from pacs.settings import Settings, SettingsError, load_settings
 from storage.archive import ArchiveError
 from storage.dicom_sender import DicomSendError
+from storage.import_files import DEFAULT_WORKERS
 
 EXPECTED_ERRORS = (
     ingest_commands.CommandError,
@@ -83,6 +84,17 @@ def run_quarantine_delete(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
+def run_import(settings: Settings, args: argparse.Namespace) -> int:
+    return import_commands.run_import(
+        settings,
+        args.paths,
+        as_json=args.json,
+        workers=args.workers,
+        out=sys.stdout,
+        err=sys.stderr,
+    )
+
+
 def run_user_add(settings: Settings, args: argparse.Namespace) -> int:
     return user_commands.add_user(
         settings, args.email, args.role, args.name, args.dicom_name, sys.stdout
@@ -144,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
         action = quarantine_actions.add_parser(name, help=text)
         action.add_argument("study", help="Orthanc study id or Study Instance UID")
         action.set_defaults(handler=handler)
+
+    imports = commands.add_parser(
+        "import", help="send DICOM files, folders, ZIP archives and DICOMDIR media to the archive"
+    )
+    imports.add_argument("paths", nargs="+", metavar="PATH")
+    imports.add_argument("--json", action="store_true", help="print the summary as JSON")
+    imports.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="parallel uploads")
+    imports.set_defaults(handler=run_import)
 
     user = commands.add_parser("user", help="portal accounts")
     user_actions = user.add_subparsers(dest="action", required=True, metavar="ACTION")

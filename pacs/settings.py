@@ -44,6 +44,8 @@ class Settings:
     secret_key: str
     webhook_secret: str
     viewer_dir: Path
+    import_max_mb: int = 2048
+    import_radiologists: bool = False
 
     @property
     def orthanc_dir(self) -> Path:
@@ -85,6 +87,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secret_key=env.get("PACS_SECRET_KEY") or read_secret(home, "secret-key"),
         webhook_secret=env.get("PACS_WEBHOOK_SECRET") or read_secret(home, "webhook-secret"),
         viewer_dir=Path(env.get("PACS_VIEWER_DIR") or DEFAULT_VIEWER_DIR).expanduser().resolve(),
+        import_max_mb=_read_int(env, "PACS_IMPORT_MAX_MB", 2048, minimum=1),
+        import_radiologists=_read_flag(env, "PACS_IMPORT_RADIOLOGISTS"),
     )
 
 

@@ -16,6 +16,7 @@ from pacs.pipeline import make_dispatcher
 from pacs.settings import load_settings
 from portal.extensions import csrf, db, login_manager
 from portal.security import deny, enforce_access
+from portal.uploads import UploadRequest
 from storage.database import configure_sqlite, init_database
 
 CONTENT_SECURITY_POLICY = (
@@ -49,6 +50,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
     app.config.update(config)
+    app.request_class = UploadRequest  # upload routes: their own limit, files streamed to disk
     if settings.portal_proxies:
         # Behind N reverse proxies (TLS ends there): trust their X-Forwarded-* headers.
         n = settings.portal_proxies
@@ -80,6 +82,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     from portal.admin import bp as admin_bp
     from portal.api import bp as api_bp
     from portal.auth import bp as auth_bp
+    from portal.imports import bp as imports_bp
     from portal.reports import bp as reports_bp
     from portal.viewer import bp as viewer_bp
     from portal.viewer import init_viewer
@@ -92,6 +95,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(admin_bp)
     app.register_blueprint(reports_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(imports_bp)
     return app
 
 

@@ -205,6 +205,10 @@ class ArchiveClient:
     def get_instance_file(self, instance_id: str) -> bytes:
         return self.request("GET", f"/instances/{instance_id}/file").content
 
+    def get_instance_md5(self, instance_id: str) -> str:
+        """MD5 of the stored file, as Orthanc recorded it when it stored the instance."""
+        return self.request("GET", f"/instances/{instance_id}/attachments/dicom/md5").text.strip()
+
     def delete_study(self, study_id: str) -> None:
         self.request("DELETE", f"/studies/{study_id}")
 

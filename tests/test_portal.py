@@ -37,6 +37,7 @@ URL_SAMPLES = {  # harmless values for every URL variable the portal's routes ta
     "action": "disable",
     "user_id": 999999,
     "path": "studies",
+    "import_id": 999999,
 }
 NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
 
@@ -50,7 +51,7 @@ def password_hash() -> str:
 @pytest.fixture
 def app(tmp_path: Path, password_hash: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
     monkeypatch.setattr("storage.accounts.hash_password", lambda password: password_hash)
-    settings = load_settings(make_env(tmp_path))
+    settings = load_settings(make_env(tmp_path, PACS_IMPORT_RADIOLOGISTS="1"))
     app = create_app({"PACS_SETTINGS": settings, "TESTING": True})
     with app.app_context():
         for role in Role:

@@ -6,4 +6,11 @@ from apiflask import APIBlueprint
 
 bp = APIBlueprint("api", __name__, url_prefix="/api/v1")
 
-from portal.api import admin, auth, hooks, reports, studies  # noqa: E402,F401  (register their routes)
+from portal.api import (  # noqa: E402,F401  (register their routes)
+    admin,
+    auth,
+    hooks,
+    imports,
+    reports,
+    studies,
+)
