@@ -11,10 +11,11 @@ import getpass
 import sys
 from collections.abc import Callable, Sequence
 
-from pacs import ingest_commands, orthanc_server, user_commands
+from pacs import ingest_commands, orthanc_server, user_commands, warehouse_commands
 from pacs.settings import Settings, SettingsError, load_settings
 from storage.archive import ArchiveError
 from storage.dicom_sender import DicomSendError
+from warehouse.build import WarehouseError
 
 EXPECTED_ERRORS = (
     ingest_commands.CommandError,
@@ -22,6 +23,7 @@ EXPECTED_ERRORS = (
     ArchiveError,
     orthanc_server.OrthancServerError,
     DicomSendError,
+    WarehouseError,
     OSError,
 )
 
@@ -93,6 +95,10 @@ def run_user_list(settings: Settings, args: argparse.Namespace) -> int:
     return user_commands.print_users(settings, sys.stdout)
 
 
+def run_warehouse_refresh(settings: Settings, args: argparse.Namespace) -> int:
+    return warehouse_commands.run_refresh(settings, args.full, sys.stdout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pacs", description="Radiology PACS platform: archive, pipeline, portal."
@@ -147,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     user_actions.add_parser("list", help="every user with role and state").set_defaults(
         handler=run_user_list
     )
+
+    warehouse = commands.add_parser("warehouse", help="the DuckDB analytics warehouse")
+    refresh = warehouse.add_subparsers(dest="action", required=True, metavar="ACTION").add_parser(
+        "refresh", help="bring it up to date (incremental unless --full)"
+    )
+    refresh.add_argument("--full", action="store_true", help="rebuild from every row")
+    refresh.set_defaults(handler=run_warehouse_refresh)
 
     orthanc = commands.add_parser("orthanc", help="the project's Orthanc archive")
     actions = orthanc.add_subparsers(dest="action", required=True, metavar="ACTION")

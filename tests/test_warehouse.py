@@ -12,14 +12,16 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from pacs.settings import Settings
+from pacs.settings import Settings, load_settings
 from storage.database import Study, StudyEvent
+from tests.conftest import run_pacs
 from tests.turnaround_fixture import (
     NOW,
     ONE,
     TWO,
     at,
     build_operational_database,
+    fixture_env,
     fixture_settings,
     make_study,
 )
@@ -215,3 +217,29 @@ def test_readers_keep_the_old_file_while_a_refresh_swaps_in_the_new(built) -> No
     assert query(settings, "select count(*) from fct_study_turnaround") == [(8,)]
     leftovers = [p.name for p in settings.warehouse_path.parent.iterdir() if "building" in p.name]
     assert leftovers == []
+
+
+def test_pacs_warehouse_refresh_runs_the_flow(tmp_path: Path, prefect_api: str) -> None:
+    env = fixture_env(tmp_path)
+    settings = load_settings(env)
+    build_operational_database(settings)
+    first = run_pacs(env, "warehouse", "refresh")
+    assert first.returncode == 0, first.stderr
+    assert "warehouse: full refresh" in first.stdout
+    assert "7 studies in" in first.stdout
+    again = run_pacs(env, "warehouse", "refresh")
+    assert again.returncode == 0, again.stderr
+    assert "warehouse: incremental refresh" in again.stdout
+    assert query(settings, "select count(*) from fct_study_turnaround") == [(7,)]
+    full = run_pacs(env, "warehouse", "refresh", "--full")
+    assert "warehouse: full refresh" in full.stdout
+
+
+def test_pacs_warehouse_refresh_refuses_a_bad_time_zone(tmp_path: Path) -> None:
+    result = run_pacs(
+        {**fixture_env(tmp_path), "PACS_TIMEZONE": "Mars/Olympus"}, "warehouse", "refresh"
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "pacs: PACS_TIMEZONE='Mars/Olympus' is not an IANA time zone (e.g. Europe/Paris, UTC)"
+    ]

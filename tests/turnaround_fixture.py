@@ -39,16 +39,18 @@ def at(day: int, hour: int, minute: int = 0, tz: datetime.tzinfo = UTC) -> datet
     return datetime.datetime(2026, 11, day, hour, minute, tzinfo=tz)
 
 
-def fixture_settings(home: Path) -> Settings:
-    return load_settings(
-        make_env(
-            home,
-            PACS_TIMEZONE="Europe/Paris",
-            PACS_TAT_TARGET_STAT="60",
-            PACS_TAT_TARGET_URGENT="720",
-            PACS_TAT_TARGET_ROUTINE="5760",
-        )
+def fixture_env(home: Path) -> dict[str, str]:
+    return make_env(
+        home,
+        PACS_TIMEZONE="Europe/Paris",
+        PACS_TAT_TARGET_STAT="60",
+        PACS_TAT_TARGET_URGENT="720",
+        PACS_TAT_TARGET_ROUTINE="5760",
     )
+
+
+def fixture_settings(home: Path) -> Settings:
+    return load_settings(fixture_env(home))
 
 
 def make_study(number: int, modality: str, priority: str, received: datetime.datetime, **more):
