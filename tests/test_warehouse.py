@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from core.turnaround import TurnaroundFilters
 from pacs.settings import Settings, load_settings
 from storage.database import Study, StudyEvent
 from tests.conftest import run_pacs
@@ -27,6 +28,16 @@ from tests.turnaround_fixture import (
 )
 from warehouse.build import MODEL_KEYS, BuildSummary, build_warehouse, check_keys, read_marks
 from warehouse.extract import extract_changes
+from warehouse.queries import (
+    WarehouseMissing,
+    open_warehouse,
+    query_backlog,
+    query_breaches,
+    query_productivity,
+    query_turnaround,
+    query_volume,
+    read_status,
+)
 
 
 def refresh(settings: Settings, engine: Engine, *, full: bool = False, now=NOW) -> BuildSummary:
@@ -243,3 +254,78 @@ def test_pacs_warehouse_refresh_refuses_a_bad_time_zone(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         "pacs: PACS_TIMEZONE='Mars/Olympus' is not an IANA time zone (e.g. Europe/Paris, UTC)"
     ]
+
+
+def test_dashboard_queries_give_the_hand_computed_figures(built) -> None:
+    settings, _ = built
+    with open_warehouse(settings.warehouse_path) as con:
+        everything = TurnaroundFilters()
+        week = datetime.date(2026, 11, 2)
+        assert query_turnaround(con, everything, group_by="modality", period="week") == [
+            {
+                "period": week,
+                "group_value": "CT",
+                "count": 3,
+                "p50_minutes": 90.0,
+                "p90_minutes": 666.0,
+            },
+            {
+                "period": week,
+                "group_value": "MR",
+                "count": 2,
+                "p50_minutes": 405.0,
+                "p90_minutes": 657.0,
+            },
+        ]
+        nov3 = TurnaroundFilters(date_from=datetime.date(2026, 11, 3))
+        assert query_turnaround(con, nov3, period="day") == [
+            {
+                "period": datetime.date(2026, 11, 3),
+                "group_value": "all",
+                "count": 3,
+                "p50_minutes": 720.0,
+                "p90_minutes": 792.0,
+            }
+        ]
+        by_two = TurnaroundFilters(radiologist=TWO.upper(), priority="STAT")
+        assert [r["count"] for r in query_turnaround(con, by_two, period="month")] == [1]
+        opened = query_turnaround(con, everything, period="month", metric="received_to_opened")
+        assert opened[0]["count"] == 5 and opened[0]["p50_minutes"] == 30.0
+        assert query_volume(con, TurnaroundFilters(modality="CT")) == [
+            {"day": datetime.date(2026, 11, 2), "modality": "CT", "studies": 3},
+            {"day": datetime.date(2026, 11, 6), "modality": "CT", "studies": 1},
+        ]
+        assert query_backlog(con, everything) == [
+            {
+                "position": 1,
+                "age_bucket": "1-4 h",
+                "priority": "ROUTINE",
+                "studies": 1,
+                "overdue": 0,
+            },
+            {"position": 4, "age_bucket": "1-4 d", "priority": "STAT", "studies": 1, "overdue": 1},
+        ]
+        breaches = query_breaches(con, everything)
+        assert [(b["accession_number"], b["received_to_final_minutes"]) for b in breaches] == [
+            ("TAT0002", 90.0)
+        ]
+        assert query_productivity(con, everything) == [
+            {
+                "radiologist_email": ONE,
+                "radiologist_name": "Radiologist One",
+                "reports_finalized": 3,
+                "median_minutes": 720.0,
+            },
+            {
+                "radiologist_email": TWO,
+                "radiologist_name": "Radiologist Two",
+                "reports_finalized": 2,
+                "median_minutes": 90.0,
+            },
+        ]
+        assert read_status(con)["timezone"] == "Europe/Paris"
+
+
+def test_no_warehouse_yet_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(WarehouseMissing, match="run `pacs warehouse refresh`"):
+        open_warehouse(tmp_path / "missing.duckdb")

@@ -1,0 +1,157 @@
+"""The dashboards' and the API's questions to the warehouse, read-only.
+
+Percentiles do not add up across groups, so every filtered figure is computed from
+`fct_study_turnaround` (one row per study) rather than from the daily aggregates. Callers
+open the file per request (`open_warehouse`): DuckDB's read-only connections never block the
+refresh, which swaps in a new file.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from core.turnaround import GROUP_BY_COLUMNS, METRICS, PERIODS, TurnaroundFilters
+from warehouse.build import WarehouseError
+
+Row = dict[str, Any]
+
+
+class WarehouseMissing(WarehouseError):
+    """No warehouse has been built yet."""
+
+
+def open_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
+    if not path.exists():
+        raise WarehouseMissing("no data yet: run `pacs warehouse refresh`")
+    return duckdb.connect(str(path), read_only=True)
+
+
+def fetch_rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> list[Row]:
+    cursor = con.execute(sql, params)
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def filter_sql(
+    filters: TurnaroundFilters, date_column: str | None, *, radiologist: bool = True
+) -> tuple[str, dict[str, Any]]:
+    """A WHERE clause (with parameters) for `filters`; dates apply to `date_column`."""
+    conditions, params = [], {}
+    if date_column and filters.date_from:
+        conditions.append(f"{date_column} >= $date_from")
+        params["date_from"] = filters.date_from
+    if date_column and filters.date_to:
+        conditions.append(f"{date_column} <= $date_to")
+        params["date_to"] = filters.date_to
+    for name, column in (
+        ("modality", "modality"),
+        ("priority", "priority"),
+        ("institution", "institution"),
+        *((("radiologist", "radiologist_email"),) if radiologist else ()),
+    ):
+        value = getattr(filters, name)
+        if value:
+            conditions.append(f"{column} = ${name}")
+            params[name] = value.lower() if name == "radiologist" else value
+    return " and ".join(conditions) or "true", params
+
+
+def read_status(con: duckdb.DuckDBPyConnection) -> Row:
+    """When the warehouse was built (UTC), in which time zone, and how."""
+    return fetch_rows(con, "select built_at_utc, timezone, mode from meta_refresh", {})[0]
+
+
+def query_turnaround(
+    con: duckdb.DuckDBPyConnection,
+    filters: TurnaroundFilters,
+    *,
+    group_by: str | None = None,
+    period: str = "week",
+    metric: str = "received_to_final",
+) -> list[Row]:
+    """Count, p50 and p90 (minutes) of `metric` per period of finalization (local days)
+    and per group; studies without a final report are not in it."""
+    if period not in PERIODS:
+        raise ValueError(f"period must be one of {', '.join(PERIODS)}")
+    column = METRICS[metric]
+    group = GROUP_BY_COLUMNS[group_by] if group_by else "'all'"
+    where, params = filter_sql(filters, "final_date")
+    return fetch_rows(
+        con,
+        f"select date_trunc('{period}', final_date)::date as period, {group} as group_value,"
+        f" count({column}) as count,"
+        f" round(quantile_cont({column}, 0.5), 2) as p50_minutes,"
+        f" round(quantile_cont({column}, 0.9), 2) as p90_minutes"
+        f" from fct_study_turnaround where final_at_utc is not null and {where}"
+        f" group by all order by period, group_value",
+        params,
+    )
+
+
+def query_volume(con: duckdb.DuckDBPyConnection, filters: TurnaroundFilters) -> list[Row]:
+    """Studies received per local day and modality (reported or not)."""
+    where, params = filter_sql(filters, "received_date")
+    return fetch_rows(
+        con,
+        "select received_date as day, modality, count(*) as studies"
+        f" from fct_study_turnaround where {where} group by all order by day, modality",
+        params,
+    )
+
+
+def query_backlog(con: duckdb.DuckDBPyConnection, filters: TurnaroundFilters) -> list[Row]:
+    """Studies waiting for a final report at build time, by age bucket and priority. The
+    backlog is "now": the date range and the radiologist (nobody signed yet) do not apply."""
+    where, params = filter_sql(filters, None, radiologist=False)
+    return fetch_rows(
+        con,
+        "select b.position, b.bucket as age_bucket, f.priority, count(*) as studies,"
+        " count(*) filter (where f.backlog_overdue) as overdue"
+        " from fct_study_turnaround as f join meta_age_buckets as b"
+        f" on b.bucket = f.backlog_age_bucket where {where}"
+        " group by all order by b.position, f.priority",
+        params,
+    )
+
+
+def query_breaches(
+    con: duckdb.DuckDBPyConnection, filters: TurnaroundFilters, *, limit: int = 200
+) -> list[Row]:
+    """Finalized studies that missed their priority's target, latest first."""
+    where, params = filter_sql(filters, "final_date")
+    return fetch_rows(
+        con,
+        "select study_instance_uid, accession_number, modality, priority, institution,"
+        " radiologist_email, radiologist_name, received_at_utc, final_at_utc,"
+        " round(received_to_final_minutes, 1) as received_to_final_minutes, target_minutes"
+        f" from fct_study_turnaround where target_breached and {where}"
+        f" order by final_at_utc desc, study_id limit {int(limit)}",
+        params,
+    )
+
+
+def query_productivity(con: duckdb.DuckDBPyConnection, filters: TurnaroundFilters) -> list[Row]:
+    """Reports finalized and median received -> final per radiologist."""
+    where, params = filter_sql(filters, "final_date")
+    return fetch_rows(
+        con,
+        "select radiologist_email, any_value(radiologist_name) as radiologist_name,"
+        " count(*) as reports_finalized,"
+        " round(median(received_to_final_minutes), 2) as median_minutes"
+        f" from fct_study_turnaround where final_at_utc is not null and {where}"
+        " group by radiologist_email order by reports_finalized desc, radiologist_email",
+        params,
+    )
+
+
+def default_date_range(
+    con: duckdb.DuckDBPyConnection, days: int = 90
+) -> tuple[datetime.date, datetime.date] | None:
+    """The last `days` local days up to the latest final report, or None when empty."""
+    latest = fetch_rows(con, "select max(final_date) as day from fct_study_turnaround", {})
+    day = latest[0]["day"]
+    return None if day is None else (day - datetime.timedelta(days=days - 1), day)
