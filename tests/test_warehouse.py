@@ -30,6 +30,7 @@ from warehouse.build import MODEL_KEYS, BuildSummary, build_warehouse, check_key
 from warehouse.extract import extract_changes
 from warehouse.queries import (
     WarehouseMissing,
+    WarehouseReader,
     open_warehouse,
     query_backlog,
     query_breaches,
@@ -217,12 +218,16 @@ def test_incremental_refresh_reads_only_changes_and_equals_a_full_build(
 
 def test_readers_keep_the_old_file_while_a_refresh_swaps_in_the_new(built) -> None:
     settings, engine = built
-    reader = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    shared = WarehouseReader(settings.warehouse_path)
+    count = "select count(*) from fct_study_turnaround"
+    reader = shared.connect()
     try:
         with Session(engine) as session, session.begin():
             session.add(make_study(11, "CT", "STAT", at(6, 11), status="received"))
         refresh(settings, engine)
-        assert reader.sql("select count(*) from fct_study_turnaround").fetchall() == [(7,)]
+        assert reader.sql(count).fetchall() == [(7,)]
+        with shared.connect() as fresh:  # the shared reader attaches the new file
+            assert fresh.sql(count).fetchall() == [(8,)]
     finally:
         reader.close()
     assert query(settings, "select count(*) from fct_study_turnaround") == [(8,)]

@@ -73,7 +73,7 @@ def read_marks(path: Path) -> Marks | None:
     if not path.exists():
         return None
     try:
-        with duckdb.connect(str(path), read_only=True) as con:
+        with attach_read_only(path) as con:
             rows = con.sql(
                 "select event_id_mark, study_id_mark, ingested_at_mark, removed_at_mark"
                 " from meta_refresh"
@@ -81,6 +81,20 @@ def read_marks(path: Path) -> Marks | None:
     except duckdb.Error:
         return None  # an older or damaged file: rebuild it from scratch
     return Marks(*rows[0]) if rows else None
+
+
+def attach_read_only(path: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the file at `path` now. Attached to an in-memory database
+    rather than opened by path: for a path it has open already, DuckDB hands out that
+    instance, which would be the file from before the swap."""
+    con = duckdb.connect(":memory:", config={"python_enable_replacements": False})
+    try:
+        con.execute(f"attach '{quote_path(path)}' as warehouse (read_only)")
+        con.execute("use warehouse")
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def build_warehouse(
@@ -127,9 +141,7 @@ def load_raw_tables(
         for name in frames:
             con.execute(f"create table {name} as select * from new_{name}")
     else:
-        con.execute(
-            f"attach '{str(previous).replace(chr(39), chr(39) * 2)}' as previous (read_only)"
-        )
+        con.execute(f"attach '{quote_path(previous)}' as previous (read_only)")
         for name in frames:
             con.execute(
                 f"create table {name} as select * from previous.{name}"
@@ -195,6 +207,11 @@ def build_models(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"create view {name} as {read_model('staging', name)}")
     for name in MART_KEYS:
         con.execute(f"create table {name} as {read_model('marts', name)}")
+
+
+def quote_path(path: Path) -> str:
+    """`path` as the inside of an SQL string literal."""
+    return str(path).replace("'", "''")
 
 
 def read_model(layer: str, name: str) -> str:

@@ -66,25 +66,42 @@ class Extract:
     marks: Marks  # for the next refresh
 
 
+# The events analytics reads: reporting steps and assignments (not `received` or `priority`).
+EVENT_KINDS = (
+    "opened",
+    "report_started",
+    "preliminary",
+    "final",
+    "addendum",
+    "assigned",
+    "released",
+)
+
 STUDIES_SQL = f"SELECT {', '.join(STUDY_COLUMNS)} FROM studies"
 CHANGED_STUDIES_SQL = (
     STUDIES_SQL + " WHERE id > :study_id OR ingested_at > :ingested_at OR removed_at > :removed_at"
-    " OR id IN (SELECT study_id FROM study_events WHERE id > :event_id)"
+    " OR id IN (SELECT study_id FROM study_events WHERE id > :event_id AND id <= :last_event)"
 )
 EVENTS_SQL = (
     "SELECT id, study_id, at, kind, user_email,"
     " CASE WHEN kind = 'assigned' THEN detail ELSE '' END AS detail"
-    " FROM study_events WHERE id > :event_id"
+    " FROM study_events WHERE id > :event_id AND id <= :last_event"
+    f" AND kind IN ({', '.join(repr(kind) for kind in EVENT_KINDS)})"
 )
+LAST_EVENT_SQL = "SELECT coalesce(max(id), 0) FROM study_events"
 USERS_SQL = "SELECT id, email, display_name, role FROM users"
 
 
 def extract_changes(engine: Engine, since: Marks | None) -> Extract:
     """Everything when `since` is None, else what changed after those marks (with margins)."""
     with engine.connect() as connection:
+        # Events up to this id, the next refresh's mark (taken first: later ones wait for it).
+        last_event = connection.execute(text(LAST_EVENT_SQL)).scalar_one()
         if since is None:
             studies = read_frame(connection, text(STUDIES_SQL), STUDY_COLUMNS)
-            events = read_frame(connection, text(EVENTS_SQL), EVENT_COLUMNS, event_id=0)
+            events = read_frame(
+                connection, text(EVENTS_SQL), EVENT_COLUMNS, event_id=0, last_event=last_event
+            )
         else:
             oldest = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
             studies = read_frame(
@@ -96,6 +113,7 @@ def extract_changes(engine: Engine, since: Marks | None) -> Extract:
                 STUDY_COLUMNS,
                 study_id=since.study_id,
                 event_id=max(0, since.event_id - EVENT_ID_LOOKBACK),
+                last_event=last_event,
                 ingested_at=as_utc(since.ingested_at, TIME_LOOKBACK) or oldest,
                 removed_at=as_utc(since.removed_at, TIME_LOOKBACK) or oldest,
             )
@@ -104,18 +122,20 @@ def extract_changes(engine: Engine, since: Marks | None) -> Extract:
                 text(EVENTS_SQL),
                 EVENT_COLUMNS,
                 event_id=max(0, since.event_id - EVENT_ID_LOOKBACK),
+                last_event=last_event,
             )
         users = read_frame(connection, text(USERS_SQL), USER_COLUMNS)
-    return Extract(studies, events, users, advance_marks(since or Marks(), studies, events))
+    marks = advance_marks(since or Marks(), studies, last_event)
+    return Extract(studies, events, users, marks)
 
 
-def advance_marks(since: Marks, studies: pl.DataFrame, events: pl.DataFrame) -> Marks:
+def advance_marks(since: Marks, studies: pl.DataFrame, last_event: int) -> Marks:
     def highest(frame: pl.DataFrame, column: str, previous):
         value = frame[column].max() if frame.height else None
         return previous if value is None or (previous is not None and value < previous) else value
 
     return Marks(
-        event_id=highest(events, "id", since.event_id),
+        event_id=max(last_event, since.event_id),
         study_id=highest(studies, "id", since.study_id),
         ingested_at=highest(studies, "ingested_at", since.ingested_at),
         removed_at=highest(studies, "removed_at", since.removed_at),

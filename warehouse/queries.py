@@ -1,21 +1,22 @@
 """The dashboards' and the API's questions to the warehouse, read-only.
 
 Percentiles do not add up across groups, so every filtered figure is computed from
-`fct_study_turnaround` (one row per study) rather than from the daily aggregates. Callers
-open the file per request (`open_warehouse`): DuckDB's read-only connections never block the
-refresh, which swaps in a new file.
+`fct_study_turnaround` (one row per study) rather than from the daily aggregates. A long-lived
+process (the portal) keeps one `WarehouseReader`, which re-attaches the file when the
+refresh has swapped in a new one; read-only connections never block the refresh.
 """
 
 from __future__ import annotations
 
 import datetime
+import threading
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from core.turnaround import GROUP_BY_COLUMNS, METRICS, PERIODS, TurnaroundFilters
-from warehouse.build import WarehouseError
+from warehouse.build import WarehouseError, attach_read_only
 
 Row = dict[str, Any]
 
@@ -25,9 +26,38 @@ class WarehouseMissing(WarehouseError):
 
 
 def open_warehouse(path: Path) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the warehouse file as it is now."""
     if not path.exists():
         raise WarehouseMissing("no data yet: run `pacs warehouse refresh`")
-    return duckdb.connect(str(path), read_only=True)
+    try:
+        return attach_read_only(path)
+    except duckdb.IOException as error:
+        raise WarehouseMissing(f"no data yet: run `pacs warehouse refresh` ({error})") from None
+
+
+class WarehouseReader:
+    """One attached warehouse shared by a process's requests (attaching costs ~25 ms, a
+    cursor ~1 ms); attached again when the refresh has replaced the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        self.version: tuple[int, int] | None = None
+        self.connection: duckdb.DuckDBPyConnection | None = None
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of its own for the caller (close it, or use it in `with`)."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            raise WarehouseMissing("no data yet: run `pacs warehouse refresh`") from None
+        with self.lock:
+            if self.connection is None or self.version != (stat.st_ino, stat.st_mtime_ns):
+                self.connection = open_warehouse(self.path)
+                self.version = (stat.st_ino, stat.st_mtime_ns)
+            cursor = self.connection.cursor()
+        cursor.execute("use warehouse")
+        return cursor
 
 
 def fetch_rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> list[Row]:
