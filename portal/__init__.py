@@ -78,6 +78,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         return {"error": error.message, "detail": error.detail}, error.status_code, error.headers
 
     from portal.admin import bp as admin_bp
+    from portal.analytics import bp as analytics_bp
     from portal.api import bp as api_bp
     from portal.auth import bp as auth_bp
     from portal.worklist import bp as worklist_bp
@@ -86,6 +87,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(worklist_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(analytics_bp)
     return app
 
 

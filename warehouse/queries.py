@@ -185,3 +185,18 @@ def default_date_range(
     latest = fetch_rows(con, "select max(final_date) as day from fct_study_turnaround", {})
     day = latest[0]["day"]
     return None if day is None else (day - datetime.timedelta(days=days - 1), day)
+
+
+def query_options(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """The values the dashboard's filters offer: those present in the warehouse."""
+    options = {}
+    for name, column in (
+        ("modality", "modality"),
+        ("radiologist", "radiologist_email"),
+        ("institution", "institution"),
+    ):
+        rows = con.sql(
+            f"select distinct {column} from fct_study_turnaround where {column} <> '' order by 1"
+        ).fetchall()
+        options[name] = [value for (value,) in rows]
+    return options
