@@ -286,22 +286,31 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=30, help="timed calls per dashboard query")
     parser.add_argument("--seed", type=int, default=20261128)
+    parser.add_argument(
+        "--home", type=Path, help="keep the data here; a second run reuses its database"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="pacs-bench-") as tmp:
-        settings = load_settings(make_env(Path(tmp), PACS_TIMEZONE="Europe/Paris"))
+        home = args.home or Path(tmp)
+        settings = load_settings(make_env(home, PACS_TIMEZONE="Europe/Paris"))
         database = Path(settings.database_url.removeprefix("sqlite:///"))
-        radiologists = create_radiologists(settings)
+        reuse = database.exists()
+        if not reuse:
+            radiologists = create_radiologists(settings)
+        else:
+            radiologists = list(range(1, RADIOLOGISTS + 1))
         emails = {user_id: f"rad{n:02d}@example.org" for n, user_id in enumerate(radiologists, 1)}
-        started = time.perf_counter()
-        fill(database, args.studies, radiologists, args.seed)
-        events = add_events(database, "1", args.seed, emails)
-        print(
-            f"generated {args.studies:,} studies and {events:,} events in"
-            f" {time.perf_counter() - started:.0f} s (not measured);"
-            f" database {database.stat().st_size / 2**20:,.0f} MiB",
-            flush=True,
-        )
+        if not reuse:
+            started = time.perf_counter()
+            fill(database, args.studies, radiologists, args.seed)
+            events = add_events(database, "1", args.seed, emails)
+            print(
+                f"generated {args.studies:,} studies and {events:,} events in"
+                f" {time.perf_counter() - started:.0f} s (not measured);"
+                f" database {database.stat().st_size / 2**20:,.0f} MiB",
+                flush=True,
+            )
 
         full = refresh(settings, full=True)
         new_events = add_new_studies(database, 1000, 500, args.seed + 1, emails)

@@ -4,7 +4,7 @@
   "use strict";
   const form = document.getElementById("analytics-filters");
   if (!form) return;
-  const plotConfig = { displaylogo: false, responsive: true };
+  const plotConfig = { displaylogo: false, displayModeBar: false, responsive: true };
   const breachColumns = ["accession_number", "patient_name", "patient_id", "modality",
     "priority", "institution", "radiologist_email", "received_at_utc", "final_at_utc",
     "received_to_final_minutes", "target_minutes"];
