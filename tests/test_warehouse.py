@@ -5,6 +5,7 @@ studies and time zones, incremental refreshes and the atomic swap."""
 from __future__ import annotations
 
 import datetime
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -26,7 +27,14 @@ from tests.turnaround_fixture import (
     fixture_settings,
     make_study,
 )
-from warehouse.build import MODEL_KEYS, BuildSummary, build_warehouse, check_keys, read_marks
+from warehouse.build import (
+    MART_KEYS,
+    MODEL_KEYS,
+    BuildSummary,
+    build_warehouse,
+    check_keys,
+    read_marks,
+)
 from warehouse.extract import extract_changes
 from warehouse.queries import (
     WarehouseMissing,
@@ -210,10 +218,19 @@ def test_incremental_refresh_reads_only_changes_and_equals_a_full_build(
     # The two changed studies, and the removed one: its removal time is the removal mark,
     # which is read again within the margin for late commits.
     assert (summary.studies_extracted, summary.events_extracted) == (3, 1)
-    incremental = query(settings, "select * from fct_study_turnaround order by study_id")
+    marts = {model: f"select * from {model} order by all" for model in MART_KEYS}
+    incremental = {model: query(settings, sql) for model, sql in marts.items()}
     assert by_accession(settings, "received_to_final_minutes")["TAT0006"] == (120.0,)
     assert refresh(settings, engine, full=True, now=later).mode == "full"
-    assert query(settings, "select * from fct_study_turnaround order by study_id") == incremental
+    assert {model: query(settings, sql) for model, sql in marts.items()} == incremental
+
+
+def test_new_targets_rebuild_every_row_on_an_incremental_refresh(built) -> None:
+    settings, engine = built
+    stricter = replace(settings, tat_targets={**settings.tat_targets, "URGENT": 60})
+    assert refresh(stricter, engine).mode == "incremental"
+    breached = by_accession(settings, "target_breached")
+    assert (breached["TAT0004"], breached["TAT0005"]) == ((True,), (True,))
 
 
 def test_readers_keep_the_old_file_while_a_refresh_swaps_in_the_new(built) -> None:
