@@ -154,9 +154,11 @@ def add_events(database: Path, where: str, seed: int, emails: dict[int, str]) ->
     return total
 
 
-def add_new_studies(database: Path, count: int, signed: int, seed: int, emails) -> int:
-    """`count` new studies copied from recent ones (new ids and UIDs, received now), and
-    `signed` of the waiting studies finalized now; returns the events written."""
+def add_new_studies(
+    database: Path, count: int, signed: int, seed: int, emails: dict[int, str]
+) -> tuple[int, int]:
+    """`count` new studies copied from recent ones (new ids and UIDs, received now), and up
+    to `signed` of the waiting studies finalized now; returns (new studies' events, signed)."""
     connection = sqlite3.connect(database, isolation_level=None)
     columns = [row[1] for row in connection.execute("PRAGMA table_info(studies)")]
     first = connection.execute("SELECT max(id) FROM studies").fetchone()[0] + 1
@@ -181,7 +183,9 @@ def add_new_studies(database: Path, count: int, signed: int, seed: int, emails) 
     waiting = [
         row[0]
         for row in connection.execute(
-            "SELECT id FROM studies WHERE status = 'in_progress' ORDER BY id LIMIT ?", (signed,)
+            "SELECT id FROM studies WHERE status IN ('in_progress', 'preliminary', 'received')"
+            " ORDER BY id LIMIT ?",
+            (signed,),
         )
     ]
     connection.execute("BEGIN")
@@ -193,7 +197,7 @@ def add_new_studies(database: Path, count: int, signed: int, seed: int, emails) 
     )
     connection.execute("COMMIT")
     connection.close()
-    return add_events(database, f"id >= {first}", seed, emails) + len(waiting)
+    return add_events(database, f"id >= {first}", seed, emails), len(waiting)
 
 
 def refresh(settings: Settings, full: bool) -> dict[str, float]:
@@ -313,8 +317,8 @@ def main() -> None:
             )
 
         full = refresh(settings, full=True)
-        new_events = add_new_studies(database, 1000, 500, args.seed + 1, emails)
-        print(f"added 1,000 studies and signed 500 waiting ones ({new_events:,} events)")
+        new_events, signed = add_new_studies(database, 1000, 500, args.seed + 1, emails)
+        print(f"added 1,000 studies ({new_events:,} events) and signed {signed} waiting ones")
         incremental = refresh(settings, full=False)
         print("\ndashboard queries (cursor + query + rows as dicts), ms:")
         results = measure_queries(settings, args.runs)

@@ -348,6 +348,24 @@ def test_dashboard_queries_give_the_hand_computed_figures(built) -> None:
         assert read_status(con)["timezone"] == "Europe/Paris"
 
 
+def test_the_daily_and_weekly_marts_answer_as_the_fact_table_would(built) -> None:
+    settings, _ = built
+    ranges = [
+        TurnaroundFilters(),
+        TurnaroundFilters(date_from=datetime.date(2026, 11, 3)),
+        TurnaroundFilters(date_from=datetime.date(2026, 11, 2), date_to=datetime.date(2026, 11, 8)),
+    ]
+    with open_warehouse(settings.warehouse_path) as con:
+        for filters in ranges:
+            for group_by in (None, "modality", "priority", "radiologist"):
+                for period in ("day", "week"):
+                    fact = query_turnaround(
+                        con, filters, group_by=group_by, period=period, use_aggregates=False
+                    )
+                    marts = query_turnaround(con, filters, group_by=group_by, period=period)
+                    assert marts == fact, (filters, group_by, period)
+
+
 def test_no_warehouse_yet_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(WarehouseMissing, match="run `pacs warehouse refresh`"):
         open_warehouse(tmp_path / "missing.duckdb")

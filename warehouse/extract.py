@@ -152,10 +152,16 @@ def read_frame(
     """Rows as a frame of `columns`' types. SQLite returns times as text, PostgreSQL as
     datetimes: both become naive UTC (or naive local for `ordered_at`) microseconds."""
     rows = connection.execute(statement, params).fetchall()
-    names = list(columns)
     if not rows:
         return pl.DataFrame(schema=columns)
-    frame = pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
+    # Told the types, Polars does not infer them from a million rows (twice as fast).
+    as_read = {
+        name: pl.String
+        if isinstance(dtype, pl.Datetime) and connection.dialect.name == "sqlite"
+        else dtype
+        for name, dtype in columns.items()
+    }
+    frame = pl.DataFrame(rows, schema=as_read, orient="row")
     return frame.with_columns(cast_column(frame[name], dtype) for name, dtype in columns.items())
 
 
