@@ -5,6 +5,7 @@ studies and time zones, incremental refreshes and the atomic swap."""
 from __future__ import annotations
 
 import datetime
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from core.turnaround import TurnaroundFilters
+from pacs.pipeline import EmbeddedPipeline
 from pacs.settings import Settings, load_settings
 from storage.database import Study, StudyEvent
 from tests.conftest import run_pacs
@@ -369,3 +371,21 @@ def test_the_daily_and_weekly_marts_answer_as_the_fact_table_would(built) -> Non
 def test_no_warehouse_yet_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(WarehouseMissing, match="run `pacs warehouse refresh`"):
         open_warehouse(tmp_path / "missing.duckdb")
+
+
+def test_pacs_up_refreshes_the_warehouse_at_start_and_then_periodically(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runs = threading.Semaphore(0)
+
+    def refresh_warehouse() -> None:
+        runs.release()
+
+    monkeypatch.setattr("flows.refresh_warehouse.refresh_warehouse", refresh_warehouse)
+    pipeline = EmbeddedPipeline(refresh_every=3600)
+    pipeline.refresher.start()  # the warehouse thread alone (the other one reconciles)
+    assert runs.acquire(timeout=30), "no refresh at start"
+    pipeline.stopping.set()
+    pipeline.refresher.join(timeout=10)
+    assert not pipeline.refresher.is_alive(), "the refresher did not stop when asked"
+    assert not runs.acquire(timeout=0), "refreshed again before its interval"

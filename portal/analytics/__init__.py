@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +86,7 @@ def parse_filters(con: duckdb.DuckDBPyConnection) -> tuple[TurnaroundFilters, st
     if not args.get("date_from") and not args.get("date_to"):
         latest = queries.default_date_range(con)
         if latest:
-            filters = TurnaroundFilters(
-                **{**vars(filters), "date_from": latest[0], "date_to": latest[1]}
-            )
+            filters = replace(filters, date_from=latest[0], date_to=latest[1])
     return filters, args["period"]
 
 
