@@ -56,3 +56,4 @@ def lock_until_after_failure(failures: int, now: datetime.datetime) -> datetime.
 
 ALL_ROLES = tuple(Role)
 WORKLIST_ROLES = (Role.RADIOLOGIST, Role.ADMIN)
+ANALYTICS_ROLES = (Role.MANAGER, Role.ADMIN)

@@ -11,11 +11,12 @@ import getpass
 import sys
 from collections.abc import Callable, Sequence
 
-from pacs import import_commands, ingest_commands, orthanc_server, user_commands
+from pacs import import_commands, ingest_commands, orthanc_server, user_commands, warehouse_commands
 from pacs.settings import Settings, SettingsError, load_settings
 from storage.archive import ArchiveError
 from storage.dicom_sender import DicomSendError
 from storage.import_files import DEFAULT_WORKERS
+from warehouse.build import WarehouseError
 
 EXPECTED_ERRORS = (
     ingest_commands.CommandError,
@@ -23,6 +24,7 @@ EXPECTED_ERRORS = (
     ArchiveError,
     orthanc_server.OrthancServerError,
     DicomSendError,
+    WarehouseError,
     OSError,
 )
 
@@ -120,6 +122,10 @@ def run_viewer_install(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def run_warehouse_refresh(settings: Settings, args: argparse.Namespace) -> int:
+    return warehouse_commands.run_refresh(settings, args.full, sys.stdout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pacs", description="Radiology PACS platform: archive, pipeline, portal."
@@ -187,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     viewer.add_subparsers(dest="action", required=True, metavar="ACTION").add_parser(
         "install", help="fetch the pinned OHIF bundle from npm and prepare it for the portal"
     ).set_defaults(handler=run_viewer_install)
+
+    warehouse = commands.add_parser("warehouse", help="the DuckDB analytics warehouse")
+    refresh = warehouse.add_subparsers(dest="action", required=True, metavar="ACTION").add_parser(
+        "refresh", help="bring it up to date (incremental unless --full)"
+    )
+    refresh.add_argument("--full", action="store_true", help="rebuild from every row")
+    refresh.set_defaults(handler=run_warehouse_refresh)
 
     orthanc = commands.add_parser("orthanc", help="the project's Orthanc archive")
     actions = orthanc.add_subparsers(dest="action", required=True, metavar="ACTION")

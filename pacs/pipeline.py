@@ -41,10 +41,18 @@ class DeploymentDispatcher:
 
 class EmbeddedPipeline:
     """One worker thread: queued studies first (a burst in one flow run), a reconciliation
-    every `reconcile_every` seconds."""
+    every `reconcile_every` seconds; and, given `refresh_every`, a second thread that
+    refreshes the analytics warehouse that often (a full build must not hold up ingestion)."""
 
-    def __init__(self, *, reconcile_every: float = 60.0) -> None:
+    def __init__(
+        self, *, reconcile_every: float = 60.0, refresh_every: float | None = None
+    ) -> None:
         self.reconcile_every = reconcile_every
+        self.refresh_every = refresh_every
+        self.stopping = threading.Event()
+        self.refresher = threading.Thread(
+            target=self.refresh_periodically, name="pacs-warehouse", daemon=True
+        )
         self.pending: queue.Queue[str | None] = queue.Queue()
         self.queued: set[str] = set()
         self.lock = threading.Lock()
@@ -53,10 +61,25 @@ class EmbeddedPipeline:
 
     def start(self) -> None:
         self.thread.start()
+        if self.refresh_every:
+            self.refresher.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         self.pending.put(None)
+        self.stopping.set()
         self.thread.join(timeout)
+        if self.refresher.is_alive():
+            self.refresher.join(timeout)
+
+    def refresh_periodically(self) -> None:
+        """The warehouse now (dashboards need a first build), then every `refresh_every` s."""
+        with without_heartbeats():
+            from flows.refresh_warehouse import refresh_warehouse
+
+            while True:
+                self.run_safely(refresh_warehouse)
+                if self.stopping.wait(self.refresh_every):
+                    return
 
     def submit(self, orthanc_study_id: str) -> None:
         """Queue a study once: a notification repeated while it waits adds nothing."""

@@ -10,8 +10,12 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+# Turnaround targets (received -> final), in minutes: STAT 1 h, urgent 12 h, routine 4 days.
+DEFAULT_TAT_TARGETS = {"STAT": 60, "URGENT": 12 * 60, "ROUTINE": 4 * 24 * 60}
 
 # The prepared OHIF bundle is an installed artefact like .venv, not runtime data: one copy
 # per checkout (git-ignored build/), shared by every PACS_HOME.
@@ -46,6 +50,11 @@ class Settings:
     viewer_dir: Path
     import_max_mb: int = 2048
     import_radiologists: bool = False
+    timezone: str = "UTC"
+    tat_targets: Mapping[str, int] = field(
+        default_factory=lambda: dict(DEFAULT_TAT_TARGETS)
+    )  # minutes received -> final, per priority
+    warehouse_refresh_every: int = 300  # seconds
 
     @property
     def orthanc_dir(self) -> Path:
@@ -89,6 +98,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         viewer_dir=Path(env.get("PACS_VIEWER_DIR") or DEFAULT_VIEWER_DIR).expanduser().resolve(),
         import_max_mb=_read_int(env, "PACS_IMPORT_MAX_MB", 2048, minimum=1),
         import_radiologists=_read_flag(env, "PACS_IMPORT_RADIOLOGISTS"),
+        timezone=_read_timezone(env.get("PACS_TIMEZONE") or "UTC"),
+        tat_targets={
+            priority: _read_int(env, f"PACS_TAT_TARGET_{priority}", minutes, minimum=1)
+            for priority, minutes in DEFAULT_TAT_TARGETS.items()
+        },
+        warehouse_refresh_every=_read_int(env, "PACS_WAREHOUSE_REFRESH_EVERY", 300, minimum=10),
     )
 
 
@@ -143,6 +158,17 @@ def _read_modalities(value: str) -> frozenset[str] | None:
     """A comma-separated list of modality codes; empty means the built-in list."""
     codes = frozenset(code.strip().upper() for code in value.split(",") if code.strip())
     return codes or None
+
+
+def _read_timezone(value: str) -> str:
+    """An IANA zone name (Europe/Paris): the department's wall clock."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(
+            f"PACS_TIMEZONE={value!r} is not an IANA time zone (e.g. Europe/Paris, UTC)"
+        ) from None
+    return value
 
 
 def _read_aet(value: str) -> str:

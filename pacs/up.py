@@ -25,7 +25,7 @@ def run_platform(settings: Settings, *, load_demo_data: bool) -> int:
     else:
         print(f"pacs: using the Orthanc already running on {paths.folder}", flush=True)
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
-    pipeline = EmbeddedPipeline()
+    pipeline = EmbeddedPipeline(refresh_every=settings.warehouse_refresh_every)
     try:
         pipeline.start()
         if load_demo_data:

@@ -80,6 +80,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         return {"error": error.message, "detail": error.detail}, error.status_code, error.headers
 
     from portal.admin import bp as admin_bp
+    from portal.analytics import bp as analytics_bp
     from portal.api import bp as api_bp
     from portal.auth import bp as auth_bp
     from portal.imports import bp as imports_bp
@@ -96,6 +97,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(reports_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(imports_bp)
+    app.register_blueprint(analytics_bp)
     return app
 
 

@@ -38,6 +38,7 @@ URL_SAMPLES = {  # harmless values for every URL variable the portal's routes ta
     "user_id": 999999,
     "path": "studies",
     "import_id": 999999,
+    "chart": "volume",
 }
 NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
 

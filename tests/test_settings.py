@@ -99,3 +99,25 @@ def test_each_home_gets_its_own_secrets(tmp_path: Path) -> None:
     one = load_settings({"PACS_HOME": str(tmp_path / "one")})
     two = load_settings({"PACS_HOME": str(tmp_path / "two")})
     assert one.orthanc_password != two.orthanc_password
+
+
+def test_turnaround_targets_time_zone_and_refresh_interval(tmp_path: Path) -> None:
+    defaults = load_settings({"PACS_HOME": str(tmp_path)})
+    assert defaults.timezone == "UTC"
+    assert defaults.tat_targets == {"STAT": 60, "URGENT": 720, "ROUTINE": 5760}
+    assert defaults.warehouse_refresh_every == 300
+    settings = load_settings(
+        {
+            "PACS_HOME": str(tmp_path),
+            "PACS_TIMEZONE": "Europe/Paris",
+            "PACS_TAT_TARGET_STAT": "30",
+            "PACS_WAREHOUSE_REFRESH_EVERY": "60",
+        }
+    )
+    assert settings.timezone == "Europe/Paris"
+    assert settings.tat_targets["STAT"] == 30
+    assert settings.warehouse_refresh_every == 60
+    with pytest.raises(SettingsError, match="PACS_TIMEZONE"):
+        load_settings({"PACS_HOME": str(tmp_path), "PACS_TIMEZONE": "Mars/Olympus"})
+    with pytest.raises(SettingsError, match="PACS_TAT_TARGET_URGENT"):
+        load_settings({"PACS_HOME": str(tmp_path), "PACS_TAT_TARGET_URGENT": "0"})

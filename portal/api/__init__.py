@@ -8,6 +8,7 @@ bp = APIBlueprint("api", __name__, url_prefix="/api/v1")
 
 from portal.api import (  # noqa: E402,F401  (register their routes)
     admin,
+    analytics,
     auth,
     hooks,
     imports,

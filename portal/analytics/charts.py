@@ -1,0 +1,118 @@
+"""Plotly figures (plain JSON: data + layout) from the warehouse's rows; the browser draws
+them with plotly.js. Turnaround is shown in hours, the rows keep minutes."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from core.turnaround import AGE_BUCKETS
+
+Figure = dict[str, Any]
+PRIORITY_COLOURS = {"STAT": "#c62828", "URGENT": "#ef6c00", "ROUTINE": "#1f6feb"}
+
+
+def base_layout(y_title: str, **more: Any) -> dict[str, Any]:
+    return {
+        "height": 320,
+        "margin": {"l": 56, "r": 16, "t": 16, "b": 40},
+        "legend": {"orientation": "h", "y": -0.18},
+        "yaxis": {"title": {"text": y_title}, "rangemode": "tozero"},
+        "hovermode": "x unified",
+        **more,
+    }
+
+
+def turnaround_figure(rows: list[dict[str, Any]]) -> Figure:
+    """p50 (solid) and p90 (dotted) per group over time."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[str(row["group_value"])].append(row)
+    data = []
+    for group, points in sorted(groups.items()):
+        x = [str(point["period"]) for point in points]
+        line = {"color": PRIORITY_COLOURS[group]} if group in PRIORITY_COLOURS else {}
+        for percentile, dash in (("p50", "solid"), ("p90", "dot")):
+            data.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines+markers",
+                    "name": f"{group} {percentile}",
+                    "legendgroup": group,
+                    "x": x,
+                    "y": [hours(point[f"{percentile}_minutes"]) for point in points],
+                    "customdata": [point["count"] for point in points],
+                    "hovertemplate": f"{group} {percentile}: %{{y}} h (%{{customdata}} reports)"
+                    "<extra></extra>",
+                    "line": {**line, "dash": dash},
+                    "marker": {"size": 4},
+                }
+            )
+    return {"data": data, "layout": base_layout("hours, received → final")}
+
+
+def volume_figure(rows: list[dict[str, Any]]) -> Figure:
+    by_modality: dict[str, dict[str, int]] = defaultdict(dict)
+    for row in rows:
+        by_modality[row["modality"]][str(row["day"])] = row["studies"]
+    data = [
+        {
+            "type": "bar",
+            "name": modality,
+            "x": list(days),
+            "y": list(days.values()),
+        }
+        for modality, days in sorted(by_modality.items())
+    ]
+    return {"data": data, "layout": base_layout("studies received", barmode="stack")}
+
+
+def backlog_figure(rows: list[dict[str, Any]]) -> Figure:
+    buckets = [label for label, _, _ in AGE_BUCKETS]
+    by_priority: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
+    for row in rows:
+        by_priority[row["priority"]][row["age_bucket"]] = row
+    data = [
+        {
+            "type": "bar",
+            "name": priority,
+            "x": buckets,
+            "y": [counts.get(b, {}).get("studies", 0) for b in buckets],
+            "customdata": [counts.get(b, {}).get("overdue", 0) for b in buckets],
+            "hovertemplate": f"{priority}: %{{y}} waiting, %{{customdata}} past target"
+            "<extra></extra>",
+            "marker": {"color": PRIORITY_COLOURS.get(priority)},
+        }
+        for priority, counts in sorted(by_priority.items())
+    ]
+    layout = base_layout("studies waiting", barmode="stack")
+    layout["xaxis"] = {
+        "title": {"text": "waiting since received"},
+        "categoryorder": "array",
+        "categoryarray": buckets,
+    }
+    return {"data": data, "layout": layout}
+
+
+def productivity_figure(rows: list[dict[str, Any]]) -> Figure:
+    names = [row["radiologist_name"] or row["radiologist_email"] for row in rows][::-1]
+    data = [
+        {
+            "type": "bar",
+            "orientation": "h",
+            "name": "reports finalized",
+            "y": names,
+            "x": [row["reports_finalized"] for row in rows][::-1],
+            "text": [f"median {hours(row['median_minutes'])} h" for row in rows][::-1],
+            "textposition": "auto",
+        }
+    ]
+    layout = base_layout("", height=max(240, 28 * len(rows) + 80))
+    layout["margin"]["l"] = 160
+    layout["xaxis"] = {"title": {"text": "reports finalized"}}
+    layout["hovermode"] = "closest"
+    return {"data": data, "layout": layout}
+
+
+def hours(minutes: float | None) -> float | None:
+    return None if minutes is None else round(minutes / 60, 2)

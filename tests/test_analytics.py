@@ -1,0 +1,187 @@
+"""The analytics dashboards and API over the hand-computed fixture warehouse: roles, the
+figures' numbers, CSV downloads, patient names for admins only, and no warehouse yet."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from core.accounts import Role, hash_password
+from pacs.settings import Settings
+from portal import create_app
+from portal.extensions import db
+from storage.accounts import create_user
+from storage.database import AuditEvent
+from tests.turnaround_fixture import NOW, build_operational_database, fixture_settings
+from warehouse.build import build_warehouse
+from warehouse.extract import extract_changes
+
+PASSWORD = "a-long-enough-passphrase"
+ROLES = ("manager", "admin", "radiologist", "researcher", "referrer")
+
+
+@pytest.fixture(scope="module")
+def password_hash() -> str:
+    return hash_password(PASSWORD)
+
+
+def make_app(settings: Settings, password_hash: str, monkeypatch: pytest.MonkeyPatch) -> Flask:
+    monkeypatch.setattr("storage.accounts.hash_password", lambda password: password_hash)
+    engine = build_operational_database(settings)
+    app = create_app({"PACS_SETTINGS": settings, "TESTING": True})
+    with app.app_context():
+        for role in ROLES:
+            create_user(db.session, f"{role}@example.org", PASSWORD, Role(role), NOW)
+        db.session.commit()
+    return app, engine
+
+
+@pytest.fixture
+def app(tmp_path: Path, password_hash: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    settings = fixture_settings(tmp_path)
+    app, engine = make_app(settings, password_hash, monkeypatch)
+    build_warehouse(
+        settings.warehouse_path,
+        extract_changes(engine, None),
+        incremental=False,
+        timezone=settings.timezone,
+        tat_targets=settings.tat_targets,
+        now=NOW,
+    )
+    yield app
+
+
+def token(client: FlaskClient, role: str) -> dict[str, str]:
+    response = client.post(
+        "/api/v1/auth/token", json={"email": f"{role}@example.org", "password": PASSWORD}
+    )
+    assert response.status_code == 201, response.json
+    return {"Authorization": f"Bearer {response.json['token']}"}
+
+
+def test_only_managers_and_admins_reach_the_analytics(app: Flask) -> None:
+    client = app.test_client()
+    for role in ROLES:
+        headers = token(client, role)
+        allowed = role in ("manager", "admin")
+        for url in (
+            "/analytics",
+            "/analytics/data.json",
+            "/analytics/volume.csv",
+            "/analytics/plotly.min.js",
+            "/api/v1/analytics/turnaround",
+        ):
+            status = client.get(url, headers=headers).status_code
+            assert status == (200 if allowed else 403), (role, url, status)
+
+
+def test_api_turnaround_by_group_and_period(app: Flask) -> None:
+    client = app.test_client()
+    headers = token(client, "manager")
+    response = client.get(
+        "/api/v1/analytics/turnaround?group_by=modality&period=week", headers=headers
+    )
+    assert response.status_code == 200, response.json
+    body = response.json
+    assert (body["timezone"], body["period"], body["group_by"]) == (
+        "Europe/Paris",
+        "week",
+        "modality",
+    )
+    assert [
+        (i["period"], i["group"], i["count"], i["p50_minutes"], i["p90_minutes"])
+        for i in body["items"]
+    ] == [
+        ("2026-11-02", "CT", 3, 90.0, 666.0),
+        ("2026-11-02", "MR", 2, 405.0, 657.0),
+    ]
+    by_day = client.get(
+        "/api/v1/analytics/turnaround?period=day&from=2026-11-03&to=2026-11-03", headers=headers
+    ).json["items"]
+    assert [(i["count"], i["p50_minutes"], i["p90_minutes"]) for i in by_day] == [(3, 720.0, 792.0)]
+    radiologist = client.get(
+        "/api/v1/analytics/turnaround?group_by=radiologist&period=month&priority=STAT",
+        headers=headers,
+    ).json["items"]
+    assert [(i["group"], i["count"]) for i in radiologist] == [
+        ("one@example.org", 1),
+        ("two@example.org", 1),
+    ]
+    for bad in ("period=year", "group_by=patient", "from=2026-11-05&to=2026-11-01", "colour=red"):
+        response = client.get(f"/api/v1/analytics/turnaround?{bad}", headers=headers)
+        assert 400 <= response.status_code < 500 and "error" in response.json, bad
+
+
+def test_dashboard_data_and_patient_names_for_admins_only(app: Flask) -> None:
+    client = app.test_client()
+    manager = client.get("/analytics/data.json", headers=token(client, "manager")).json
+    assert set(manager["figures"]) == {
+        "turnaround_modality",
+        "turnaround_priority",
+        "volume",
+        "backlog",
+        "productivity",
+    }
+    # No dates given: the 90 days up to the latest final report.
+    assert (manager["from"], manager["to"]) == ("2026-08-06", "2026-11-03")
+    lines = {
+        trace["name"]: trace["y"] for trace in manager["figures"]["turnaround_modality"]["data"]
+    }
+    assert lines == {"CT p50": [1.5], "CT p90": [11.1], "MR p50": [6.75], "MR p90": [10.95]}
+    backlog = {trace["name"]: trace["y"] for trace in manager["figures"]["backlog"]["data"]}
+    assert backlog == {"ROUTINE": [0, 1, 0, 0, 0, 0, 0], "STAT": [0, 0, 0, 0, 1, 0, 0]}
+    [breach] = manager["breaches"]
+    assert breach["accession_number"] == "TAT0002"
+    assert "patient_name" not in breach and "url" not in breach
+    admin_client = app.test_client()
+    [admin_breach] = admin_client.get(
+        "/analytics/data.json", headers=token(admin_client, "admin")
+    ).json["breaches"]
+    assert admin_breach["patient_name"] == "Tat, Patient2"
+    assert admin_breach["url"] == "/studies/1.2.826.0.1.3680043.10.77.2"
+    with app.app_context():
+        assert db.session.query(AuditEvent).filter_by(action="view_breaches").count() == 1
+
+
+def test_every_chart_downloads_as_csv(app: Flask) -> None:
+    client = app.test_client()
+    headers = token(client, "manager")
+    for chart in (
+        "turnaround_modality",
+        "turnaround_priority",
+        "volume",
+        "backlog",
+        "productivity",
+        "breaches",
+    ):
+        response = client.get(f"/analytics/{chart}.csv?from=2026-11-01", headers=headers)
+        assert response.status_code == 200 and response.mimetype == "text/csv", chart
+        rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+        assert rows, chart
+    volume = client.get("/analytics/volume.csv?modality=CT&from=2026-11-01", headers=headers)
+    rows = list(csv.DictReader(io.StringIO(volume.get_data(as_text=True))))
+    assert rows == [
+        {"day": "2026-11-02", "modality": "CT", "studies": "3"},
+        {"day": "2026-11-06", "modality": "CT", "studies": "1"},
+    ]
+    assert client.get("/analytics/nothing.csv", headers=headers).status_code == 404
+
+
+def test_without_a_warehouse_the_pages_say_how_to_build_it(
+    tmp_path: Path, password_hash: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, _ = make_app(fixture_settings(tmp_path), password_hash, monkeypatch)
+    client = app.test_client()
+    headers = token(client, "manager")
+    page = client.get("/analytics", headers=headers)
+    assert page.status_code == 200
+    assert "no data yet: run `pacs warehouse refresh`" in page.get_data(as_text=True)
+    api = client.get("/api/v1/analytics/turnaround", headers=headers)
+    assert api.status_code == 404
+    assert "pacs warehouse refresh" in api.json["error"] + str(api.json["detail"])

@@ -1,0 +1,134 @@
+"""A small operational database whose turnaround figures were computed by hand.
+
+Department time zone Europe/Paris (UTC+1 in November); targets STAT 60 min, URGENT 720 min,
+ROUTINE 5760 min; the warehouse is built "now" = 2026-11-06 12:00 UTC. Received -> final,
+in minutes, of the studies with a final report:
+
+    CT-1 STAT     45  (final 2026-11-02 09:45 local, radiologist one)
+    CT-2 STAT     90  (final 2026-11-02 11:30 local, radiologist two; breaches 60)
+    CT-3 ROUTINE 810  (final 2026-11-02 23:30 UTC = 2026-11-03 00:30 local, one; an addendum)
+    MR-4 URGENT   90  (final signed 10:00 +09:00 = 01:00 UTC, two)
+    MR-5 URGENT  720  (exactly its target: no breach; re-opened and signed again later)
+
+so p50 = 90 and p90 = 720 + 0.6 * 90 = 774 (linear interpolation); by local day
+2026-11-02 [45, 90] p50 67.5 p90 85.5, 2026-11-03 [90, 720, 810] p50 720 p90 792;
+CT [45, 90, 810] p50 90 p90 666, MR [90, 720] p50 405 p90 657; radiologist one 3 reports
+(median 720), two 2 reports (median 90). Backlog: CR-7 STAT 1500 min old ("1-4 d",
+overdue), CT-6 ROUTINE 180 min ("1-4 h"). Left out: a removed study, a quarantined one.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from pacs.settings import Settings, load_settings
+from storage.database import Study, StudyEvent, User, create_database_engine, init_database
+from tests.conftest import make_env
+
+UTC = datetime.UTC
+NOW = datetime.datetime(2026, 11, 6, 12, 0, tzinfo=UTC)
+ONE, TWO = "one@example.org", "two@example.org"
+TOKYO = datetime.timezone(datetime.timedelta(hours=9))
+
+
+def at(day: int, hour: int, minute: int = 0, tz: datetime.tzinfo = UTC) -> datetime.datetime:
+    return datetime.datetime(2026, 11, day, hour, minute, tzinfo=tz)
+
+
+def fixture_env(home: Path) -> dict[str, str]:
+    return make_env(
+        home,
+        PACS_TIMEZONE="Europe/Paris",
+        PACS_TAT_TARGET_STAT="60",
+        PACS_TAT_TARGET_URGENT="720",
+        PACS_TAT_TARGET_ROUTINE="5760",
+    )
+
+
+def fixture_settings(home: Path) -> Settings:
+    return load_settings(fixture_env(home))
+
+
+def make_study(number: int, modality: str, priority: str, received: datetime.datetime, **more):
+    values = dict(
+        study_instance_uid=f"1.2.826.0.1.3680043.10.77.{number}",
+        orthanc_id=f"{number:08x}-77777777-00000000-00000000-00000000",
+        status="final",
+        patient_name=f"Tat^Patient{number}",
+        patient_id=f"TAT{number}",
+        accession_number=f"TAT{number:04d}",
+        modality=modality,
+        modalities=modality,
+        priority=priority,
+        institution="General Hospital" if number % 2 else "North Clinic",
+        body_part="CHEST",
+        received_at=received,
+        ingested_at=received,
+        warnings=[],
+    )
+    values.update(more)
+    return Study(**values)
+
+
+def events(*steps: tuple[str, datetime.datetime, str]) -> list[StudyEvent]:
+    return [StudyEvent(kind=kind, at=when, user_email=user) for kind, when, user in steps]
+
+
+def build_operational_database(settings: Settings) -> Engine:
+    """The operational database above, in `settings`' SQLite file."""
+    engine = create_database_engine(settings.database_url)
+    init_database(engine)
+    with Session(engine) as session, session.begin():
+        for email, name in ((ONE, "Radiologist One"), (TWO, "Radiologist Two")):
+            session.add(
+                User(
+                    email=email,
+                    display_name=name,
+                    role="radiologist",
+                    password_hash="-",
+                    created_at=NOW,
+                )
+            )
+        ct1 = make_study(
+            1, "CT", "STAT", at(2, 8), ordered_at=datetime.datetime(2026, 11, 2, 8, 30)
+        )
+        ct1.events = events(
+            ("received", at(2, 8), ""),
+            ("assigned", at(2, 8, 5), ONE),
+            ("opened", at(2, 8, 10), ONE),
+            ("report_started", at(2, 8, 12), ONE),
+            ("preliminary", at(2, 8, 20), ONE),
+            ("final", at(2, 8, 45), ONE),
+        )
+        ct2 = make_study(2, "CT", "STAT", at(2, 9))
+        ct2.events = events(("report_started", at(2, 9, 30), TWO), ("final", at(2, 10, 30), TWO))
+        ct3 = make_study(3, "CT", "ROUTINE", at(2, 10), status="amended")
+        ct3.events = events(
+            ("opened", at(2, 11), ONE),
+            ("final", at(2, 23, 30), ONE),
+            ("addendum", at(3, 9), ONE),
+            ("addendum", at(4, 9), TWO),
+        )
+        mr4 = make_study(4, "MR", "URGENT", at(2, 23, 30))
+        mr4.events = events(("opened", at(3, 0), TWO), ("final", at(3, 10, tz=TOKYO), TWO))
+        mr5 = make_study(5, "MR", "URGENT", at(3, 8))
+        mr5.events = events(
+            ("report_started", at(3, 8, 30), ONE),
+            ("preliminary", at(3, 9), ONE),
+            ("final", at(3, 20), ONE),
+            ("report_started", at(4, 8), TWO),  # re-opened after final
+            ("preliminary", at(4, 9), TWO),
+            ("final", at(4, 10), TWO),
+        )
+        ct6 = make_study(6, "CT", "ROUTINE", at(6, 9), status="in_progress")
+        ct6.events = events(("opened", at(6, 9, 30), ONE))
+        cr7 = make_study(7, "CR", "STAT", at(5, 11), status="received")
+        removed = make_study(8, "CT", "STAT", at(2, 8), status="removed", removed_at=at(4, 8))
+        removed.events = events(("final", at(2, 9), ONE))
+        quarantined = make_study(9, "MR", "STAT", at(2, 8), status="quarantined")
+        session.add_all([ct1, ct2, ct3, mr4, mr5, ct6, cr7, removed, quarantined])
+    return engine

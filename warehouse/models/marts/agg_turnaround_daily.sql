@@ -1,0 +1,21 @@
+-- Reports finalized per local day, with received -> final percentiles, by modality, by
+-- priority, by radiologist and in all (`dimension` says which; `value` is its value).
+-- Percentiles do not add up across groups: filtered views compute from fct_study_turnaround.
+select
+    final_date as day,
+    case
+        when grouping(modality) = 0 then 'modality'
+        when grouping(priority) = 0 then 'priority'
+        when grouping(radiologist_email) = 0 then 'radiologist'
+        else 'all'
+    end as dimension,
+    coalesce(modality, priority, radiologist_email, 'all') as value,
+    count(*) as reports_finalized,
+    quantile_cont(received_to_final_minutes, 0.5) as p50_received_to_final_minutes,
+    quantile_cont(received_to_final_minutes, 0.9) as p90_received_to_final_minutes,
+    count(*) filter (where target_breached) as target_breaches
+from fct_study_turnaround
+where final_at_utc is not null
+group by grouping sets (
+    (final_date, modality), (final_date, priority), (final_date, radiologist_email), (final_date)
+)

@@ -1,0 +1,21 @@
+-- Reports finalized per local ISO week (starting Monday), with received -> final percentiles,
+-- by modality, by priority, by radiologist and in all (`dimension` says which, `value` its value).
+-- Percentiles do not add up across groups: filtered views compute from fct_study_turnaround.
+select
+    date_trunc('week', final_date)::date as week,
+    case
+        when grouping(modality) = 0 then 'modality'
+        when grouping(priority) = 0 then 'priority'
+        when grouping(radiologist_email) = 0 then 'radiologist'
+        else 'all'
+    end as dimension,
+    coalesce(modality, priority, radiologist_email, 'all') as value,
+    count(*) as reports_finalized,
+    quantile_cont(received_to_final_minutes, 0.5) as p50_received_to_final_minutes,
+    quantile_cont(received_to_final_minutes, 0.9) as p90_received_to_final_minutes,
+    count(*) filter (where target_breached) as target_breaches
+from fct_study_turnaround
+where final_at_utc is not null
+group by grouping sets (
+    (week, modality), (week, priority), (week, radiologist_email), (week)
+)
