@@ -4,25 +4,17 @@ a researcher are turned away. Screenshots land in test-artifacts/browser/."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
-from werkzeug.serving import make_server
+from playwright.sync_api import Browser, Page
 
 from core.accounts import Role, hash_password
 from portal import create_app
 from portal.extensions import db
 from storage.accounts import create_user
-from tests.test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    PASSWORD,
-    TIMEOUT_MS,
-    screenshot,
-    sign_in,
-)
+from tests.browser import serve_portal
+from tests.test_browser import PASSWORD, TIMEOUT_MS, screenshot, sign_in
 from tests.turnaround_fixture import NOW, build_operational_database, fixture_settings
 from warehouse.build import build_warehouse
 from warehouse.extract import extract_changes
@@ -49,28 +41,13 @@ def portal_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         for role in (Role.MANAGER, Role.RADIOLOGIST, Role.RESEARCHER):
             create_user(db.session, f"{role}@example.org", PASSWORD, role, NOW)
         db.session.commit()
-    server = make_server("127.0.0.1", settings.portal_port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{settings.portal_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    with serve_portal(app, settings.portal_port) as url:
+        yield url
 
 
 @pytest.fixture
-def page(chromium: Browser, portal_url: str) -> Iterator[Page]:
-    context = chromium.new_context(base_url=portal_url, viewport={"width": 1400, "height": 900})
+def page(browser: Browser, portal_url: str) -> Iterator[Page]:
+    context = browser.new_context(base_url=portal_url, viewport={"width": 1400, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
     yield page
