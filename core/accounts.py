@@ -53,5 +53,6 @@ def lock_until_after_failure(failures: int, now: datetime.datetime) -> datetime.
         return now + datetime.timedelta(minutes=LOCK_MINUTES)
     return None
 
+
 ALL_ROLES = tuple(Role)
 WORKLIST_ROLES = (Role.RADIOLOGIST, Role.ADMIN)
