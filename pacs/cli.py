@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from pacs import ingest_commands, orthanc_server, user_commands
+from pacs.export_commands import add_export_parser
 from pacs.settings import Settings, SettingsError, load_settings
 from storage.archive import ArchiveError
 from storage.dicom_sender import DicomSendError
@@ -129,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
         action = quarantine_actions.add_parser(name, help=text)
         action.add_argument("study", help="Orthanc study id or Study Instance UID")
         action.set_defaults(handler=handler)
+
+    add_export_parser(commands)
 
     user = commands.add_parser("user", help="portal accounts")
     user_actions = user.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -39,11 +39,20 @@ class Settings:
     portal_https: bool
     secret_key: str
     webhook_secret: str
+    # A second, research Orthanc that research exports are sent to by STOW instead of a ZIP.
+    research_orthanc_url: str = ""
+    research_orthanc_user: str = ""
+    research_orthanc_password: str = ""
 
     @property
     def orthanc_dir(self) -> Path:
         """Where the project's own Orthanc keeps its config, storage, log and pid file."""
         return self.home / "orthanc"
+
+    @property
+    def exports_dir(self) -> Path:
+        """Where research exports (ZIP files and their staging folders) are written."""
+        return self.home / "exports"
 
     @property
     def portal_url(self) -> str:
@@ -79,6 +88,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         portal_https=_read_flag(env, "PACS_PORTAL_HTTPS"),
         secret_key=env.get("PACS_SECRET_KEY") or read_secret(home, "secret-key"),
         webhook_secret=env.get("PACS_WEBHOOK_SECRET") or read_secret(home, "webhook-secret"),
+        research_orthanc_url=env.get("PACS_RESEARCH_ORTHANC_URL", "").rstrip("/"),
+        research_orthanc_user=env.get("PACS_RESEARCH_ORTHANC_USER", ""),
+        research_orthanc_password=env.get("PACS_RESEARCH_ORTHANC_PASSWORD", ""),
     )
 
 
