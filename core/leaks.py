@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from pydicom import Dataset
+from pydicom.charset import python_encoding
 from pydicom.dataelem import DataElement, RawDataElement
 
 from core.deidentify import ActionTable, is_registered_uid, vr_of
@@ -40,52 +42,69 @@ IDENTIFIER_SHAPES = re.compile(r"\+?\d[\d ()./-]{5,}\d|[\w.+-]+@[\w-]+\.[\w.]+")
 
 def collect_identifiers(ds: Dataset, table: ActionTable) -> set[str]:
     """Identifying values of `ds` that the profile does not keep (recursively)."""
-    found: set[str] = set()
-    descriptive: set[str] = set()
-    kept: set[str] = set()
-    retained: set[str] = set()  # values an option explicitly keeps (K in the table)
-    for elem, action in walk_actions(ds, table):
+    values = SourceValues()
+    values.collect(ds, table)
+    found = values.found | {
+        value for value in values.descriptive if not any(value.upper() in k for k in values.kept)
+    }
+    return {
+        value for value in found if is_searchable(value) and value.upper() not in values.retained
+    }
+
+
+@dataclass
+class SourceValues:
+    found: set[str] = field(default_factory=set)  # identifying
+    descriptive: set[str] = field(default_factory=set)  # identifying unless kept elsewhere
+    kept: set[str] = field(default_factory=set)  # short texts outside the table
+    retained: set[str] = field(default_factory=set)  # values an option keeps (K in the table)
+
+    def collect(self, ds: Dataset, table: ActionTable) -> None:
+        for tag in list(ds.keys()):
+            if (tag >> 16) & 1:
+                continue
+            action = table.tags.get(tag)
+            vr = vr_of(tag)
+            if action is None and vr in ("CS", "LO", "SH"):
+                self.kept.add(raw_text(ds.get_item(tag)).upper())  # cheap: left undecoded
+                continue
+            if action is None and vr not in ("SQ", "UI"):
+                continue  # kept as is, and no identifier
+            elem = ds[tag]
+            if elem.VR == "SQ":
+                for item in elem.value:
+                    self.collect(item, table)
+            else:
+                self.add(elem, action)
+
+    def add(self, elem: DataElement, action: str | None) -> None:
         vr = elem.VR
-        if vr == "SQ":
-            continue
-        if action == "K":
-            retained.update(value.upper() for value in values_of(elem))
-        if action in (None, "K") and vr in ("CS", "LO", "SH"):
-            kept.update(value.upper() for value in values_of(elem))
+        keyword = elem.keyword or ""
         if action is None:
             # Outside the table: only UIDs the anonymizer replaces identify the source.
-            if vr == "UI" and not elem.keyword.endswith(("ClassUID", "TransferSyntaxUID")):
-                found.update(v for v in values_of(elem) if v and not is_registered_uid(v))
-            continue
-        if action == "K" or (action == "C" and vr not in ("DA", "DT")):
-            continue
-        keyword = elem.keyword or ""
+            if vr == "UI" and not keyword.endswith(("ClassUID", "TransferSyntaxUID")):
+                self.found.update(v for v in values_of(elem) if v and not is_registered_uid(v))
+            return
+        if action == "K":
+            self.retained.update(value.upper() for value in values_of(elem))
+            return
+        if action == "C" and vr not in ("DA", "DT"):
+            return
         if vr in IDENTIFYING_VRS or IDENTIFYING_KEYWORD.search(keyword):
             for value in values_of(elem):
                 if vr == "UI" and is_registered_uid(value):
                     continue
-                found.add(value)
+                self.found.add(value)
                 if vr == "PN":
-                    found.update(name_parts(value))
+                    self.found.update(name_parts(value))
         elif DESCRIPTIVE_KEYWORD.search(keyword):
-            descriptive.update(values_of(elem))
-    found |= {value for value in descriptive if not any(value.upper() in k for k in kept)}
-    return {value for value in found if is_searchable(value) and value.upper() not in retained}
+            self.descriptive.update(values_of(elem))
 
 
-def walk_actions(ds: Dataset, table: ActionTable) -> Iterator[tuple[DataElement, str | None]]:
-    """Every standard element with its resolved action, items of sequences included."""
-    for tag in list(ds.keys()):
-        if (tag >> 16) & 1:
-            continue
-        vr = vr_of(tag)
-        if tag not in table.tags and vr not in UNTABLED_OF_INTEREST:
-            continue  # kept as is, and no identifier: left undecoded
-        elem = ds[tag]
-        yield elem, table.tags.get(tag)
-        if elem.VR == "SQ":
-            for item in elem.value:
-                yield from walk_actions(item, table)
+def raw_text(elem: DataElement | RawDataElement) -> str:
+    if isinstance(elem, RawDataElement):
+        return (elem.value or b"").decode("utf-8", "ignore")
+    return str(elem.value)
 
 
 def values_of(elem: DataElement) -> list[str]:
@@ -185,18 +204,21 @@ def find_leaks(
         end = max(encoded.rfind(tag) for tag in PIXEL_DATA_TAGS)
         header = encoded if end < 0 else encoded[:end]
         leaks.update(match.decode("latin-1") for match in byte_search.findall(header))
-    text_search = text_pattern(identifiers)
-    if text_search is not None:
-        for text in text_values(ds):
+        # The same bytes decoded as text in the output's character set: names written in
+        # another encoding than UTF-8/Latin-1 are found by value too.
+        text_search = text_pattern(identifiers)
+        if text_search is not None:
+            text = header.decode(text_codec(ds), "replace")
             leaks.update(text_search.findall(text))
     return sorted(leaks)
 
 
-def text_values(ds: Dataset) -> Iterator[str]:
-    """Every decoded text value of `ds`, private elements and sequences included."""
-    for elem in ds.iterall():
-        if elem.VR in ("SQ", "OB", "OW", "UN", "OF", "OD", "OL", "OV") or elem.value is None:
-            continue
-        if isinstance(elem.value, bytes):
-            continue
-        yield str(elem.value)
+def text_codec(ds: Dataset) -> str:
+    """The Python codec of the dataset's first character set (UTF-8 when unknown)."""
+    charset = ds.get("SpecificCharacterSet", "")
+    first = (
+        charset[0]
+        if isinstance(charset, list) or type(charset).__name__ == "MultiValue"
+        else charset
+    ) or "ISO_IR 6"
+    return python_encoding.get(str(first).strip(), "utf-8")
