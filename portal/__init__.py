@@ -80,11 +80,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     from portal.admin import bp as admin_bp
     from portal.api import bp as api_bp
     from portal.auth import bp as auth_bp
+    from portal.research import bp as research_bp
     from portal.worklist import bp as worklist_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(worklist_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(research_bp)
     app.register_blueprint(api_bp)
     return app
 

@@ -36,6 +36,7 @@ URL_SAMPLES = {  # harmless values for every URL variable the portal's routes ta
     "key": "00000000-00000000-00000000-00000000-00000000",
     "action": "disable",
     "user_id": 999999,
+    "export_id": 999999,
 }
 NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
 

@@ -6,4 +6,4 @@ from apiflask import APIBlueprint
 
 bp = APIBlueprint("api", __name__, url_prefix="/api/v1")
 
-from portal.api import admin, auth, hooks, studies  # noqa: E402,F401  (register their routes)
+from portal.api import admin, auth, exports, hooks, studies  # noqa: E402,F401  (register their routes)
