@@ -33,6 +33,7 @@ from pathlib import Path
 from pydicom import Dataset
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement
+from pydicom.dataset import FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID_dictionary
 
@@ -408,12 +409,12 @@ class Deidentifier:
         ds.DeidentificationMethodCodeSequence = items
         meta = getattr(ds, "file_meta", None)
         if meta is not None:
-            kept = Dataset()
+            kept = FileMetaDataset()
             kept.TransferSyntaxUID = meta.TransferSyntaxUID
             kept.MediaStorageSOPClassUID = ds.SOPClassUID
             kept.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
             kept.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-            ds.file_meta = type(meta)(kept)
+            ds.file_meta = kept
 
 
 def patient_key(ds: Dataset) -> str:
@@ -434,11 +435,13 @@ def map_values(value: object, change: Callable[[object], object]) -> object:
 def shift_dates(value: object, days: int) -> str:
     """Every YYYYMMDD in a DA/DT value (ranges too) moved by `days`; invalid ones dummied."""
 
-    def move(match: re.Match[str]) -> str:
-        try:
-            day = datetime.datetime.strptime(match.group(), "%Y%m%d").date()
-        except ValueError:
-            return DUMMY_VALUES["DA"]  # type: ignore[return-value]
-        return (day + datetime.timedelta(days=days)).strftime("%Y%m%d")
+    return DATE_PATTERN.sub(lambda match: shift_date(match.group(), days), str(value))
 
-    return DATE_PATTERN.sub(move, str(value))
+
+@functools.lru_cache(maxsize=4096)
+def shift_date(text: str, days: int) -> str:
+    try:
+        day = datetime.date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError:
+        return DUMMY_VALUES["DA"]  # type: ignore[return-value]
+    return (day + datetime.timedelta(days=days)).strftime("%Y%m%d")

@@ -11,12 +11,14 @@ common to search for as bytes; name parts of three are searched as whole words i
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pydicom import Dataset
 from pydicom.charset import python_encoding
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 
 from core.deidentify import ActionTable, is_registered_uid, vr_of
@@ -35,14 +37,15 @@ UNTABLED_OF_INTEREST = frozenset({"SQ", "UI", "CS", "LO", "SH"})
 MIN_LENGTH = 4
 MIN_DIGITS = 6  # a purely numeric ID shorter than this matches too much by chance
 MIN_NAME_PART = 3
-PIXEL_DATA_TAGS = (b"\xe0\x7f\x10\x00", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00")
+PIXEL_DATA_TAG = 0x7FE00010
+PIXEL_DATA_BYTES = b"\xe0\x7f\x10\x00"  # its tag, little endian
 REMOVED = ""
 IDENTIFIER_SHAPES = re.compile(r"\+?\d[\d ()./-]{5,}\d|[\w.+-]+@[\w-]+\.[\w.]+")
 
 
 def collect_identifiers(ds: Dataset, table: ActionTable) -> set[str]:
     """Identifying values of `ds` that the profile does not keep (recursively)."""
-    values = SourceValues()
+    values = SourceValues(codec=text_codec(ds))
     values.collect(ds, table)
     found = values.found | {
         value for value in values.descriptive if not any(value.upper() in k for k in values.kept)
@@ -58,53 +61,56 @@ class SourceValues:
     descriptive: set[str] = field(default_factory=set)  # identifying unless kept elsewhere
     kept: set[str] = field(default_factory=set)  # short texts outside the table
     retained: set[str] = field(default_factory=set)  # values an option keeps (K in the table)
+    codec: str = "utf-8"  # of the source's (first) character set
 
     def collect(self, ds: Dataset, table: ActionTable) -> None:
+        """Decodes only the elements whose values matter here; the rest stay raw."""
         for tag in list(ds.keys()):
             if (tag >> 16) & 1:
                 continue
             action = table.tags.get(tag)
             vr = vr_of(tag)
-            if action is None and vr in ("CS", "LO", "SH"):
-                self.kept.add(raw_text(ds.get_item(tag)).upper())  # cheap: left undecoded
-                continue
-            if action is None and vr not in ("SQ", "UI"):
-                continue  # kept as is, and no identifier
-            elem = ds[tag]
-            if elem.VR == "SQ":
-                for item in elem.value:
+            if vr == "SQ":
+                for item in ds[tag].value:
                     self.collect(item, table)
-            else:
-                self.add(elem, action)
+                continue
+            if action is None:
+                if vr in ("CS", "LO", "SH"):
+                    self.kept.update(raw_values(ds.get_item(tag), self.codec))
+                elif vr == "UI" and not keyword_of(tag).endswith(("ClassUID", "SyntaxUID")):
+                    # Outside the table: UIDs the anonymizer replaces identify the source.
+                    uids = raw_values(ds.get_item(tag), self.codec)
+                    self.found.update(uid for uid in uids if not is_registered_uid(uid))
+                continue
+            if action == "K":
+                self.retained.update(raw_values(ds.get_item(tag), self.codec))
+                continue
+            if action == "C" and vr not in ("DA", "DT"):
+                continue
+            keyword = keyword_of(tag)
+            if vr in IDENTIFYING_VRS or IDENTIFYING_KEYWORD.search(keyword):
+                for value in values_of(ds[tag]):
+                    if vr == "UI" and is_registered_uid(value):
+                        continue
+                    self.found.add(value)
+                    if vr == "PN":
+                        self.found.update(name_parts(value))
+            elif DESCRIPTIVE_KEYWORD.search(keyword):
+                self.descriptive.update(values_of(ds[tag]))
 
-    def add(self, elem: DataElement, action: str | None) -> None:
-        vr = elem.VR
-        keyword = elem.keyword or ""
-        if action is None:
-            # Outside the table: only UIDs the anonymizer replaces identify the source.
-            if vr == "UI" and not keyword.endswith(("ClassUID", "TransferSyntaxUID")):
-                self.found.update(v for v in values_of(elem) if v and not is_registered_uid(v))
-            return
-        if action == "K":
-            self.retained.update(value.upper() for value in values_of(elem))
-            return
-        if action == "C" and vr not in ("DA", "DT"):
-            return
-        if vr in IDENTIFYING_VRS or IDENTIFYING_KEYWORD.search(keyword):
-            for value in values_of(elem):
-                if vr == "UI" and is_registered_uid(value):
-                    continue
-                self.found.add(value)
-                if vr == "PN":
-                    self.found.update(name_parts(value))
-        elif DESCRIPTIVE_KEYWORD.search(keyword):
-            self.descriptive.update(values_of(elem))
+
+@functools.cache
+def keyword_of(tag: int) -> str:
+    return keyword_for_tag(tag)
 
 
-def raw_text(elem: DataElement | RawDataElement) -> str:
+def raw_values(elem: DataElement | RawDataElement, codec: str) -> list[str]:
+    """Upper-cased values of a short text or UID element, decoded without pydicom's help."""
     if isinstance(elem, RawDataElement):
-        return (elem.value or b"").decode("utf-8", "ignore")
-    return str(elem.value)
+        text = (elem.value or b"").decode(codec, "replace")
+    else:
+        text = "\\".join(values_of(elem))
+    return [value.strip(" \x00").upper() for value in text.split("\\") if value.strip(" \x00")]
 
 
 def values_of(elem: DataElement) -> list[str]:
@@ -135,10 +141,11 @@ def is_searchable(value: str) -> bool:
 def make_scrubber(identifiers: set[str]) -> Callable[[str], str]:
     """Removes every identifier (case-insensitive) from free text the profile cleans, and
     anything shaped like a phone number, long number, date or e-mail address, which may
-    identify someone the instance itself does not name."""
-    pattern = text_pattern(identifiers)
+    identify someone the instance itself does not name. The pattern is only built for an
+    instance that has text to clean."""
 
     def scrub(text: str) -> str:
+        pattern = text_pattern(frozenset(identifiers))
         if pattern is not None:
             text = pattern.sub(REMOVED, text)
         return IDENTIFIER_SHAPES.sub(REMOVED, text).strip()
@@ -146,7 +153,8 @@ def make_scrubber(identifiers: set[str]) -> Callable[[str], str]:
     return scrub
 
 
-def text_pattern(identifiers: set[str]) -> re.Pattern[str] | None:
+@functools.lru_cache(maxsize=64)
+def text_pattern(identifiers: frozenset[str]) -> re.Pattern[str] | None:
     if not identifiers:
         return None
     longest_first = sorted(identifiers, key=len, reverse=True)
@@ -157,19 +165,14 @@ def text_pattern(identifiers: set[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(alternatives), re.IGNORECASE)
 
 
-def bytes_pattern(identifiers: set[str], raw: set[bytes]) -> re.Pattern[bytes] | None:
-    """Identifiers as bytes: UTF-8, Latin-1 where it differs, and as the source encoded them."""
+def byte_needles(identifiers: set[str], raw: set[bytes]) -> set[bytes]:
+    """Identifiers as lower-case bytes: UTF-8, Latin-1, and as the source encoded them."""
     encoded = set(raw)
     for value in identifiers:
-        if len(value) < MIN_LENGTH:
-            continue
         encoded.add(value.encode("utf-8"))
         with contextlib.suppress(UnicodeEncodeError):
             encoded.add(value.encode("latin-1"))
-    encoded = {value for value in encoded if len(value) >= MIN_LENGTH}
-    if not encoded:
-        return None
-    return re.compile(b"|".join(re.escape(v) for v in sorted(encoded, key=len, reverse=True)), re.I)
+    return {value.lower() for value in encoded if len(value) >= MIN_LENGTH}
 
 
 def raw_name_bytes(ds: Dataset) -> set[bytes]:
@@ -196,21 +199,33 @@ def find_leaks(
     identifiers: set[str],
     raw_names: set[bytes] = frozenset(),  # type: ignore[assignment]
 ) -> list[str]:
-    """Which source identifiers are still in the output, in its bytes (up to the pixel data,
-    which holds no attribute) or its decoded text values; empty when it is clean."""
-    leaks: set[str] = set()
-    byte_search = bytes_pattern(identifiers, set(raw_names))
-    if byte_search is not None:
-        end = max(encoded.rfind(tag) for tag in PIXEL_DATA_TAGS)
-        header = encoded if end < 0 else encoded[:end]
-        leaks.update(match.decode("latin-1") for match in byte_search.findall(header))
-        # The same bytes decoded as text in the output's character set: names written in
-        # another encoding than UTF-8/Latin-1 are found by value too.
-        text_search = text_pattern(identifiers)
-        if text_search is not None:
-            text = header.decode(text_codec(ds), "replace")
-            leaks.update(text_search.findall(text))
+    """Which source identifiers are still in the output: in its bytes up to the pixel data
+    (which holds no attribute), and in those bytes decoded in its character set; empty
+    when it is clean. Plain substring searches on lower-cased copies, in C."""
+    header = header_of(encoded, ds).lower()
+    leaks = {
+        needle.decode("latin-1")
+        for needle in byte_needles(identifiers, raw_names)
+        if needle in header
+    }
+    text = header.decode(text_codec(ds), "replace").lower()
+    for value in identifiers:
+        if len(value) >= MIN_LENGTH:
+            if value.lower() in text:
+                leaks.add(value)
+        elif re.search(rf"\b{re.escape(value.lower())}\b", text):
+            leaks.add(value)
     return sorted(leaks)
+
+
+def header_of(encoded: bytes, ds: Dataset) -> bytes:
+    """The encoded file without its pixel data, the last element: found from its length."""
+    pixels = ds.get(PIXEL_DATA_TAG)
+    if pixels is None or not isinstance(pixels.value, bytes):
+        return encoded
+    value_start = len(encoded) - len(pixels.value)
+    start = encoded.rfind(PIXEL_DATA_BYTES, max(0, value_start - 24), value_start)
+    return encoded if start < 0 else encoded[:start]
 
 
 def text_codec(ds: Dataset) -> str:

@@ -25,6 +25,7 @@ from core.leaks import collect_identifiers, find_leaks, make_scrubber, raw_name_
 BURN_IN_PRONE_SOP_PREFIXES = ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.6.")
 BURN_IN_PRONE_MODALITIES = frozenset({"US", "SC", "OT"})
 SR_SOP_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
+CHUNK_SIZE = 32  # instances a process takes at a time
 
 
 @dataclass(frozen=True)
@@ -119,10 +120,11 @@ def deidentify_batch(files: Sequence[bytes], deidentifier: Deidentifier) -> list
 def deidentify_files(
     files: Sequence[bytes], deidentifier: Deidentifier, *, workers: int = 2
 ) -> list[InstanceResult]:
-    """A batch across `workers` processes (order kept); one process does it inline."""
+    """A batch across `workers` processes (order kept); one process does it inline. Small
+    chunks (a few per worker) keep the processes evenly busy."""
     if workers <= 1 or len(files) < 2:
         return deidentify_batch(files, deidentifier)
-    size = -(-len(files) // workers)
+    size = max(1, min(CHUNK_SIZE, -(-len(files) // (workers * 4))))
     chunks = [files[i : i + size] for i in range(0, len(files), size)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         parts = pool.map(deidentify_batch, chunks, [deidentifier] * len(chunks))
