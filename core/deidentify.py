@@ -32,7 +32,7 @@ from pathlib import Path
 
 from pydicom import Dataset
 from pydicom.datadict import dictionary_VR, keyword_for_tag
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID_dictionary
@@ -122,6 +122,7 @@ DUMMY_VALUES: dict[str, object] = {
     "UV": 0,
 }
 TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT", "UR"})
+BINARY_VRS = frozenset({"OB", "OW", "UN", "OD", "OF", "OL", "OV"})
 FREE_TEXT_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 DATE_PATTERN = re.compile(r"\d{8}")
 
@@ -233,10 +234,25 @@ class Deidentifier:
     safe_private: frozenset[tuple[str, int]] = DEFAULT_SAFE_PRIVATE
     table: ActionTable = field(init=False)
     uid_cache: dict[str, str] = field(init=False, default_factory=dict)
+    method_codes: list[tuple[str, str]] = field(init=False)
+    method_items: list[Dataset] = field(init=False)
 
     def __post_init__(self) -> None:
         self.options = frozenset(self.options)
         self.table = build_action_table(self.options)
+        self.method_codes = [BASIC_CODE] + [
+            (code, meaning)
+            for option, (_, code, meaning) in OPTION_COLUMNS.items()
+            if option in self.options
+        ]
+        # Built once: every output carries the same items (they are only ever written).
+        self.method_items = []
+        for code, meaning in self.method_codes:
+            item = Dataset()
+            item.CodeValue = code
+            item.CodingSchemeDesignator = "DCM"
+            item.CodeMeaning = meaning
+            self.method_items.append(item)
 
     # -- keyed values -------------------------------------------------------------------
 
@@ -308,8 +324,36 @@ class Deidentifier:
             if action == "X":
                 del ds[tag]
                 continue
-            elem = ds[tag]
-            self.apply(elem, action, identity, scrub)
+            raw = ds.get_item(tag)
+            if isinstance(raw, RawDataElement) and self.replace_raw(ds, tag, raw, action, identity):
+                continue
+            self.apply(ds[tag], action, identity, scrub)
+
+    def replace_raw(
+        self, ds: Dataset, tag: int, raw: RawDataElement, action: str, identity: Identity
+    ) -> bool:
+        """Z, D, U and date shifts straight from the undecoded value, the common case (a
+        decoded element costs more to read and to write); False leaves it to `apply`."""
+        vr = vr_of(tag) if raw.VR in (None, "UN") else raw.VR
+        if vr == "SQ" or " " in vr:
+            return False
+        if not raw.value:
+            return True
+        if action == "Z":
+            ds[tag] = DataElement(tag, vr, b"" if vr in BINARY_VRS else "")
+        elif action == "U" or vr == "UI":
+            uids = raw.value.decode("ascii", "replace").strip("\x00 ").split("\\")
+            ds[tag] = DataElement(tag, "UI", unwrap([self.new_uid(u) if u else u for u in uids]))
+        elif action == "D":
+            ds[tag] = DataElement(tag, vr, DUMMY_VALUES.get(vr, b""))
+        elif action == "C" and vr in ("DA", "DT") and Option.MODIFIED_DATES in self.options:
+            dates = raw.value.decode("ascii", "replace").strip("\x00 ").split("\\")
+            ds[tag] = DataElement(
+                tag, vr, unwrap([shift_dates(d, identity.shift_days) for d in dates])
+            )
+        else:
+            return False
+        return True
 
     def apply(
         self, elem: DataElement, action: str, identity: Identity, scrub: Callable[[str], str]
@@ -324,7 +368,7 @@ class Deidentifier:
         if elem.value is None or elem.value == "" or elem.value == b"":
             return
         if action == "Z":
-            elem.value = b"" if vr in ("OB", "OW", "UN", "OD", "OF", "OL", "OV") else ""
+            elem.value = b"" if vr in BINARY_VRS else ""
         elif action == "U" or vr == "UI":
             elem.value = self.map_uids(elem.value)
         elif action == "D":
@@ -393,20 +437,8 @@ class Deidentifier:
         ds.LongitudinalTemporalInformationModified = (
             "MODIFIED" if Option.MODIFIED_DATES in self.options else "REMOVED"
         )
-        codes = [BASIC_CODE] + [
-            (code, meaning)
-            for option, (_, code, meaning) in OPTION_COLUMNS.items()
-            if option in self.options
-        ]
-        ds.DeidentificationMethod = [meaning[:64] for _, meaning in codes]
-        items = []
-        for code, meaning in codes:
-            item = Dataset()
-            item.CodeValue = code
-            item.CodingSchemeDesignator = "DCM"
-            item.CodeMeaning = meaning
-            items.append(item)
-        ds.DeidentificationMethodCodeSequence = items
+        ds.DeidentificationMethod = [meaning[:64] for _, meaning in self.method_codes]
+        ds.DeidentificationMethodCodeSequence = self.method_items
         meta = getattr(ds, "file_meta", None)
         if meta is not None:
             kept = FileMetaDataset()
@@ -423,6 +455,10 @@ def patient_key(ds: Dataset) -> str:
     if patient_id:
         return f"id:{patient_id}"
     return f"name:{ds.get('PatientName', '')}|{ds.get('PatientBirthDate', '')}"
+
+
+def unwrap(values: list[str]) -> str | list[str]:
+    return values[0] if len(values) == 1 else values
 
 
 def map_values(value: object, change: Callable[[object], object]) -> object:

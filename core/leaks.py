@@ -33,6 +33,9 @@ IDENTIFYING_KEYWORD = re.compile(
 DESCRIPTIVE_KEYWORD = re.compile(r"(Name|Names|Institution\w*|Department\w*|Location|Station\w*)$")
 # Outside the table: sequences (their items), UIDs (replaced unless of the standard) and
 # short texts (values the source keeps, see DESCRIPTIVE_KEYWORD).
+BINARY_VRS = frozenset(
+    {"OB", "OW", "UN", "OD", "OF", "OL", "OV", "FL", "FD", "SL", "SS", "UL", "US"}
+)
 UNTABLED_OF_INTEREST = frozenset({"SQ", "UI", "CS", "LO", "SH"})
 MIN_LENGTH = 4
 MIN_DIGITS = 6  # a purely numeric ID shorter than this matches too much by chance
@@ -45,7 +48,9 @@ IDENTIFIER_SHAPES = re.compile(r"\+?\d[\d ()./-]{5,}\d|[\w.+-]+@[\w-]+\.[\w.]+")
 
 def collect_identifiers(ds: Dataset, table: ActionTable) -> set[str]:
     """Identifying values of `ds` that the profile does not keep (recursively)."""
-    values = SourceValues(codec=text_codec(ds))
+    charset = ds.get("SpecificCharacterSet", "")
+    single = isinstance(charset, str) and not charset.startswith("ISO 2022")
+    values = SourceValues(codec=text_codec(ds) if single else "")
     values.collect(ds, table)
     found = values.found | {
         value for value in values.descriptive if not any(value.upper() in k for k in values.kept)
@@ -61,7 +66,7 @@ class SourceValues:
     descriptive: set[str] = field(default_factory=set)  # identifying unless kept elsewhere
     kept: set[str] = field(default_factory=set)  # short texts outside the table
     retained: set[str] = field(default_factory=set)  # values an option keeps (K in the table)
-    codec: str = "utf-8"  # of the source's (first) character set
+    codec: str = "utf-8"  # of the source's character set; "" when pydicom must decode
 
     def collect(self, ds: Dataset, table: ActionTable) -> None:
         """Decodes only the elements whose values matter here; the rest stay raw."""
@@ -89,14 +94,22 @@ class SourceValues:
                 continue
             keyword = keyword_of(tag)
             if vr in IDENTIFYING_VRS or IDENTIFYING_KEYWORD.search(keyword):
-                for value in values_of(ds[tag]):
+                for value in self.values(ds, tag):
                     if vr == "UI" and is_registered_uid(value):
                         continue
                     self.found.add(value)
                     if vr == "PN":
                         self.found.update(name_parts(value))
             elif DESCRIPTIVE_KEYWORD.search(keyword):
-                self.descriptive.update(values_of(ds[tag]))
+                self.descriptive.update(self.values(ds, tag))
+
+    def values(self, ds: Dataset, tag: int) -> list[str]:
+        """An element's values, decoded here when its character set allows (cheaper)."""
+        raw = ds.get_item(tag)
+        if self.codec and isinstance(raw, RawDataElement) and vr_of(tag) not in BINARY_VRS:
+            text = (raw.value or b"").decode(self.codec, "replace")
+            return [v.strip(" \x00") for v in text.split("\\") if v.strip(" \x00")]
+        return values_of(ds[tag])
 
 
 @functools.cache

@@ -10,6 +10,7 @@ flow, not only in the tests). `deidentify_files` runs a batch of them in a proce
 from __future__ import annotations
 
 import io
+import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -120,12 +121,34 @@ def deidentify_batch(files: Sequence[bytes], deidentifier: Deidentifier) -> list
 def deidentify_files(
     files: Sequence[bytes], deidentifier: Deidentifier, *, workers: int = 2
 ) -> list[InstanceResult]:
-    """A batch across `workers` processes (order kept); one process does it inline. Small
-    chunks (a few per worker) keep the processes evenly busy."""
+    """A batch across `workers` processes (order kept); one process does it inline.
+
+    The workers are forked with the batch in their memory (no copy through a pipe: only
+    index ranges go to them, results come back); small ranges, a few per worker, keep them
+    evenly busy.
+    """
     if workers <= 1 or len(files) < 2:
         return deidentify_batch(files, deidentifier)
     size = max(1, min(CHUNK_SIZE, -(-len(files) // (workers * 4))))
-    chunks = [files[i : i + size] for i in range(0, len(files), size)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        parts = pool.map(deidentify_batch, chunks, [deidentifier] * len(chunks))
+    starts = range(0, len(files), size)
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=receive_batch,
+        initargs=(files, deidentifier),
+    ) as pool:
+        parts = pool.map(deidentify_range, starts, [start + size for start in starts])
         return [result for part in parts for result in part]
+
+
+# A forked worker's batch, set once by `receive_batch` when the process starts.
+WORKER_BATCH: dict[str, object] = {}
+
+
+def receive_batch(files: Sequence[bytes], deidentifier: Deidentifier) -> None:
+    WORKER_BATCH.update(files=files, deidentifier=deidentifier)
+
+
+def deidentify_range(start: int, end: int) -> list[InstanceResult]:
+    files = WORKER_BATCH["files"]
+    return deidentify_batch(files[start:end], WORKER_BATCH["deidentifier"])  # type: ignore[index,arg-type]

@@ -45,7 +45,11 @@ def export_research(
             plan.instance_ids[start : start + batch_size]
             for start in range(0, len(plan.instance_ids), batch_size)
         ]
-        futures = [deidentify_batch.submit(settings, plan, batch, workers) for batch in batches]
+        # quote(): Prefect would otherwise walk every instance id looking for futures.
+        futures = [
+            deidentify_batch.submit(settings, quote(plan), quote(batch), workers)
+            for batch in batches
+        ]
         summaries = [summary for future in futures for summary in future.result()]
         if settings.research_orthanc_url and not out_path:
             destination = send_to_research_archive(settings, plan, quote(summaries))

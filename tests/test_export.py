@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 import zipfile
 from pathlib import Path
 
@@ -12,17 +13,23 @@ import pytest
 from pydicom import dcmread
 from sqlalchemy import select
 
+from core.accounts import Role
 from core.cohorts import Cohort
 from flows.export_research import export_research
 from flows.ingest_study import ingest_studies
 from pacs.orthanc_server import start_orthanc, stop_orthanc
+from pacs.pipeline import EmbeddedPipeline
 from pacs.settings import Settings, load_settings
+from portal import create_app
+from portal.extensions import db
+from storage.accounts import create_user
 from storage.archive import ArchiveClient
 from storage.database import ExportPseudonym, ResearchExport, open_session
 from storage.exports import ExportState, create_export, list_pseudonyms
 from tests.conftest import make_env, run_pacs
 from tests.identified_studies import PATIENTS, build_identified_cohort
 from tests.test_ingest import upload
+from tests.test_portal import NOW, PASSWORD, token_for
 
 
 @pytest.fixture
@@ -183,3 +190,49 @@ def test_export_goes_to_the_research_orthanc_when_one_is_configured(
     finally:
         stop_orthanc(research)
         process.wait(timeout=30)
+
+
+def test_portal_request_approval_runs_the_export_and_the_researcher_downloads_it(
+    export_env: dict[str, str],
+) -> None:
+    settings = load_settings(export_env)
+    cohort = build_identified_cohort(with_reports=False)
+    study_uids = archive_cohort(settings, cohort.datasets)
+    app = create_app(
+        {"PACS_SETTINGS": settings, "PACS_PIPELINE": EmbeddedPipeline(), "TESTING": True}
+    )
+    with app.app_context():
+        for role in (Role.RESEARCHER, Role.ADMIN):
+            create_user(db.session, f"{role}@example.org", PASSWORD, role, NOW)
+        db.session.commit()
+    client = app.test_client()
+    researcher, admin = token_for(client, "researcher"), token_for(client, "admin")
+    body = {
+        "cohort": {"study_uids": study_uids},
+        "profile": "basic,modified-dates",
+        "purpose": "End-to-end check of the research export",
+    }
+    export_id = client.post("/api/v1/exports", json=body, headers=researcher).json["id"]
+    approved = client.post(f"/api/v1/exports/{export_id}/approve", json={}, headers=admin)
+    assert approved.status_code == 200
+    deadline = time.monotonic() + 180
+    while (state := client.get(f"/api/v1/exports/{export_id}", headers=researcher).json)[
+        "state"
+    ] not in ("done", "failed"):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.5)
+    assert state["state"] == "done", state["reason"]
+    assert state["progress"] == {
+        "total": 15,
+        "processed": 15,
+        "exported": 13,
+        "excluded": 2,
+        "withheld": 0,
+    }
+    download = client.get(f"/api/v1/exports/{export_id}/download", headers=researcher)
+    assert download.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(download.data)) as archive:
+        names = archive.namelist()
+        assert len([n for n in names if n.endswith(".dcm")]) == 13
+        for name in names:
+            assert_clean(archive.read(name), cohort.identifiers | cohort.source_uids)
