@@ -4,6 +4,7 @@ table itself, byte by byte for leaks, by reference and by dciodvfy."""
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import shutil
@@ -23,7 +24,14 @@ from core.deidentify import (
     parse_profile,
 )
 from core.research_instances import InstanceResult, deidentify_files, deidentify_instance
-from tests.identified_studies import PATIENTS, PRIVATE_CREATOR, build_identified_cohort
+from tests.identified_studies import (
+    PATIENTS,
+    PRIVATE_CREATOR,
+    add_identifiers,
+    build_identified_cohort,
+    identifiers_of,
+)
+from tests.studies import demo_study
 
 SALT = b"0123456789abcdef0123456789abcdef"
 ALL_OPTIONS = frozenset(Option)
@@ -308,3 +316,23 @@ def test_dciodvfy_reports_no_new_errors(cohort, tmp_path: Path) -> None:
         assert not new, (ds.Modality, new)
         checked += 1
     assert checked >= 15
+
+
+def test_a_multi_frame_cine_keeps_its_frames_and_loses_its_identifiers(tmp_path: Path) -> None:
+    source = copy.deepcopy(demo_study("US").datasets[-1])
+    assert int(source.NumberOfFrames) > 1
+    add_identifiers(source, PATIENTS[1])
+    source.BurnedInAnnotation = "NO"
+    data = encode(source)
+    result = deidentify_instance(data, Deidentifier(salt=SALT, options=ALL_OPTIONS))
+    assert result.status == "exported", result.reason
+    output = dcmread(io.BytesIO(result.data))
+    assert output.NumberOfFrames == source.NumberOfFrames
+    assert output.PixelData == source.PixelData
+    for value in identifiers_of(PATIENTS[1]) - {PATIENTS[1].institution}:
+        assert value.lower().encode("latin-1") not in result.data.lower(), value
+    if shutil.which("dciodvfy"):
+        before, after = tmp_path / "in.dcm", tmp_path / "out.dcm"
+        before.write_bytes(data)
+        after.write_bytes(result.data)
+        assert not set(count_dciodvfy_errors(after)) - set(count_dciodvfy_errors(before))

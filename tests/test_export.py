@@ -236,3 +236,16 @@ def test_portal_request_approval_runs_the_export_and_the_researcher_downloads_it
         assert len([n for n in names if n.endswith(".dcm")]) == 13
         for name in names:
             assert_clean(archive.read(name), cohort.identifiers | cohort.source_uids)
+
+
+def test_pacs_export_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    for args, message in (
+        (["--profile", "basic,keep-names"], "unknown profile option(s) keep-names"),
+        (["--from", "2024-13-01"], "date_from '2024-13-01' is not a date"),
+        (["--modality", "CT"], "the cohort is empty"),
+        (["--rerun", "42"], "no export 42"),
+    ):
+        done = run_pacs(env, "export", *args)
+        assert done.returncode == 1, done.stdout
+        assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
