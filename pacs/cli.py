@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from pacs import import_commands, ingest_commands, orthanc_server, user_commands, warehouse_commands
+from pacs.export_commands import add_export_parser
 from pacs.settings import Settings, SettingsError, load_settings
 from storage.archive import ArchiveError
 from storage.dicom_sender import DicomSendError
@@ -170,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("--json", action="store_true", help="print the summary as JSON")
     imports.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="parallel uploads")
     imports.set_defaults(handler=run_import)
+
+    add_export_parser(commands)
 
     user = commands.add_parser("user", help="portal accounts")
     user_actions = user.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -21,11 +21,14 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 log = logging.getLogger(__name__)
 
 INGEST_DEPLOYMENT = "ingest-study/ingest-study"
+EXPORT_DEPLOYMENT = "export-research/export-research"
 MAX_BATCH = 50
 
 
 class IngestDispatcher(Protocol):
     def submit(self, orthanc_study_id: str) -> None: ...
+
+    def submit_export(self, export_id: int) -> None: ...
 
 
 class DeploymentDispatcher:
@@ -37,6 +40,12 @@ class DeploymentDispatcher:
         run_deployment(
             INGEST_DEPLOYMENT, parameters={"orthanc_study_id": orthanc_study_id}, timeout=0
         )
+
+    def submit_export(self, export_id: int) -> None:
+        """An approved research export becomes a run of the `export-research` deployment."""
+        from prefect.deployments import run_deployment
+
+        run_deployment(EXPORT_DEPLOYMENT, parameters={"export_id": export_id}, timeout=0)
 
 
 class EmbeddedPipeline:
@@ -89,6 +98,19 @@ class EmbeddedPipeline:
             self.queued.add(orthanc_study_id)
         self.pending.put(orthanc_study_id)
 
+    def submit_export(self, export_id: int) -> None:
+        """Run an approved research export in a thread of its own (it takes minutes, and
+        must not hold up ingestion); its progress and outcome are in the database."""
+        threading.Thread(
+            target=self.run_export, args=(export_id,), name=f"pacs-export-{export_id}", daemon=True
+        ).start()
+
+    def run_export(self, export_id: int) -> None:
+        with without_heartbeats():
+            from flows.export_research import export_research
+
+            self.run_safely(export_research, export_id)
+
     def run(self) -> None:
         with without_heartbeats():
             from flows.archive_reports import archive_reports
@@ -134,7 +156,7 @@ class EmbeddedPipeline:
         return [item for item in batch if item is not None]
 
     @staticmethod
-    def run_safely(flow: Any, *args: str) -> Any:
+    def run_safely(flow: Any, *args: Any) -> Any:
         """A failed run is recorded by Prefect and retried by reconciliation: keep going."""
         try:
             return flow(*args)

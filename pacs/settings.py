@@ -55,11 +55,20 @@ class Settings:
         default_factory=lambda: dict(DEFAULT_TAT_TARGETS)
     )  # minutes received -> final, per priority
     warehouse_refresh_every: int = 300  # seconds
+    # A second, research Orthanc that research exports are sent to by STOW instead of a ZIP.
+    research_orthanc_url: str = ""
+    research_orthanc_user: str = ""
+    research_orthanc_password: str = ""
 
     @property
     def orthanc_dir(self) -> Path:
         """Where the project's own Orthanc keeps its config, storage, log and pid file."""
         return self.home / "orthanc"
+
+    @property
+    def exports_dir(self) -> Path:
+        """Where research exports (ZIP files and their staging folders) are written."""
+        return self.home / "exports"
 
     @property
     def portal_url(self) -> str:
@@ -104,6 +113,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             for priority, minutes in DEFAULT_TAT_TARGETS.items()
         },
         warehouse_refresh_every=_read_int(env, "PACS_WAREHOUSE_REFRESH_EVERY", 300, minimum=10),
+        research_orthanc_url=env.get("PACS_RESEARCH_ORTHANC_URL", "").rstrip("/"),
+        research_orthanc_user=env.get("PACS_RESEARCH_ORTHANC_USER", ""),
+        research_orthanc_password=env.get("PACS_RESEARCH_ORTHANC_PASSWORD", ""),
     )
 
 

@@ -85,6 +85,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     from portal.auth import bp as auth_bp
     from portal.imports import bp as imports_bp
     from portal.reports import bp as reports_bp
+    from portal.research import bp as research_bp
     from portal.viewer import bp as viewer_bp
     from portal.viewer import init_viewer
     from portal.worklist import bp as worklist_bp
@@ -95,6 +96,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     init_viewer(app)
     app.register_blueprint(admin_bp)
     app.register_blueprint(reports_bp)
+    app.register_blueprint(research_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(imports_bp)
     app.register_blueprint(analytics_bp)

@@ -39,6 +39,7 @@ URL_SAMPLES = {  # harmless values for every URL variable the portal's routes ta
     "path": "studies",
     "import_id": 999999,
     "chart": "volume",
+    "export_id": 999999,
 }
 NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
 
