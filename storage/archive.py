@@ -80,6 +80,9 @@ class ArchiveClient:
         self.timeout = timeout
         self.session = requests.Session()
         self.session.auth = (user, password)
+        # The archive is reached directly: no proxy or netrc lookups from the environment
+        # (they also cost a few file-system calls on every request).
+        self.session.trust_env = False
         if pool_size != 10:
             adapter = requests.adapters.HTTPAdapter(pool_maxsize=pool_size)
             self.session.mount("http://", adapter)

@@ -19,7 +19,6 @@ from flask import (
     render_template,
     request,
     send_file,
-    stream_with_context,
     url_for,
 )
 from flask_login import current_user
@@ -154,7 +153,7 @@ def relay(path: str, browser_headers: dict[str, str]) -> Any:
         upstream.close()
         return deny(502, f"the archive failed (HTTP {upstream.status_code})")
     return Response(
-        stream_with_context(stream_body(upstream)),
+        stream_body(upstream),  # needs no request context: the database session is released
         status=upstream.status_code,
         headers=relay_headers(upstream),
         direct_passthrough=True,
