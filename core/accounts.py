@@ -56,4 +56,6 @@ def lock_until_after_failure(failures: int, now: datetime.datetime) -> datetime.
 
 ALL_ROLES = tuple(Role)
 WORKLIST_ROLES = (Role.RADIOLOGIST, Role.ADMIN)
+# Who may read a study's images and final report (a referrer only their own patients').
+CLINICAL_READERS = (Role.RADIOLOGIST, Role.ADMIN, Role.REFERRER)
 ANALYTICS_ROLES = (Role.MANAGER, Role.ADMIN)

@@ -18,9 +18,7 @@ from portal import create_app
 from portal.extensions import db
 from storage.accounts import create_user
 from storage.database import AuditEvent
-from tests.turnaround_fixture import NOW, build_operational_database, fixture_settings
-from warehouse.build import build_warehouse
-from warehouse.extract import extract_changes
+from tests.turnaround_fixture import NOW, build_operational_database, fixture_settings, refresh
 
 PASSWORD = "a-long-enough-passphrase"
 ROLES = ("manager", "admin", "radiologist", "researcher", "referrer")
@@ -46,14 +44,7 @@ def make_app(settings: Settings, password_hash: str, monkeypatch: pytest.MonkeyP
 def app(tmp_path: Path, password_hash: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
     settings = fixture_settings(tmp_path)
     app, engine = make_app(settings, password_hash, monkeypatch)
-    build_warehouse(
-        settings.warehouse_path,
-        extract_changes(engine, None),
-        incremental=False,
-        timezone=settings.timezone,
-        tat_targets=settings.tat_targets,
-        now=NOW,
-    )
+    refresh(settings, engine, full=True)
     yield app
 
 

@@ -15,9 +15,7 @@ from portal.extensions import db
 from storage.accounts import create_user
 from tests.browser import serve_portal
 from tests.test_browser import PASSWORD, TIMEOUT_MS, screenshot, sign_in
-from tests.turnaround_fixture import NOW, build_operational_database, fixture_settings
-from warehouse.build import build_warehouse
-from warehouse.extract import extract_changes
+from tests.turnaround_fixture import NOW, build_operational_database, fixture_settings, refresh
 
 CHARTS = ("turnaround_modality", "turnaround_priority", "volume", "backlog", "productivity")
 
@@ -26,14 +24,7 @@ CHARTS = ("turnaround_modality", "turnaround_priority", "volume", "backlog", "pr
 def portal_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = fixture_settings(tmp_path_factory.mktemp("analytics-browser"))
     engine = build_operational_database(settings)
-    build_warehouse(
-        settings.warehouse_path,
-        extract_changes(engine, None),
-        incremental=False,
-        timezone=settings.timezone,
-        tat_targets=settings.tat_targets,
-        now=NOW,
-    )
+    refresh(settings, engine, full=True)
     app = create_app({"PACS_SETTINGS": settings})
     password_hash = hash_password(PASSWORD)
     with pytest.MonkeyPatch.context() as patch, app.app_context():

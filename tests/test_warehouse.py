@@ -28,16 +28,13 @@ from tests.turnaround_fixture import (
     fixture_env,
     fixture_settings,
     make_study,
+    refresh,
 )
 from warehouse.build import (
     MART_KEYS,
     MODEL_KEYS,
-    BuildSummary,
-    build_warehouse,
     check_keys,
-    read_marks,
 )
-from warehouse.extract import extract_changes
 from warehouse.queries import (
     WarehouseMissing,
     WarehouseReader,
@@ -49,19 +46,6 @@ from warehouse.queries import (
     query_volume,
     read_status,
 )
-
-
-def refresh(settings: Settings, engine: Engine, *, full: bool = False, now=NOW) -> BuildSummary:
-    """What the flow does, without Prefect."""
-    marks = None if full else read_marks(settings.warehouse_path)
-    return build_warehouse(
-        settings.warehouse_path,
-        extract_changes(engine, marks),
-        incremental=marks is not None,
-        timezone=settings.timezone,
-        tat_targets=settings.tat_targets,
-        now=now,
-    )
 
 
 @pytest.fixture

@@ -28,6 +28,8 @@ from sqlalchemy.orm import Session
 from pacs.settings import Settings, load_settings
 from storage.database import Study, StudyEvent, User, create_database_engine, init_database
 from tests.conftest import make_env
+from warehouse.build import BuildSummary, build_warehouse, read_marks
+from warehouse.extract import extract_changes
 
 UTC = datetime.UTC
 NOW = datetime.datetime(2026, 11, 6, 12, 0, tzinfo=UTC)
@@ -132,3 +134,16 @@ def build_operational_database(settings: Settings) -> Engine:
         quarantined = make_study(9, "MR", "STAT", at(2, 8), status="quarantined")
         session.add_all([ct1, ct2, ct3, mr4, mr5, ct6, cr7, removed, quarantined])
     return engine
+
+
+def refresh(settings: Settings, engine: Engine, *, full: bool = False, now=NOW) -> BuildSummary:
+    """What the refresh flow does, without Prefect: incremental once a warehouse exists."""
+    marks = None if full else read_marks(settings.warehouse_path)
+    return build_warehouse(
+        settings.warehouse_path,
+        extract_changes(engine, marks),
+        incremental=marks is not None,
+        timezone=settings.timezone,
+        tat_targets=settings.tat_targets,
+        now=now,
+    )

@@ -11,7 +11,7 @@ from flask import Response, jsonify, request
 from flask_login import current_user
 from marshmallow import RAISE
 
-from core.accounts import Role
+from core.accounts import CLINICAL_READERS, Role
 from core.reports import (
     MAX_SECTION_LENGTH,
     SECTIONS,
@@ -28,7 +28,6 @@ from portal.security import audit_study, roles, utc_now
 from storage.database import Report, ReportDocument, Study
 from storage.reports import add_addendum, save_draft, sign_report
 
-READERS = (Role.RADIOLOGIST, Role.ADMIN, Role.REFERRER)
 SectionField = String(allow_none=True, validate=Length(max=MAX_SECTION_LENGTH))
 
 
@@ -95,7 +94,7 @@ def answer(study: Study, report: Report | None, status: int = 200) -> Response:
 
 
 @bp.get("/studies/<study_uid>/report")
-@roles(*READERS)
+@roles(*CLINICAL_READERS)
 @bp.output(ReportOut)
 @bp.doc(summary="The report: radiologists and admins see drafts, referrers only final reports")
 def get_report(study_uid: str) -> Response:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from core.accounts import Role
+from core.accounts import CLINICAL_READERS, Role
 from core.report_templates import suggest_template
 from core.reports import SECTIONS, ReportError, ReportStatus, make_etag
 from portal.extensions import db
@@ -25,7 +25,6 @@ from storage.reports import (
 )
 
 bp = Blueprint("reports", __name__, template_folder="../templates")
-READERS = (Role.RADIOLOGIST, Role.ADMIN, Role.REFERRER)
 
 
 @bp.get("/studies/<study_uid>/report/edit")
@@ -55,7 +54,7 @@ def edit_report(study_uid: str):
 
 
 @bp.get("/studies/<study_uid>/report")
-@roles(*READERS)
+@roles(*CLINICAL_READERS)
 def show_report(study_uid: str):
     """The report as readers see it: signed text, addenda, who signed and when."""
     study, report = load_readable_report(require_listed_study(study_uid))
@@ -70,7 +69,7 @@ def show_report(study_uid: str):
 
 
 @bp.get("/studies/<study_uid>/report.pdf")
-@roles(*READERS)
+@roles(*CLINICAL_READERS)
 def download_report_pdf(study_uid: str):
     study, report = load_readable_report(require_listed_study(study_uid))
     if report is None or not report.documents:

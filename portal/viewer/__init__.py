@@ -24,7 +24,7 @@ from flask import (
 from flask_login import current_user
 from werkzeug.security import safe_join
 
-from core.accounts import Role
+from core.accounts import CLINICAL_READERS, Role
 from portal.extensions import db
 from portal.security import audit, audit_study, deny, roles, utc_now
 from portal.viewer.bundle import BOOT_SCRIPT, is_hashed_name, read_installed_version
@@ -45,7 +45,6 @@ from storage.studies import record_study_opened
 
 bp = Blueprint("viewer", __name__, template_folder="../templates")
 
-IMAGE_ROLES = (Role.RADIOLOGIST, Role.ADMIN, Role.REFERRER)
 # OHIF needs WebAssembly for its codecs, workers from blob: URLs and inline styles (React);
 # scripts still come only from the portal.
 VIEWER_CSP = (
@@ -69,7 +68,7 @@ def viewer_url(study_uid: str) -> str:
 
 @bp.get("/viewer/", defaults={"path": ""})
 @bp.get("/viewer/<path:path>")
-@roles(*IMAGE_ROLES)
+@roles(*CLINICAL_READERS)
 def serve_viewer(path: str) -> Any:
     """A file of the bundle, or index.html for the viewer's own client-side routes."""
     folder: Path = current_app.config["PACS_SETTINGS"].viewer_dir
@@ -116,7 +115,7 @@ def send_bundle_file(path: Path) -> Response:
 
 
 @bp.get("/dicom-web/<path:path>")
-@roles(*IMAGE_ROLES)
+@roles(*CLINICAL_READERS)
 def proxy_dicomweb(path: str) -> Any:
     """QIDO-RS and WADO-RS, read-only, for the studies this user may see."""
     root, study_uid = split_path(path)
