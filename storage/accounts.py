@@ -145,6 +145,24 @@ def write_audit(
     )
 
 
+def has_audit_since(
+    session: Session, email: str, action: str, study_uid: str, since: datetime.datetime
+) -> bool:
+    """Whether `email` already has a successful `action` on the study since `since`."""
+    found = session.scalar(
+        select(AuditEvent.id)
+        .where(
+            AuditEvent.study_uid == study_uid,
+            AuditEvent.user_email == email,
+            AuditEvent.action == action,
+            AuditEvent.outcome == "success",
+            AuditEvent.at >= since,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
 def query_audit(
     session: Session,
     *,

@@ -9,6 +9,7 @@ is loaded for it), not once per frame.
 from __future__ import annotations
 
 import mimetypes
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +29,24 @@ from core.accounts import CLINICAL_READERS, Role
 from portal.extensions import db
 from portal.security import audit, audit_study, deny, roles, utc_now
 from portal.viewer.bundle import BOOT_SCRIPT, is_hashed_name, read_installed_version
+from portal.viewer.grammar import (
+    DicomwebRequest,
+    RequestRefused,
+    check_single_study,
+    is_uid,
+    parse_request,
+)
 from portal.viewer.proxy import (
-    READABLE_ROOTS,
+    ARCHIVE_ERRORS,
     REQUEST_HEADERS,
     build_orthanc_query,
     filter_studies,
     forwarded_header,
     read_study_uids,
     relay_headers,
-    split_path,
     stream_body,
 )
+from storage.accounts import has_audit_since
 from storage.archive import ArchiveClient, ArchiveTimeout, ArchiveUnavailable
 from storage.referrals import find_referred_study_uids
 from storage.studies import record_study_opened
@@ -57,6 +65,10 @@ YEAR = 365 * 24 * 3600
 HOUR = 3600
 ENTRY_FILES = frozenset({"index.html", "app-config.js", BOOT_SCRIPT})
 UPSTREAM_TIMEOUT = (5.0, 60.0)  # connect, then between bytes
+REFERRER_LIMIT = "you may only view studies you referred, once they are reported"
+HOST = re.compile(r"[A-Za-z0-9.\-]{1,253}(?::[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](?::[0-9]{1,5})?")
+MAX_AUDITED_STUDIES = 20  # studies named in one request that are audited one by one
+MAX_REMEMBERED_READS = 10_000  # (user, study, hour) already audited, per portal process
 mimetypes.add_type("application/wasm", ".wasm")
 
 
@@ -74,15 +86,19 @@ def serve_viewer(path: str) -> Any:
     folder: Path = current_app.config["PACS_SETTINGS"].viewer_dir
     if read_installed_version(folder) is None:
         return render_template("viewer/missing.html", folder=folder), 503
-    file = safe_join(str(folder), path) if path else None
-    if file is not None and Path(file).is_file():
+    file = safe_join(str(folder), path) if path else str(folder)
+    if file is None:
+        return deny(404, "no such file")
+    if Path(file).is_file():
         return send_bundle_file(Path(file))
     study_uids = [uid for uid in request.args.get("StudyInstanceUIDs", "").split(",") if uid]
+    if not all(is_uid(uid) for uid in study_uids):
+        return deny(400, "StudyInstanceUIDs takes study UIDs separated by commas")
     refused = [uid for uid in study_uids if not may_view_study(uid)]
     if refused:
         audit_study("viewer.open", refused[0], "denied")
         db.session.commit()
-        return deny(403, "you may only view studies you referred, once they are reported")
+        return deny(403, REFERRER_LIMIT)
     for uid in study_uids:
         audit_study("viewer.open", uid)
         if current_user.role == Role.RADIOLOGIST:
@@ -114,43 +130,72 @@ def send_bundle_file(path: Path) -> Response:
     return response
 
 
-@bp.get("/dicom-web/<path:path>")
+@bp.get("/dicom-web/<path:path>", merge_slashes=False)
 @roles(*CLINICAL_READERS)
 def proxy_dicomweb(path: str) -> Any:
-    """QIDO-RS and WADO-RS, read-only, for the studies this user may see."""
-    root, study_uid = split_path(path)
-    if root not in READABLE_ROOTS:
-        return deny(404, f"no DICOMweb resource {root!r}: studies, series or instances")
-    restricted = current_user.role == Role.REFERRER
-    if restricted:
-        study_uid = study_uid or request.args.get("StudyInstanceUID")
-        search_all_studies = root == "studies" and study_uid is None
-        if not search_all_studies and (study_uid is None or not may_view_study(study_uid)):
-            audit("dicomweb.read", "denied", object_type="study", object_id=study_uid or path)
-            db.session.commit()
-            return deny(403, "you may only view studies you referred, once they are reported")
-        if search_all_studies:
-            return search_referred_studies(path)
-    db.session.remove()  # release the database connection before a long download
-    return relay(path, dict(request.headers))
+    """QIDO-RS and WADO-RS, read-only, parsed, for the studies this user may see."""
+    try:
+        parsed = parse_request(path, request.args.items(multi=True), read_raw_path())
+        check_host(request.host)
+        if current_user.role == Role.REFERRER:
+            study_uid = check_single_study(parsed)
+            if study_uid is not None and not may_view_study(study_uid):
+                raise RequestRefused(403, REFERRER_LIMIT)
+    except RequestRefused as refused:
+        audit("dicomweb.read", "denied", object_type="path", object_id=path[:255])
+        db.session.commit()
+        return deny(refused.status, refused.message)
+    if current_user.role == Role.REFERRER and parsed.study_uid is None:
+        response = search_referred_studies(parsed)
+    else:
+        audit_dicomweb_read(parsed)
+        db.session.remove()  # release the database connection before a long download
+        response = relay(parsed, dict(request.headers))
+    return response
 
 
-def relay(path: str, browser_headers: dict[str, str]) -> Any:
+def read_raw_path() -> str | None:
+    """The path as the client sent it, when the server tells (waitress, gunicorn, werkzeug)."""
+    raw = request.environ.get("REQUEST_URI") or request.environ.get("RAW_URI")
+    return raw.partition("?")[0] if raw else None
+
+
+def check_host(host: str) -> None:
+    """The Host header goes into `Forwarded` (and so into BulkDataURIs): a plain host only."""
+    if not HOST.fullmatch(host):
+        raise RequestRefused(400, "malformed Host header")
+
+
+def audit_dicomweb_read(parsed: DicomwebRequest) -> None:
+    """One event per user, study and hour (not per frame); one per search without a study."""
+    uids = [parsed.path_study_uid] if parsed.path_study_uid else list(parsed.query_study_uids)
+    if not uids:
+        audit("dicomweb.search", object_type="search", detail=build_orthanc_query(parsed.query))
+    hour = utc_now().replace(minute=0, second=0, microsecond=0)
+    seen = current_app.extensions["pacs_audited_reads"]
+    for uid in uids[:MAX_AUDITED_STUDIES]:
+        key = (current_user.email, uid, hour)
+        if key in seen:
+            continue
+        if not has_audit_since(db.session, current_user.email, "dicomweb.read", uid, hour):
+            audit_study("dicomweb.read", uid)
+        seen[key] = True
+        if len(seen) > MAX_REMEMBERED_READS:
+            seen.pop(next(iter(seen)))
+    db.session.commit()
+
+
+def relay(parsed: DicomwebRequest, browser_headers: dict[str, str]) -> Any:
     headers = {name: browser_headers[name] for name in REQUEST_HEADERS if name in browser_headers}
     headers["Forwarded"] = forwarded_header(request.host, request.scheme)
     try:
-        upstream = open_archive(path, headers)
+        upstream = open_archive(parsed, headers)
     except ArchiveTimeout:
         return deny(504, "the archive did not answer in time")
     except ArchiveUnavailable:
         return deny(502, "the archive is unreachable; try again in a moment")
-    if upstream.status_code in (401, 403):
-        upstream.close()
-        current_app.logger.error("the archive refused the portal's credentials")
-        return deny(502, "the archive refused the portal's credentials")
-    if upstream.status_code >= 500:
-        upstream.close()
-        return deny(502, f"the archive failed (HTTP {upstream.status_code})")
+    if upstream.status_code >= 400:
+        return deny_archive_error(upstream)
     return Response(
         stream_body(upstream),  # needs no request context: the database session is released
         status=upstream.status_code,
@@ -159,29 +204,47 @@ def relay(path: str, browser_headers: dict[str, str]) -> Any:
     )
 
 
-def search_referred_studies(path: str) -> Any:
+def deny_archive_error(upstream: Any) -> Any:
+    """The archive's refusal in the portal's words; its own text goes to the log only."""
+    status = upstream.status_code
+    upstream.close()
+    if status in (401, 403):
+        current_app.logger.error("the archive refused the portal's credentials")
+        return deny(502, "the archive refused the portal's credentials")
+    if status >= 500:
+        current_app.logger.error("the archive failed (HTTP %s) on a DICOMweb request", status)
+        return deny(502, f"the archive failed (HTTP {status})")
+    return deny(status, ARCHIVE_ERRORS.get(status, "the archive could not answer this request"))
+
+
+def search_referred_studies(parsed: DicomwebRequest) -> Any:
     """A referrer's study search: Orthanc's answer, less the studies they may not see."""
     headers = {
         "Accept": "application/dicom+json",
         "Forwarded": forwarded_header(request.host, request.scheme),
     }
     try:
-        upstream = open_archive(path, headers)
+        upstream = open_archive(parsed, headers)
         body = upstream.content
     except ArchiveTimeout:
         return deny(504, "the archive did not answer in time")
     except ArchiveUnavailable:
         return deny(502, "the archive is unreachable; try again in a moment")
     if upstream.status_code != 200:
-        return deny(502 if upstream.status_code >= 500 else upstream.status_code, "search failed")
+        return deny_archive_error(upstream)
     allowed = find_referred_study_uids(db.session, current_user.user, read_study_uids(body))
+    audit("dicomweb.search", object_type="search", detail=f"{len(allowed)} studies")
+    db.session.commit()
     return Response(filter_studies(body, allowed), mimetype="application/dicom+json")
 
 
-def open_archive(path: str, headers: dict[str, str]) -> Any:
+def open_archive(parsed: DicomwebRequest, headers: dict[str, str]) -> Any:
     client: ArchiveClient = current_app.extensions["pacs_viewer_archive"]
     return client.open_dicomweb(
-        path, build_orthanc_query(request.args), headers, timeout=UPSTREAM_TIMEOUT
+        parsed.upstream_path(),
+        build_orthanc_query(parsed.query),
+        headers,
+        timeout=UPSTREAM_TIMEOUT,
     )
 
 
@@ -195,6 +258,7 @@ def may_view_study(study_uid: str) -> bool:
 def init_viewer(app: Any) -> None:
     """One pooled archive connection set per portal: the viewer fetches many frames at once."""
     settings = app.config["PACS_SETTINGS"]
+    app.extensions["pacs_audited_reads"] = {}
     app.extensions["pacs_viewer_archive"] = ArchiveClient.from_settings(
         settings, timeout=UPSTREAM_TIMEOUT[1], pool_size=32
     )

@@ -8,14 +8,11 @@ The portal adds the archive's credentials itself; nothing of the browser's ident
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from urllib.parse import quote
 
 import requests
-from werkzeug.datastructures import MultiDict
 
-# What a viewer may ask for: QIDO-RS searches and WADO-RS retrievals below these roots.
-READABLE_ROOTS = frozenset({"studies", "series", "instances"})
 STUDY_UID_TAG = "0020000D"
 # Headers of the browser passed on to Orthanc, and of Orthanc's answer passed back.
 REQUEST_HEADERS = ("Accept", "Accept-Encoding", "If-None-Match", "If-Modified-Since", "Range")
@@ -28,36 +25,25 @@ RESPONSE_HEADERS = (
     "ETag",
     "Last-Modified",
 )
+# What the browser is told when the archive answers an error: never Orthanc's own text.
+ARCHIVE_ERRORS = {
+    400: "the archive could not answer this request",
+    404: "not found in the archive",
+    406: "the archive cannot answer in the accepted media types",
+    416: "the requested range is not available",
+}
 CHUNK_SIZE = 256 * 1024
 # Characters this Orthanc must receive literally: it does not percent-decode query strings
 # (wildcards `*`/`?`, person-name `^`, comma lists, UID dots, ranges with `-`).
 LITERAL_QUERY_CHARACTERS = "*?^,.-_:/\\=+"
 
 
-def build_orthanc_query(args: MultiDict[str, str]) -> str:
-    """The browser's (already decoded) query, re-encoded the way this Orthanc reads it.
-
-    OHIF sends `includefield=a,b,c`; Orthanc only understands repeated parameters.
-    """
-    pairs: list[tuple[str, str]] = []
-    for key, values in args.lists():
-        for value in values:
-            if key.lower() == "includefield":
-                pairs.extend((key, part) for part in value.split(",") if part)
-            else:
-                pairs.append((key, value))
+def build_orthanc_query(pairs: Iterable[tuple[str, str]]) -> str:
+    """Parsed parameters, encoded the way this Orthanc reads them (it does not decode)."""
     return "&".join(
         f"{quote(key, safe='')}={quote(value, safe=LITERAL_QUERY_CHARACTERS)}"
         for key, value in pairs
     )
-
-
-def split_path(path: str) -> tuple[str, str | None]:
-    """(root, study UID or None) of a DICOMweb path such as `studies/1.2.3/series`."""
-    parts = [part for part in path.split("/") if part]
-    root = parts[0] if parts else ""
-    study_uid = parts[1] if root == "studies" and len(parts) > 1 else None
-    return root, study_uid
 
 
 def forwarded_header(host: str, scheme: str) -> str:
