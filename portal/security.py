@@ -16,7 +16,7 @@ from flask_login import UserMixin, current_user
 
 from core.accounts import Role
 from portal.extensions import csrf, db, login_manager
-from storage.accounts import find_token_user, write_audit
+from storage.accounts import find_token_user, has_audit_since, write_audit
 from storage.database import User
 
 View = TypeVar("View", bound=Callable[..., Any])
@@ -24,6 +24,7 @@ PUBLIC = "public"
 # Framework endpoints that carry no patient data.
 PUBLIC_ENDPOINTS = frozenset({"static", "openapi.spec"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_REMEMBERED_READS = 10_000  # (user, action, study, hour) audited, per portal process
 
 
 def roles(*allowed: Role) -> Callable[[View], View]:
@@ -110,6 +111,24 @@ def audit_study(action: str, study_uid: str, outcome: str = "success", detail: s
         study_uid=study_uid,
         detail=detail,
     )
+
+
+def audit_study_read(action: str, study_uid: str) -> None:
+    """Audit a read of a study at most once per user, study and hour, however many requests.
+
+    Each portal process remembers what it has audited; a miss asks the database, so several
+    processes add at most one event each.
+    """
+    hour = utc_now().replace(minute=0, second=0, microsecond=0)
+    key = (current_user.email, action, study_uid, hour)
+    seen: dict = current_app.extensions.setdefault("pacs_audited_reads", {})
+    if key in seen:
+        return
+    if not has_audit_since(db.session, current_user.email, action, study_uid, hour):
+        audit_study(action, study_uid)
+    seen[key] = True
+    if len(seen) > MAX_REMEMBERED_READS:
+        seen.pop(next(iter(seen)))
 
 
 def deny(status: int, message: str) -> Any:

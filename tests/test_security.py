@@ -381,6 +381,7 @@ def test_orthanc_errors_are_not_passed_to_the_browser(site: Site) -> None:
 
 def test_dicomweb_reads_are_audited_once_per_user_study_and_hour(site: Site) -> None:
     series = f"/dicom-web/studies/{site.mr}/series/{site.mr_series}"
+    assert site.get(f"/dicom-web/studies/{site.ct}/..%2Fpatients", "admin")[0] == 400
     for _ in range(3):
         assert site.get(f"{series}/metadata", "admin")[0] == 200
         assert site.get(f"{series}/instances/{site.mr_instance}/frames/1", "admin")[0] == 200
@@ -397,6 +398,21 @@ def test_dicomweb_reads_are_audited_once_per_user_study_and_hour(site: Site) -> 
         ).all()
     assert actions == ["dicomweb.read"]
     assert any("patients" in path for path in refused), "refusals are audited too"
+
+
+def test_series_previews_are_audited_once_per_user_study_and_hour(site: Site) -> None:
+    preview = f"/studies/{site.ct}/series/{site.ct_series}/preview.png"
+    for _ in range(3):
+        assert site.get(preview, "radiologist")[0] == 200
+    with site.app.app_context():
+        actions = db.session.scalars(
+            select(AuditEvent.action).where(
+                AuditEvent.user_email == "radiologist@example.org",
+                AuditEvent.study_uid == site.ct,
+                AuditEvent.action == "view_series_preview",
+            )
+        ).all()
+    assert actions == ["view_series_preview"]
 
 
 # --- every route, every role -------------------------------------------------------------

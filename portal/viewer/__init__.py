@@ -27,7 +27,7 @@ from werkzeug.security import safe_join
 
 from core.accounts import CLINICAL_READERS, Role
 from portal.extensions import db
-from portal.security import audit, audit_study, deny, roles, utc_now
+from portal.security import audit, audit_study, audit_study_read, deny, roles, utc_now
 from portal.viewer.bundle import BOOT_SCRIPT, is_hashed_name, read_installed_version
 from portal.viewer.grammar import (
     DicomwebRequest,
@@ -46,7 +46,6 @@ from portal.viewer.proxy import (
     relay_headers,
     stream_body,
 )
-from storage.accounts import has_audit_since
 from storage.archive import ArchiveClient, ArchiveTimeout, ArchiveUnavailable
 from storage.referrals import find_referred_study_uids
 from storage.studies import record_study_opened
@@ -68,7 +67,6 @@ UPSTREAM_TIMEOUT = (5.0, 60.0)  # connect, then between bytes
 REFERRER_LIMIT = "you may only view studies you referred, once they are reported"
 HOST = re.compile(r"[A-Za-z0-9.\-]{1,253}(?::[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](?::[0-9]{1,5})?")
 MAX_AUDITED_STUDIES = 20  # studies named in one request that are audited one by one
-MAX_REMEMBERED_READS = 10_000  # (user, study, hour) already audited, per portal process
 mimetypes.add_type("application/wasm", ".wasm")
 
 
@@ -167,21 +165,12 @@ def check_host(host: str) -> None:
 
 
 def audit_dicomweb_read(parsed: DicomwebRequest) -> None:
-    """One event per user, study and hour (not per frame); one per search without a study."""
+    """Reads of a study once per user and hour (not per frame); each search without a study."""
     uids = [parsed.path_study_uid] if parsed.path_study_uid else list(parsed.query_study_uids)
     if not uids:
         audit("dicomweb.search", object_type="search", detail=build_orthanc_query(parsed.query))
-    hour = utc_now().replace(minute=0, second=0, microsecond=0)
-    seen = current_app.extensions["pacs_audited_reads"]
     for uid in uids[:MAX_AUDITED_STUDIES]:
-        key = (current_user.email, uid, hour)
-        if key in seen:
-            continue
-        if not has_audit_since(db.session, current_user.email, "dicomweb.read", uid, hour):
-            audit_study("dicomweb.read", uid)
-        seen[key] = True
-        if len(seen) > MAX_REMEMBERED_READS:
-            seen.pop(next(iter(seen)))
+        audit_study_read("dicomweb.read", uid)
     db.session.commit()
 
 
@@ -258,7 +247,6 @@ def may_view_study(study_uid: str) -> bool:
 def init_viewer(app: Any) -> None:
     """One pooled archive connection set per portal: the viewer fetches many frames at once."""
     settings = app.config["PACS_SETTINGS"]
-    app.extensions["pacs_audited_reads"] = {}
     app.extensions["pacs_viewer_archive"] = ArchiveClient.from_settings(
         settings, timeout=UPSTREAM_TIMEOUT[1], pool_size=32
     )

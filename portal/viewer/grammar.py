@@ -70,7 +70,7 @@ class DicomwebRequest:
 
     def upstream_path(self) -> str:
         """The path under /dicom-web/ built from the parsed parts, each quoted."""
-        return "/".join(quote(segment, safe="") for segment in self.segments)
+        return "/".join(quote(segment, safe=",") for segment in self.segments)
 
 
 Matcher = Callable[[str], bool]

@@ -20,7 +20,7 @@ from flask_login import current_user
 from core.accounts import ALL_ROLES, WORKLIST_ROLES, Role
 from core.records import Priority, StudyStatus
 from portal.extensions import db
-from portal.security import audit, audit_study, roles, utc_now
+from portal.security import audit, audit_study, audit_study_read, roles, utc_now
 from storage.accounts import list_radiologists
 from storage.archive import ArchiveClient, ArchiveError, ArchiveNotFound
 from storage.assignments import (
@@ -181,6 +181,8 @@ def show_series_preview(study_uid: str, series_uid: str):
         abort(404)
     except ArchiveError:
         abort(502)
+    audit_study_read("view_series_preview", study_uid)
+    db.session.commit()
     response = Response(png, mimetype="image/png")
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response
