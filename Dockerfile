@@ -40,4 +40,4 @@ USER pacs
 EXPOSE 5000
 
 CMD ["gunicorn", "--bind", "0.0.0.0:5000", "--threads", "8", "--access-logfile", "-", \
-     "portal:create_app()"]
+     "pacs.wsgi:make_app()"]

@@ -1,7 +1,7 @@
-"""De-identification rate: ours (core/research_instances.py) against dicognito, same inputs.
+"""De-identification rate: ours (core/export_instances.py) against dicognito, same inputs.
 
 Builds 2,000 instances in memory from the demo studies (CT, MR, CR, DX, US; 256x256 to
-640x480 pixels) with the synthetic identifiers of tests/identified_studies.py in standard,
+640x480 pixels) with the synthetic identifiers of tests/support/identified_studies.py in standard,
 sequence, private and free-text attributes (UTF-8, Latin-1 and Japanese names), then in the
 same run:
 
@@ -40,13 +40,13 @@ import contextlib
 from pydicom import Dataset, dcmread
 
 from core.deidentify import Deidentifier, Option
-from core.research_instances import deidentify_files
-from tests.identified_studies import (
+from core.export_instances import deidentify_files
+from tests.support.identified_studies import (
     PATIENTS,
     add_identifiers,
     identifiers_of,
 )
-from tests.studies import clone_study
+from tests.support.studies import clone_study
 
 MODALITIES = ("CT", "MR", "CR", "DX", "US")
 DICOGNITO = "dicognito==0.19.0"

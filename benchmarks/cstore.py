@@ -24,11 +24,11 @@ import pydicom  # noqa: E402
 from pydicom.data import get_testdata_file  # noqa: E402
 from pydicom.uid import generate_uid  # noqa: E402
 
+from config.settings import Settings, load_settings  # noqa: E402
 from pacs.orthanc_server import start_orthanc, stop_orthanc  # noqa: E402
-from pacs.settings import Settings, load_settings  # noqa: E402
 from storage.dicom_sender import send_datasets  # noqa: E402
-from tests.conftest import find_free_port  # noqa: E402
-from tests.studies import run_storescu  # noqa: E402
+from tests.support.services import find_free_port  # noqa: E402
+from tests.support.studies import run_storescu  # noqa: E402
 
 
 def make_datasets(count: int) -> list[pydicom.Dataset]:

@@ -28,13 +28,13 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from core.imports import Outcome, prepare_instance  # noqa: E402
+from config.settings import Settings, load_settings  # noqa: E402
+from core.import_rules import Outcome, prepare_instance  # noqa: E402
 from pacs.orthanc_server import start_orthanc, stop_orthanc  # noqa: E402
-from pacs.settings import Settings, load_settings  # noqa: E402
 from storage.archive import ArchiveClient  # noqa: E402
-from storage.import_files import DEFAULT_WORKERS, import_paths  # noqa: E402
-from tests.conftest import find_free_port  # noqa: E402
-from tests.studies import clone_study, run_storescu, write_files  # noqa: E402
+from storage.import_sender import DEFAULT_WORKERS, import_paths  # noqa: E402
+from tests.support.services import find_free_port  # noqa: E402
+from tests.support.studies import clone_study, run_storescu, write_files  # noqa: E402
 
 MODALITIES = ("CT", "MR", "CR")
 

@@ -29,8 +29,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.conftest import make_env, start_prefect_server  # noqa: E402
-from tests.studies import clone_study, run_storescu, write_files  # noqa: E402
+from tests.support.services import make_env, start_prefect_server  # noqa: E402
+from tests.support.studies import clone_study, run_storescu, write_files  # noqa: E402
 
 
 class TimedPipeline:
@@ -89,12 +89,13 @@ def main() -> None:
         from werkzeug.serving import make_server
 
         import tasks.database
+        from config.settings import load_settings
         from pacs.orthanc_server import start_orthanc, stop_orthanc
         from pacs.pipeline import EmbeddedPipeline
-        from pacs.settings import load_settings
         from portal import create_app
         from storage.archive import ArchiveClient
-        from storage.database import Study, open_session
+        from storage.database import open_session
+        from storage.models.studies import Study
 
         fetch_clock, record_clock = StageClock(), StageClock()
         ArchiveClient.get_archived_study = fetch_clock.wrap(ArchiveClient.get_archived_study)

@@ -33,19 +33,19 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 import storage.report_archive as report_archive  # noqa: E402
+from config.settings import load_settings  # noqa: E402
 from core.accounts import Role  # noqa: E402
 from core.ingest import assess_study  # noqa: E402
 from pacs.orthanc_server import start_orthanc, stop_orthanc  # noqa: E402
-from pacs.settings import load_settings  # noqa: E402
 from portal import create_app  # noqa: E402
 from portal.extensions import db  # noqa: E402
 from storage.accounts import create_user  # noqa: E402
 from storage.archive import ArchiveClient  # noqa: E402
 from storage.studies import save_assessment  # noqa: E402
 from tasks.reports import send_pending_reports  # noqa: E402
-from tests.conftest import find_free_port, make_env  # noqa: E402
-from tests.report_helpers import part10_of  # noqa: E402
-from tests.studies import clone_study  # noqa: E402
+from tests.support.reports import part10_of  # noqa: E402
+from tests.support.services import find_free_port, make_env  # noqa: E402
+from tests.support.studies import clone_study  # noqa: E402
 
 MODALITIES = ["CR", "CT", "MR", "US", "DX"]
 PASSWORD = "benchmark-passphrase-1"

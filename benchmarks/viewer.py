@@ -39,18 +39,18 @@ import waitress  # noqa: E402
 from PIL import Image  # noqa: E402
 from pydicom.uid import generate_uid  # noqa: E402
 
+from config.settings import load_settings  # noqa: E402
 from core.accounts import Role  # noqa: E402
 from core.ingest import assess_study  # noqa: E402
 from pacs.orthanc_server import start_orthanc, stop_orthanc  # noqa: E402
-from pacs.settings import load_settings  # noqa: E402
 from portal import create_app  # noqa: E402
 from portal.extensions import db  # noqa: E402
 from storage.accounts import create_user  # noqa: E402
 from storage.archive import ArchiveClient  # noqa: E402
 from storage.studies import save_assessment  # noqa: E402
-from tests.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
-from tests.conftest import make_env  # noqa: E402
-from tests.studies import demo_study  # noqa: E402
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.support.services import make_env  # noqa: E402
+from tests.support.studies import demo_study  # noqa: E402
 
 PASSWORD = "benchmark-passphrase-1"
 FRAME_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'

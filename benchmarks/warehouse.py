@@ -35,9 +35,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.worklist import RADIOLOGISTS, fill, percentile, stamps  # noqa: E402
+from config.settings import Settings, load_settings  # noqa: E402
 from core.turnaround import TurnaroundFilters  # noqa: E402
-from pacs.settings import Settings, load_settings  # noqa: E402
-from tests.conftest import make_env  # noqa: E402
+from tests.support.services import make_env  # noqa: E402
 
 CHUNK = 200_000
 # Median minutes and log-normal sigma of received -> final, per priority.
@@ -50,7 +50,8 @@ EVENT_INSERT = (
 def create_radiologists(settings: Settings) -> list[int]:
     from sqlalchemy.orm import Session
 
-    from storage.database import User, get_engine
+    from storage.database import get_engine
+    from storage.models.accounts import User
 
     now = datetime.datetime.now(datetime.UTC)
     engine = get_engine(settings.database_url)

@@ -41,8 +41,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from pacs.settings import load_settings  # noqa: E402
-from tests.conftest import make_env  # noqa: E402
+from config.settings import load_settings  # noqa: E402
+from tests.support.services import make_env  # noqa: E402
 
 PASSWORD = "a-long-enough-passphrase"
 RADIOLOGISTS = 12
@@ -280,7 +280,7 @@ def fill(path: Path, count: int, radiologist_ids: list[int], seed: int) -> tuple
     One transaction of `executemany` chunks on a connection of its own, journal off (nothing
     else is connected); a thread makes the next chunk while SQLite writes the last one.
     Returns the seconds spent inserting and building the baseline indexes."""
-    from storage.database import Study
+    from storage.models.studies import Study
 
     assert set(STUDY_COLUMNS) == {c.name for c in Study.__table__.columns}, "schema changed"
     connection = sqlite3.connect(path, isolation_level=None)
@@ -321,7 +321,7 @@ def add_schema_indexes(path: Path) -> tuple[list[str], list[str], float]:
     from sqlalchemy.dialects import sqlite
     from sqlalchemy.schema import CreateIndex
 
-    from storage.database import Study
+    from storage.models.studies import Study
 
     declared = {index.name: index for index in Study.__table__.indexes}
     connection = sqlite3.connect(path, isolation_level=None)
@@ -412,7 +412,7 @@ def measure(app, me_email: str, combos: list[Combination], runs: int, budget: fl
 
     from portal.extensions import db
     from portal.worklist import parse_worklist_args
-    from storage.database import User
+    from storage.models.accounts import User
     from storage.worklist import query_worklist
 
     client = app.test_client()

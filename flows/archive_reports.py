@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from pacs.settings import load_settings
+from config.settings import load_settings
 from tasks.reports import OutboxOutcome, send_pending_reports
 
 

@@ -13,8 +13,8 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from pacs.settings import load_settings
-from tasks.export import (
+from config.settings import load_settings
+from tasks.exports import (
     deidentify_batch,
     plan_export,
     record_export_result,

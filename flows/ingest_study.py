@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from prefect import flow, get_run_logger
 from prefect.utilities.annotations import quote
 
-from pacs.settings import Settings, load_settings
+from config.settings import Settings, load_settings
 from tasks.archive import fetch_archived_studies
 from tasks.database import (
     StudyOutcome,

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 from prefect import flow, get_run_logger
 
+from config.settings import Settings, load_settings
 from core.changes import compare_inventories, plan_change_work
 from flows.ingest_study import process_studies
-from pacs.settings import Settings, load_settings
 from tasks.archive import (
     count_archive_studies,
     fetch_archive_study_ids,

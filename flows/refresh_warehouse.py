@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from pacs.settings import load_settings
+from config.settings import load_settings
 from tasks.warehouse import (
     build_warehouse_file,
     extract_operational_changes,

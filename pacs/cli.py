@@ -11,12 +11,12 @@ import getpass
 import sys
 from collections.abc import Callable, Sequence
 
+from config.settings import Settings, SettingsError, load_settings
 from pacs import import_commands, ingest_commands, orthanc_server, user_commands, warehouse_commands
 from pacs.export_commands import add_export_parser
-from pacs.settings import Settings, SettingsError, load_settings
 from storage.archive import ArchiveError
 from storage.dicom_sender import DicomSendError
-from storage.import_files import DEFAULT_WORKERS
+from storage.import_sender import DEFAULT_WORKERS
 from warehouse.build import WarehouseError
 
 EXPECTED_ERRORS = (

@@ -10,9 +10,9 @@ import datetime
 import secrets
 from typing import TextIO
 
+from config.settings import Settings
 from core.accounts import Role
-from core.demo import REFERRING_HOUSE, DemoStudy, build_demo_studies
-from pacs.settings import Settings
+from demo.studies import REFERRING_HOUSE, DemoStudy, build_demo_studies
 from storage.accounts import create_user, find_user
 from storage.archive import ArchiveClient
 from storage.database import open_session

@@ -9,11 +9,11 @@ import sys
 import threading
 from typing import TextIO
 
+from config.settings import Settings
 from core.cohorts import CohortError, parse_cohort
 from core.deidentify import ProfileError, format_profile, parse_profile
 from pacs.ingest_commands import CommandError
 from pacs.pipeline import without_heartbeats
-from pacs.settings import Settings
 from storage.database import open_session
 from storage.exports import (
     ExportError,

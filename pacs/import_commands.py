@@ -13,13 +13,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn
 from rich.text import Text
 
-from core.imports import FileResult, ImportSummary, Outcome
+from config.settings import Settings
+from core.import_rules import FileResult, ImportSummary, Outcome
 from pacs.ingest_commands import CommandError
-from pacs.settings import Settings
 from storage.archive import ArchiveClient
 from storage.database import open_session
-from storage.import_files import Gathered, import_paths
-from storage.imports import record_import
+from storage.import_log import record_import
+from storage.import_sender import Gathered, import_paths
 
 
 class RateColumn(ProgressColumn):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime
 from typing import TextIO
 
+from config.settings import Settings
 from pacs.pipeline import without_heartbeats
-from pacs.settings import Settings
 from storage.archive import ArchiveClient
 from storage.database import open_session
 from storage.studies import (

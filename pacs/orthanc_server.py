@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from pacs.settings import Settings
+from config.settings import Settings
 from storage.archive import ArchiveClient, ArchiveError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -8,11 +8,11 @@ from types import FrameType
 
 import waitress
 
+from config.settings import Settings
 from pacs import orthanc_server
 from pacs.demo import create_demo_users, load_demo
 from pacs.pipeline import EmbeddedPipeline
-from pacs.settings import Settings
-from portal import create_app
+from pacs.wsgi import make_app
 
 
 def run_platform(settings: Settings, *, load_demo_data: bool) -> int:
@@ -31,7 +31,7 @@ def run_platform(settings: Settings, *, load_demo_data: bool) -> int:
         if load_demo_data:
             load_demo(settings, out=sys.stdout)
             create_demo_users(settings, out=sys.stdout)
-        app = create_app({"PACS_SETTINGS": settings, "PACS_PIPELINE": pipeline})
+        app = make_app(settings, pipeline)
         # Many threads: the viewer fetches a series' frames a few dozen at a time.
         server = waitress.create_server(
             app, host=settings.portal_host, port=settings.portal_port, threads=24, ident="pacs"

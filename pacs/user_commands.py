@@ -7,9 +7,9 @@ import getpass
 import sys
 from typing import TextIO
 
+from config.settings import Settings
 from core.accounts import Role, find_password_problems
 from pacs.ingest_commands import CommandError
-from pacs.settings import Settings
 from storage.accounts import AccountError, create_user, list_users
 from storage.database import open_session
 

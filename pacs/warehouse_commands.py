@@ -8,8 +8,8 @@ from typing import TextIO
 import duckdb
 from sqlalchemy.exc import SQLAlchemyError
 
+from config.settings import Settings
 from pacs.pipeline import without_heartbeats
-from pacs.settings import Settings
 from warehouse.build import WarehouseError
 
 

@@ -11,12 +11,11 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from config.settings import load_settings
 from core.records import format_person_name
-from pacs.pipeline import make_dispatcher
-from pacs.settings import load_settings
 from portal.extensions import csrf, db, login_manager
+from portal.import_service import UploadRequest
 from portal.security import deny, enforce_access
-from portal.uploads import UploadRequest
 from storage.database import configure_sqlite, init_database
 
 CONTENT_SECURITY_POLICY = (
@@ -26,7 +25,8 @@ CONTENT_SECURITY_POLICY = (
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
-    """Build the portal; `config` overrides settings (tests pass their own)."""
+    """Build the portal; `config` overrides settings (tests pass their own) and names the
+    pipeline dispatcher (`PACS_PIPELINE`; `pacs.wsgi.make_app` gives the deployment one)."""
     app = APIFlask(
         __name__,
         title="PACS platform API",
@@ -55,7 +55,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         # Behind N reverse proxies (TLS ends there): trust their X-Forwarded-* headers.
         n = settings.portal_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_prefix=n)
-    app.extensions["pacs_dispatcher"] = app.config.get("PACS_PIPELINE") or make_dispatcher()
+    # Where stable-study notifications and approved exports go (`pacs.wsgi`, `pacs up`);
+    # without one they wait for the next reconciliation.
+    app.extensions["pacs_dispatcher"] = app.config.get("PACS_PIPELINE")
 
     db.init_app(app)
     login_manager.init_app(app)

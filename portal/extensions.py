@@ -6,7 +6,7 @@ from flask_login import LoginManager
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 
-from storage.database import Base
+from storage.models import Base
 
 # Views commit their audit event before rendering: keep what they loaded (no reload per row).
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})

@@ -14,7 +14,8 @@ from core.reports import ReportError, ReportStatus
 from portal.extensions import db
 from portal.security import audit_study, utc_now
 from storage.archive import ArchiveClient
-from storage.database import Report, Study
+from storage.models.reports import Report
+from storage.models.studies import Study
 from storage.referrals import is_referred_to
 from storage.report_archive import try_send_report_document
 from storage.reports import find_report

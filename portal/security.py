@@ -17,7 +17,7 @@ from flask_login import UserMixin, current_user
 from core.accounts import Role
 from portal.extensions import csrf, db, login_manager
 from storage.accounts import find_token_user, has_audit_since, write_audit
-from storage.database import User
+from storage.models.accounts import User
 
 View = TypeVar("View", bound=Callable[..., Any])
 PUBLIC = "public"

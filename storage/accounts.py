@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.accounts import Role, hash_password, lock_until_after_failure, verify_password
-from storage.database import ApiToken, AuditEvent, User
+from storage.models.accounts import ApiToken, AuditEvent, User
 
 TOKEN_LIFETIME = datetime.timedelta(hours=12)
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.database import Study
+from storage.models.studies import Study
 
 
 def find_patients(session: Session, study_uids: Iterable[str]) -> dict[str, tuple[str, str]]:

@@ -16,6 +16,7 @@ from typing import Any
 import requests
 from dicomweb_client.api import DICOMwebClient
 
+from config.settings import Settings
 from core.records import ArchivedStudy
 
 JsonDict = dict[str, Any]
@@ -90,7 +91,7 @@ class ArchiveClient:
 
     @classmethod
     def from_settings(
-        cls, settings: Any, *, timeout: float = 30.0, pool_size: int = 10
+        cls, settings: Settings, *, timeout: float = 30.0, pool_size: int = 10
     ) -> ArchiveClient:
         return cls(
             settings.orthanc_url,

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from core.accounts import Role
 from core.records import Priority
 from storage.accounts import find_user
-from storage.database import Study, StudyEvent, User
+from storage.models.accounts import User
+from storage.models.studies import Study, StudyEvent
 
 
 class AssignmentError(ValueError):

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from core.export_report import InstanceSummary
+from core.export_manifest import InstanceSummary
 
 MANIFEST_NAME = "manifest.csv"
 REPORT_NAME = "deidentification-report.json"

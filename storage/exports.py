@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from core.cohorts import Cohort
 from core.records import StudyStatus
-from storage.database import ExportPseudonym, ResearchExport, Study
+from storage.models.exports import ExportPseudonym, ResearchExport
+from storage.models.studies import Study
 
 
 class ExportState:

@@ -8,7 +8,8 @@ from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from core.records import StudyStatus
-from storage.database import Study, User
+from storage.models.accounts import User
+from storage.models.studies import Study
 
 REPORTED = (StudyStatus.FINAL, StudyStatus.AMENDED)
 

@@ -31,7 +31,9 @@ from core.reports import (
     study_status_after_edit,
 )
 from core.sr import Addendum, DocumentReference, SignedReport, person_name
-from storage.database import Report, ReportDocument, ReportTemplate, Series, Study, StudyEvent, User
+from storage.models.accounts import User
+from storage.models.reports import Report, ReportDocument, ReportTemplate
+from storage.models.studies import Series, Study, StudyEvent
 
 
 def find_report(session: Session, study: Study) -> Report | None:

@@ -10,14 +10,9 @@ from sqlalchemy.orm import Session
 
 from core.ingest import Assessment
 from core.records import SeriesRecord, StudyStatus
-from storage.database import (
-    IngestRetry,
-    PipelineState,
-    QuarantinedStudy,
-    Series,
-    Study,
-    StudyEvent,
-)
+from storage.models.pipeline import IngestRetry, PipelineState
+from storage.models.quarantine import QuarantinedStudy
+from storage.models.studies import Series, Study, StudyEvent
 
 CHANGE_CURSOR = "orthanc_changes_seq"
 

@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql.functions import FunctionElement, ReturnTypeFromArgs
 
 from core.records import Priority, StudyStatus
-from storage.database import Study, User
+from storage.models.accounts import User
+from storage.models.studies import Study
 
 # Statuses a radiologist works through; quarantined and removed studies never show.
 WORKLIST_STATUSES = (

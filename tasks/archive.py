@@ -8,8 +8,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from config.settings import Settings
 from core.records import ArchivedStudy
-from pacs.settings import Settings
 from storage.archive import (
     ArchiveClient,
     ArchiveNotFound,

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from config.settings import Settings
 from core.ingest import assess_study
 from core.records import ArchivedStudy
 from core.validation import ValidationPolicy
-from pacs.settings import Settings
 from storage.database import open_session
 from storage.studies import (
     clear_retry,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from pacs.settings import Settings
+from config.settings import Settings
 from storage.archive import ArchiveClient, ArchiveUnavailable
 from storage.database import open_session
 from storage.report_archive import try_send_report_document

@@ -8,7 +8,7 @@ import datetime
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from pacs.settings import Settings
+from config.settings import Settings
 from storage.database import get_engine
 from warehouse.build import BuildSummary, build_warehouse, read_marks
 from warehouse.extract import Extract, Marks, extract_changes

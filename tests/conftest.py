@@ -1,62 +1,29 @@
-"""Shared fixtures: a real Orthanc on free loopback ports with a temporary PACS_HOME."""
+"""Shared fixtures: a real Orthanc on free loopback ports with a temporary PACS_HOME, a
+Prefect server, Chromium, the portal with a user per role, the embedded pipeline. Helpers
+are in `tests/support/`."""
 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
+from flask import Flask
+from werkzeug.serving import make_server
 
+from config.settings import Settings, load_settings
+from core.accounts import hash_password
 from pacs.orthanc_server import start_orthanc, stop_orthanc
-from pacs.settings import Settings, load_settings
+from pacs.pipeline import EmbeddedPipeline
+from portal import create_app
 from storage.archive import ArchiveClient
-
-PACS_COMMAND = Path(sys.executable).with_name("pacs")
-PREFECT_QUIET_ENV = {
-    "DO_NOT_TRACK": "1",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_LOGGING_TO_API_ENABLED": "false",
-}
-os.environ.update(PREFECT_QUIET_ENV)
-
-
-def find_free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def make_env(home: Path, **overrides: str) -> dict[str, str]:
-    """A PACS_* environment of its own: temporary home, free ports, short stable age."""
-    env = {
-        "PACS_HOME": str(home),
-        "PACS_ORTHANC_HTTP_PORT": str(find_free_port()),
-        "PACS_ORTHANC_DICOM_PORT": str(find_free_port()),
-        "PACS_ORTHANC_STABLE_AGE": "2",
-        "PACS_PORTAL_PORT": str(find_free_port()),
-    }
-    env.update(overrides)
-    return env
-
-
-def run_pacs(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    """Run the installed `pacs` console script as a user would, with `env` on top."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("PACS_")}
-    return subprocess.run(
-        [str(PACS_COMMAND), *args],
-        env={**clean, **env},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.support.apps import add_users_and_studies
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.services import make_env, start_prefect_server
+from tests.support.users import PASSWORD
 
 
 @pytest.fixture(scope="session")
@@ -92,45 +59,6 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.wait(timeout=30)
 
 
-def start_prefect_server(home: Path) -> tuple[subprocess.Popen, str]:
-    """A throwaway Prefect server (in-memory database, no services); returns it and its API URL."""
-    port = find_free_port()
-    env = {
-        **os.environ,
-        **PREFECT_QUIET_ENV,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_API_HOST": "127.0.0.1",
-        "PREFECT_SERVER_API_PORT": str(port),
-        "PREFECT_API_DATABASE_CONNECTION_URL": "sqlite+aiosqlite:///:memory:",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-    }
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("prefect")), "server", "start", "--no-services"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/api"
-    try:
-        wait_for_http(f"{url}/health", timeout=90)
-    except requests.ConnectionError:
-        server.terminate()
-        raise
-    return server, url
-
-
-def wait_for_http(url: str, *, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            requests.get(url, timeout=2)
-            return
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 @pytest.fixture(scope="session")
 def settings(orthanc_env: dict[str, str]) -> Settings:
     return load_settings(orthanc_env)
@@ -148,9 +76,50 @@ def browser() -> Iterator[Any]:
     single driver per process, so every test module shares this one."""
     from playwright.sync_api import sync_playwright
 
-    from tests.browser import CHROMIUM, CHROMIUM_ARGS
-
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    """One real bcrypt hash of PASSWORD: hashing costs ~0.25 s, six users a test add up."""
+    return hash_password(PASSWORD)
+
+
+@pytest.fixture
+def app(tmp_path: Path, password_hash: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    """The portal (no archive) with a user per role, a second radiologist and 30 studies."""
+    monkeypatch.setattr("storage.accounts.hash_password", lambda password: password_hash)
+    settings = load_settings(make_env(tmp_path, PACS_IMPORT_RADIOLOGISTS="1"))
+    app = create_app({"PACS_SETTINGS": settings, "TESTING": True})
+    add_users_and_studies(app)
+    yield app
+
+
+@pytest.fixture
+def pipeline_settings(
+    orthanc_env: dict[str, str], prefect_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """The session's archive with a database of this test's own; flows read it from the env."""
+    env = {**orthanc_env, "PACS_DATABASE_URL": f"sqlite:///{tmp_path / 'pacs.sqlite3'}"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return load_settings(env)
+
+
+@pytest.fixture
+def portal(pipeline_settings: Settings) -> Iterator[EmbeddedPipeline]:
+    """The portal (webhook) with the embedded pipeline, as `pacs up` runs them."""
+    pipeline = EmbeddedPipeline(reconcile_every=3600)
+    pipeline.start()
+    app = create_app({"PACS_SETTINGS": pipeline_settings, "PACS_PIPELINE": pipeline})
+    server = make_server("127.0.0.1", pipeline_settings.portal_port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    yield pipeline
+    server.shutdown()
+    thread.join()
+    server.server_close()
+    pipeline.stop()

@@ -12,13 +12,13 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from config.settings import Settings
 from core.accounts import Role, hash_password
-from pacs.settings import Settings
 from portal import create_app
 from portal.extensions import db
 from storage.accounts import create_user
-from storage.database import AuditEvent
-from tests.turnaround_fixture import NOW, build_operational_database, fixture_settings, refresh
+from storage.models.accounts import AuditEvent
+from tests.support.turnaround import NOW, build_operational_database, fixture_settings, refresh
 
 PASSWORD = "a-long-enough-passphrase"
 ROLES = ("manager", "admin", "radiologist", "researcher", "referrer")

@@ -13,9 +13,9 @@ from core.accounts import Role, hash_password
 from portal import create_app
 from portal.extensions import db
 from storage.accounts import create_user
-from tests.browser import serve_portal
-from tests.test_browser import PASSWORD, TIMEOUT_MS, screenshot, sign_in
-from tests.turnaround_fixture import NOW, build_operational_database, fixture_settings, refresh
+from tests.support.browser import TIMEOUT_MS, screenshot, serve_portal, sign_in
+from tests.support.turnaround import NOW, build_operational_database, fixture_settings, refresh
+from tests.support.users import PASSWORD
 
 CHARTS = ("turnaround_modality", "turnaround_priority", "volume", "backlog", "productivity")
 

@@ -7,7 +7,6 @@ from io import BytesIO
 import numpy as np
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from storage.archive import (
@@ -17,24 +16,8 @@ from storage.archive import (
     ArchiveUnauthorized,
     ArchiveUnavailable,
 )
-from tests.conftest import find_free_port
-
-
-def make_part10(source: str = "CT_small.dcm", *, study_uid: str | None = None) -> bytes:
-    """A vendor test file from pydicom with fresh UIDs, as Part 10 bytes."""
-    ds = pydicom.dcmread(get_testdata_file(source))
-    ds.StudyInstanceUID = study_uid or generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    buffer = BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
-
-def uids_of(part10: bytes) -> tuple[str, str, str]:
-    ds = pydicom.dcmread(BytesIO(part10), stop_before_pixels=True)
-    return ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+from tests.support.services import find_free_port
+from tests.support.studies import make_part10, uids_of
 
 
 def test_system_reports_version_and_ports(archive: ArchiveClient, settings) -> None:

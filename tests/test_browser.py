@@ -18,24 +18,23 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from config.settings import load_settings
 from core.accounts import Role, hash_password
 from core.records import format_person_name
-from pacs.settings import load_settings
 from portal import create_app
 from portal.extensions import db
 from storage.accounts import create_user
-from storage.database import AuditEvent, Study, User
-from tests.browser import require_chromium, screenshot, serve_portal
-from tests.browser import sign_in as sign_in_with
-from tests.conftest import make_env
+from storage.models.accounts import AuditEvent, User
+from storage.models.studies import Study
+from tests.support.browser import TIMEOUT_MS, require_chromium, screenshot, serve_portal, sign_in
+from tests.support.services import make_env
+from tests.support.users import PASSWORD
 
 require_chromium()
 
 from playwright.sync_api import Browser, Page  # noqa: E402
 
-PASSWORD = "a-long-enough-passphrase"
 NOW = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
-TIMEOUT_MS = 10_000
 
 # "-" (index 7) is the patient whose name carries a <script> tag.
 SURNAME_LIST = """Abara Bergstrom Castillo Dubois Eriksen Fujita Gallagher - Haddad Ivanova Jansen
@@ -143,10 +142,6 @@ def page(browser: Browser, portal: Portal, request: pytest.FixtureRequest) -> It
     yield page
     context.close()
     assert not dialogs, f"a JavaScript dialog fired: {dialogs}"
-
-
-def sign_in(page: Page, email: str, password: str = PASSWORD) -> int:
-    return sign_in_with(page, email, password)
 
 
 def path_of(page: Page) -> str:

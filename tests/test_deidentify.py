@@ -1,4 +1,4 @@
-"""The anonymizer (core/deidentify.py, core/leaks.py, core/research_instances.py) against
+"""The anonymizer (core/deidentify.py, core/leaks.py, core/export_instances.py) against
 studies full of synthetic identifiers, checked attribute by attribute against the Annex E
 table itself, byte by byte for leaks, by reference and by dciodvfy."""
 
@@ -23,15 +23,15 @@ from core.deidentify import (
     format_profile,
     parse_profile,
 )
-from core.research_instances import InstanceResult, deidentify_files, deidentify_instance
-from tests.identified_studies import (
+from core.export_instances import InstanceResult, deidentify_files, deidentify_instance
+from tests.support.identified_studies import (
     PATIENTS,
     PRIVATE_CREATOR,
     add_identifiers,
     build_identified_cohort,
     identifiers_of,
 )
-from tests.studies import demo_study
+from tests.support.studies import demo_study
 
 SALT = b"0123456789abcdef0123456789abcdef"
 ALL_OPTIONS = frozenset(Option)

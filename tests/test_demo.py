@@ -26,7 +26,7 @@ from pydicom.uid import (
     UltrasoundMultiFrameImageStorage,
 )
 
-from core.demo import DemoStudy, build_demo_studies
+from demo.studies import DemoStudy, build_demo_studies
 
 TODAY = datetime.date(2026, 3, 1)
 UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")

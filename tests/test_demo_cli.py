@@ -7,10 +7,10 @@ import os
 import subprocess
 from pathlib import Path
 
-from core.demo import build_demo_studies
-from pacs.settings import Settings
+from config.settings import Settings
+from demo.studies import build_demo_studies
 from storage.archive import ArchiveClient
-from tests.conftest import run_pacs
+from tests.support.services import run_pacs
 
 
 def test_demo_loads_every_study_once(orthanc_env: dict[str, str], archive: ArchiveClient) -> None:

@@ -29,7 +29,7 @@ SECRETS = {
     "PACS_SECRET_KEY": "flask-secret-3",
     "PACS_WEBHOOK_SECRET": "webhook-secret-4",
 }
-# Every setting pacs/settings.py reads, plus Prefect's client URL.
+# Every setting config/settings.py reads, plus Prefect's client URL.
 PLATFORM_SETTINGS = {
     "PACS_HOME",
     "PACS_DATABASE_URL",
@@ -220,7 +220,7 @@ def test_worker_and_portal_commands(compose: dict[str, Any]) -> None:
     portal = services["portal"]
     assert portal["command"][0] == "gunicorn"
     assert "0.0.0.0:5000" in portal["command"]
-    assert portal["command"][-1] == "portal:create_app()"
+    assert portal["command"][-1] == "pacs.wsgi:make_app()"
     assert 5000 in _published_targets(portal)
 
 

@@ -13,23 +13,24 @@ import pytest
 from pydicom import dcmread
 from sqlalchemy import select
 
+from config.settings import Settings, load_settings
 from core.accounts import Role
 from core.cohorts import Cohort
 from flows.export_research import export_research
 from flows.ingest_study import ingest_studies
 from pacs.orthanc_server import start_orthanc, stop_orthanc
 from pacs.pipeline import EmbeddedPipeline
-from pacs.settings import Settings, load_settings
 from portal import create_app
 from portal.extensions import db
 from storage.accounts import create_user
 from storage.archive import ArchiveClient
-from storage.database import ExportPseudonym, ResearchExport, open_session
+from storage.database import open_session
 from storage.exports import ExportState, create_export, list_pseudonyms
-from tests.conftest import make_env, run_pacs
-from tests.identified_studies import PATIENTS, build_identified_cohort
-from tests.test_ingest import upload
-from tests.test_portal import NOW, PASSWORD, token_for
+from storage.models.exports import ExportPseudonym, ResearchExport
+from tests.support.identified_studies import PATIENTS, build_identified_cohort
+from tests.support.pipeline import upload
+from tests.support.services import make_env, run_pacs
+from tests.support.users import NOW, PASSWORD, token_for
 
 
 @pytest.fixture

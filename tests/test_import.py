@@ -18,19 +18,16 @@ from pydicom.fileset import FileSet
 from pydicom.filewriter import write_dataset
 from sqlalchemy import select
 
-from pacs.settings import Settings
+from config.settings import Settings
 from storage.archive import ArchiveClient
-from storage.database import AuditEvent, ImportRun, open_session
-from storage.import_files import import_paths
-from storage.imports import StudyPlace, locate_studies
-from tests.conftest import find_free_port, run_pacs
-from tests.studies import clone_study, write_files
-from tests.test_ingest import (  # noqa: F401  (fixtures: the session's pipeline and portal)
-    find_quarantined,
-    pipeline_settings,
-    portal,
-    wait_for_study,
-)
+from storage.database import open_session
+from storage.import_log import StudyPlace, locate_studies
+from storage.import_sender import import_paths
+from storage.models.accounts import AuditEvent
+from storage.models.imports import ImportRun
+from tests.support.pipeline import find_quarantined, wait_for_study
+from tests.support.services import find_free_port, run_pacs
+from tests.support.studies import clone_study, write_files
 
 
 @pytest.fixture
@@ -148,7 +145,7 @@ def test_the_same_instance_received_by_c_store_counts_as_already_there(
     env: dict[str, str], settings: Settings, tmp_path: Path
 ) -> None:
     """Orthanc writes its own file meta for C-STORE: the data set decides, not the meta."""
-    from tests.studies import run_storescu
+    from tests.support.studies import run_storescu
 
     files = write_files(clone_study("US", limit=2), tmp_path / "us")
     run_storescu(settings, files)

@@ -14,16 +14,15 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page
 
+from config.settings import load_settings
 from core.accounts import Role
-from pacs.settings import load_settings
 from portal import create_app
 from portal.extensions import db
 from storage.accounts import create_user
 from storage.archive import ArchiveClient
-from tests.browser import serve_portal
-from tests.conftest import find_free_port
-from tests.studies import clone_study
-from tests.test_browser import TIMEOUT_MS, screenshot
+from tests.support.browser import TIMEOUT_MS, screenshot, serve_portal
+from tests.support.services import find_free_port
+from tests.support.studies import clone_study
 
 PASSWORD = "a-long-enough-passphrase"
 

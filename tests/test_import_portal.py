@@ -16,14 +16,16 @@ from flask.testing import FlaskClient
 from pydicom.fileset import FileSet
 from sqlalchemy import select
 
+from config.settings import Settings, load_settings
 from core.accounts import Role, hash_password
-from pacs.settings import Settings, load_settings
 from portal import create_app
 from portal.extensions import db
 from storage.accounts import create_user
 from storage.archive import ArchiveClient
-from storage.database import AuditEvent, QuarantinedStudy, Study
-from tests.studies import clone_study
+from storage.models.accounts import AuditEvent
+from storage.models.quarantine import QuarantinedStudy
+from storage.models.studies import Study
+from tests.support.studies import clone_study
 
 PASSWORD = "a-long-enough-passphrase"
 NOW = datetime.datetime.now(datetime.UTC)

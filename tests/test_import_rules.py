@@ -1,4 +1,4 @@
-"""core.imports without an archive: classifying files, wrapping raw data sets, ZIP safety,
+"""core.import_rules without an archive: classifying files, wrapping raw data sets, ZIP safety,
 which files of a tree to import, and the summary."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from core.imports import (
+from core.import_rules import (
     MAX_MEMBER_BYTES,
     FileResult,
     ImportSummary,
@@ -28,7 +28,7 @@ from core.imports import (
     prepare_instance,
     read_dicomdir_references,
 )
-from tests.studies import clone_study
+from tests.support.studies import clone_study
 
 
 def part10(ds: Dataset) -> bytes:

@@ -2,88 +2,25 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
-from io import BytesIO
 from pathlib import Path
 
 import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
+from config.settings import Settings, load_settings
 from flows.reconcile_archive import reconcile_archive
 from pacs.orthanc_server import start_orthanc, stop_orthanc
 from pacs.pipeline import EmbeddedPipeline
-from pacs.settings import Settings, load_settings
 from portal import create_app
 from storage.archive import ArchiveClient
-from storage.database import QuarantinedStudy, Study, open_session
+from storage.database import open_session
 from storage.dicom_sender import send_datasets
-from tests.conftest import make_env
-from tests.studies import clone_study, run_storescu, write_files
-
-
-@pytest.fixture
-def pipeline_settings(
-    orthanc_env: dict[str, str], prefect_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Settings:
-    """The session's archive with a database of this test's own; flows read it from the env."""
-    env = {**orthanc_env, "PACS_DATABASE_URL": f"sqlite:///{tmp_path / 'pacs.sqlite3'}"}
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return load_settings(env)
-
-
-@pytest.fixture
-def portal(pipeline_settings: Settings) -> Iterator[EmbeddedPipeline]:
-    """The portal (webhook) with the embedded pipeline, as `pacs up` runs them."""
-    pipeline = EmbeddedPipeline(reconcile_every=3600)
-    pipeline.start()
-    app = create_app({"PACS_SETTINGS": pipeline_settings, "PACS_PIPELINE": pipeline})
-    server = make_server("127.0.0.1", pipeline_settings.portal_port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever)
-    thread.start()
-    yield pipeline
-    server.shutdown()
-    thread.join()
-    server.server_close()
-    pipeline.stop()
-
-
-def find_study(settings: Settings, study_uid: str) -> Study | None:
-    with open_session(settings.database_url) as session:
-        return session.scalar(select(Study).where(Study.study_instance_uid == study_uid))
-
-
-def wait_for_study(settings: Settings, study_uid: str, timeout: float = 45.0) -> Study:
-    deadline = time.monotonic() + timeout
-    while (study := find_study(settings, study_uid)) is None:
-        assert time.monotonic() < deadline, f"{study_uid} did not reach the worklist"
-        time.sleep(0.2)
-    return study
-
-
-def find_quarantined(settings: Settings, study_uid: str) -> QuarantinedStudy | None:
-    with open_session(settings.database_url) as session:
-        return session.scalar(
-            select(QuarantinedStudy).where(QuarantinedStudy.study_instance_uid == study_uid)
-        )
-
-
-def upload(settings: Settings, datasets) -> None:
-    """Store the instances by REST and wait until their studies are stable (complete)."""
-    with ArchiveClient.from_settings(settings) as client:
-        studies = set()
-        for ds in datasets:
-            buffer = BytesIO()
-            ds.save_as(buffer, enforce_file_format=True)
-            studies.add(client.upload_instance(buffer.getvalue()).study_id)
-        deadline = time.monotonic() + 30
-        while not all(client.get_study(study)["IsStable"] for study in studies):
-            assert time.monotonic() < deadline, "studies did not become stable"
-            time.sleep(0.2)
+from storage.models.studies import Study
+from tests.support.pipeline import find_quarantined, find_study, upload, wait_for_study
+from tests.support.services import make_env
+from tests.support.studies import clone_study, run_storescu, write_files
 
 
 def test_storescu_study_reaches_the_worklist_through_the_notification(
@@ -249,7 +186,7 @@ def test_webhook_refuses_wrong_secret_and_bad_ids(pipeline_settings: Settings) -
 def test_quarantine_release_and_delete_from_the_cli(
     pipeline_settings: Settings, orthanc_env: dict[str, str]
 ) -> None:
-    from tests.conftest import run_pacs
+    from tests.support.services import run_pacs
 
     held = clone_study("CR", limit=1, Modality="ZZ")
     doomed = clone_study("CR", limit=1, Modality="ZZ")

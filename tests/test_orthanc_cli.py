@@ -6,11 +6,11 @@ import json
 import socket
 from pathlib import Path
 
+from config.settings import load_settings
 from pacs.orthanc_server import render_config
-from pacs.settings import load_settings
 from storage.archive import ArchiveClient
-from tests.conftest import make_env, run_pacs
-from tests.test_archive import make_part10
+from tests.support.services import make_env, run_pacs
+from tests.support.studies import make_part10
 
 
 def assert_one_line_error(result, *fragments: str) -> None:

@@ -2,105 +2,21 @@
 
 from __future__ import annotations
 
-import datetime
-import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 
-from core.accounts import Role, hash_password
-from pacs.settings import load_settings
+from config.settings import load_settings
 from portal import create_app
 from portal.extensions import db
-from storage.accounts import create_user
-from storage.database import (
-    AuditEvent,
-    IngestRetry,
-    QuarantinedStudy,
-    Series,
-    Study,
-    StudyEvent,
-    User,
-)
-from tests.conftest import make_env
-
-PASSWORD = "a-long-enough-passphrase"
-NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
-
-
-@pytest.fixture(scope="session")
-def password_hash() -> str:
-    """One real bcrypt hash of PASSWORD: hashing costs ~0.25 s, six users a test add up."""
-    return hash_password(PASSWORD)
-
-
-@pytest.fixture
-def app(tmp_path: Path, password_hash: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
-    monkeypatch.setattr("storage.accounts.hash_password", lambda password: password_hash)
-    settings = load_settings(make_env(tmp_path, PACS_IMPORT_RADIOLOGISTS="1"))
-    app = create_app({"PACS_SETTINGS": settings, "TESTING": True})
-    with app.app_context():
-        for role in Role:
-            create_user(db.session, f"{role}@example.org", PASSWORD, role, NOW)
-        create_user(db.session, "second@example.org", PASSWORD, Role.RADIOLOGIST, NOW)
-        for index in range(30):
-            db.session.add(make_study(index))
-        db.session.commit()
-    yield app
-
-
-def make_study(index: int, **changes) -> Study:
-    values = dict(
-        study_instance_uid=f"1.2.826.0.1.3680043.10.{index + 1}",
-        orthanc_id=f"{index:08x}-00000000-00000000-00000000-00000000",
-        status="received",
-        patient_name=f"Patient{index:02d}^Test",
-        patient_id=f"PID{index:04d}",
-        accession_number=f"ACC{index:05d}",
-        study_date=datetime.date(2026, 11, 1) + datetime.timedelta(days=index % 20),
-        study_datetime=datetime.datetime(2026, 11, 1, 9) + datetime.timedelta(days=index % 20),
-        modality=["CT", "MR", "CR"][index % 3],
-        modalities=["CT", "MR", "CR"][index % 3],
-        description="Demo study",
-        priority=["ROUTINE", "URGENT", "STAT"][index % 3] if index % 5 else "STAT",
-        received_at=NOW - datetime.timedelta(hours=index),
-        ingested_at=NOW,
-        series_count=1,
-        instance_count=index + 1,
-        warnings=[],
-    )
-    values.update(changes)
-    return Study(**values)
-
-
-def token_for(client: FlaskClient, role: str) -> dict[str, str]:
-    response = client.post(
-        "/api/v1/auth/token", json={"email": f"{role}@example.org", "password": PASSWORD}
-    )
-    assert response.status_code == 201, response.json
-    return {"Authorization": f"Bearer {response.json['token']}"}
-
-
-def csrf_token_of(html: str) -> str:
-    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html).group(1)
-
-
-def sign_in(client: FlaskClient, role: str) -> None:
-    token = csrf_token_of(client.get("/login").get_data(as_text=True))
-    response = client.post(
-        "/login", data={"email": f"{role}@example.org", "password": PASSWORD, "csrf_token": token}
-    )
-    assert response.status_code == 302, response.get_data(as_text=True)
-
-
-def test_an_undeclared_route_is_closed(app: Flask) -> None:
-    app.add_url_rule("/undeclared", "undeclared", lambda: "secret")
-    client = app.test_client()
-    admin = token_for(client, "admin")
-    assert client.get("/undeclared", headers=admin).status_code == 403
+from storage.models.accounts import AuditEvent, User
+from storage.models.pipeline import IngestRetry
+from storage.models.quarantine import QuarantinedStudy
+from storage.models.studies import Series, Study, StudyEvent
+from tests.support.apps import make_study
+from tests.support.services import make_env
+from tests.support.users import NOW, PASSWORD, csrf_token_of, sign_in, token_for
 
 
 def test_sign_in_with_csrf_then_worklist_and_sign_out(app: Flask) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from core.changes import plan_change_work
 from core.ingest import assess_study
 from core.records import ArchivedStudy, Priority, build_study_record
-from tests.test_validation import POLICY, make_instance
+from tests.support.validation import POLICY, make_instance
 
 
 def make_study(instances, **kwargs) -> ArchivedStudy:

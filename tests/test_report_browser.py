@@ -18,17 +18,17 @@ from flask import Flask
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
+from config.settings import load_settings
 from core.accounts import Role, hash_password
-from pacs.settings import load_settings
 from portal import create_app
 from portal.extensions import db
 from storage.accounts import create_user
 from storage.archive import ArchiveClient
-from storage.database import Report, ReportDocument
-from tests.browser import serve_portal
-from tests.conftest import find_free_port
-from tests.report_helpers import dciodvfy_errors, fetch_sr, ingest, store_study
-from tests.test_browser import PASSWORD, TIMEOUT_MS, screenshot, sign_in
+from storage.models.reports import Report, ReportDocument
+from tests.support.browser import TIMEOUT_MS, screenshot, serve_portal, sign_in
+from tests.support.reports import dciodvfy_errors, fetch_sr, ingest, store_study
+from tests.support.services import find_free_port
+from tests.support.users import PASSWORD
 
 if shutil.which("dciodvfy") is None:
     pytest.skip("needs dicom3tools", allow_module_level=True)

@@ -21,14 +21,14 @@ from core.sr import (
     person_name,
     read_study_evidence,
 )
-from tests.report_helpers import (
+from tests.support.reports import (
     dciodvfy_errors,
     evidence_uids,
     observer_name,
     predecessor_uids,
     section_texts,
 )
-from tests.studies import clone_study
+from tests.support.studies import clone_study
 
 pytestmark = pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="needs dicom3tools")
 

@@ -17,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from config.settings import Settings, load_settings
 from core.accounts import Role, hash_password
 from core.sr import (
     SignedReport,
@@ -25,15 +26,15 @@ from core.sr import (
     encode_part10,
     read_study_evidence,
 )
-from pacs.settings import Settings, load_settings
 from portal import create_app
 from portal.extensions import db
 from storage.accounts import create_user
 from storage.archive import ArchiveClient
-from storage.database import AuditEvent, ReportDocument, Study, StudyEvent
+from storage.models.accounts import AuditEvent
+from storage.models.reports import ReportDocument
+from storage.models.studies import Study, StudyEvent
 from tasks.reports import send_pending_reports
-from tests.conftest import find_free_port
-from tests.report_helpers import (
+from tests.support.reports import (
     dciodvfy_errors,
     evidence_uids,
     fetch_sr,
@@ -44,6 +45,7 @@ from tests.report_helpers import (
     section_texts,
     store_study,
 )
+from tests.support.services import find_free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="needs dicom3tools")
 

@@ -13,16 +13,9 @@ from sqlalchemy import select
 from core.accounts import Role
 from portal.extensions import db
 from storage.accounts import create_user
-from storage.database import AuditEvent, ExportPseudonym, ResearchExport
-from tests.test_portal import (  # noqa: F401  (fixtures)
-    NOW,
-    PASSWORD,
-    app,
-    csrf_token_of,
-    password_hash,
-    sign_in,
-    token_for,
-)
+from storage.models.accounts import AuditEvent
+from storage.models.exports import ExportPseudonym, ResearchExport
+from tests.support.users import NOW, PASSWORD, csrf_token_of, sign_in, token_for
 
 REQUEST = {
     "cohort": {"modality": "CT", "date_from": "2026-11-01", "date_to": "2026-11-30"},
@@ -45,7 +38,7 @@ class RecordingDispatcher:
 
 
 @pytest.fixture
-def dispatcher(app: Flask) -> RecordingDispatcher:  # noqa: F811
+def dispatcher(app: Flask) -> RecordingDispatcher:
     recorder = RecordingDispatcher()
     app.extensions["pacs_dispatcher"] = recorder
     with app.app_context():
@@ -59,7 +52,7 @@ def headers_of(client: FlaskClient, email: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {response.json['token']}"}
 
 
-def audit_actions(app: Flask) -> list[tuple[str, str, str]]:  # noqa: F811
+def audit_actions(app: Flask) -> list[tuple[str, str, str]]:
     with app.app_context():
         return [
             (e.action, e.outcome, e.user_email)
@@ -67,7 +60,7 @@ def audit_actions(app: Flask) -> list[tuple[str, str, str]]:  # noqa: F811
         ]
 
 
-def test_a_researcher_sees_cohort_counts_only(app: Flask, dispatcher) -> None:  # noqa: F811
+def test_a_researcher_sees_cohort_counts_only(app: Flask, dispatcher) -> None:
     client = app.test_client()
     researcher = token_for(client, "researcher")
     response = client.post(
@@ -90,7 +83,7 @@ def test_a_researcher_sees_cohort_counts_only(app: Flask, dispatcher) -> None:  
 
 
 def test_request_approval_and_downloads_are_each_users_own(
-    app: Flask,  # noqa: F811
+    app: Flask,
     dispatcher: RecordingDispatcher,
     tmp_path: Path,
 ) -> None:
@@ -162,7 +155,7 @@ def test_request_approval_and_downloads_are_each_users_own(
         assert expected in actions
 
 
-def test_research_pages_count_request_and_decide(app: Flask, dispatcher) -> None:  # noqa: F811
+def test_research_pages_count_request_and_decide(app: Flask, dispatcher) -> None:
     researcher = app.test_client()
     sign_in(researcher, "researcher")
     page = researcher.get("/research")

@@ -21,19 +21,20 @@ from pydicom import Dataset
 from sqlalchemy import select
 from waitress.server import create_server
 
+from config.settings import load_settings
 from core.accounts import ALL_ROLES, Role, hash_password
 from core.ingest import assess_study
 from core.records import StudyStatus
-from pacs.settings import load_settings
 from portal import create_app
 from portal.extensions import db
 from portal.security import PUBLIC_ENDPOINTS
 from storage.accounts import create_user
 from storage.archive import ArchiveClient
-from storage.database import AuditEvent, Study
+from storage.models.accounts import AuditEvent
+from storage.models.studies import Study
 from storage.studies import save_assessment
-from tests.conftest import find_free_port, make_env
-from tests.studies import demo_study
+from tests.support.services import find_free_port, make_env
+from tests.support.studies import demo_study
 
 PASSWORD = "a-long-enough-passphrase"
 NOW = datetime.datetime.now(datetime.UTC)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pacs.settings import SettingsError, load_settings
+from config.settings import SettingsError, load_settings
 
 
 def test_defaults_give_a_single_machine_under_pacs_home(tmp_path: Path) -> None:

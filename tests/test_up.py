@@ -10,11 +10,11 @@ from pathlib import Path
 
 import requests
 
+from config.settings import load_settings
 from pacs.orthanc_server import OrthancPaths, is_running
-from pacs.settings import load_settings
-from tests.conftest import PACS_COMMAND, make_env
-from tests.studies import clone_study, run_storescu, write_files
-from tests.test_ingest import find_study
+from tests.support.pipeline import find_study
+from tests.support.services import PACS_COMMAND, make_env
+from tests.support.studies import clone_study, run_storescu, write_files
 
 
 def wait_for(url: str, timeout: float = 30.0) -> requests.Response:

@@ -18,20 +18,21 @@ from PIL import Image
 from pydicom import Dataset
 from sqlalchemy import select
 
+from config.settings import Settings, load_settings
 from core.accounts import Role
 from core.ingest import assess_study
 from core.records import StudyStatus
-from pacs.settings import Settings, load_settings
 from portal import create_app
 from portal.extensions import db
 from portal.viewer.bundle import BOOT_SCRIPT, read_installed_version
 from storage.accounts import create_user
 from storage.archive import ArchiveClient
-from storage.database import AuditEvent, Study, StudyEvent
+from storage.models.accounts import AuditEvent
+from storage.models.studies import Study, StudyEvent
 from storage.studies import save_assessment
-from tests.browser import CHROMIUM, screenshot, serve_portal, sign_in
-from tests.conftest import find_free_port
-from tests.studies import demo_study
+from tests.support.browser import CHROMIUM, screenshot, serve_portal, sign_in
+from tests.support.services import find_free_port
+from tests.support.studies import demo_study
 
 PASSWORD = "a-long-enough-passphrase"
 NOW = datetime.datetime.now(datetime.UTC)

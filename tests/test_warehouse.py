@@ -1,5 +1,5 @@
 """The warehouse built from a fixture database: keys, intervals and percentiles against the
-hand-computed values of tests/turnaround_fixture.py, the rules for addenda, re-opened
+hand-computed values of tests/support/turnaround.py, the rules for addenda, re-opened
 studies and time zones, incremental refreshes and the atomic swap."""
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from config.settings import Settings, load_settings
 from core.turnaround import TurnaroundFilters
 from pacs.pipeline import EmbeddedPipeline
-from pacs.settings import Settings, load_settings
-from storage.database import Study, StudyEvent
-from tests.conftest import run_pacs
-from tests.turnaround_fixture import (
+from storage.models.studies import Study, StudyEvent
+from tests.support.services import run_pacs
+from tests.support.turnaround import (
     NOW,
     ONE,
     TWO,

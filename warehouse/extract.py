@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import polars as pl
 from sqlalchemy import Connection, Engine, bindparam, text
 
-from storage.database import UtcDateTime
+from storage.models.base import UtcDateTime
 
 # Rows committed slightly out of id or time order (PostgreSQL sequences, clocks) are read
 # again within these margins; the merge keeps one version of each row by id.

@@ -28,7 +28,7 @@ from portal.security import audit, roles, utc_now
 from portal.worklist import parse_date
 from storage.accounts import AccountError, create_user, list_users, query_audit, revoke_tokens
 from storage.archive import ArchiveError
-from storage.database import User
+from storage.models.accounts import User
 from storage.studies import QuarantineError, list_quarantine
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="../templates")

@@ -14,7 +14,7 @@ from core.accounts import Role
 from core.cohorts import CohortError, parse_cohort
 from core.deidentify import ProfileError
 from portal.api import bp
-from portal.exports import (
+from portal.export_service import (
     decide,
     describe_export,
     downloadable_zip,

@@ -12,8 +12,7 @@ from flask_login import current_user
 from core.accounts import Role
 from portal.api import bp
 from portal.extensions import db
-from portal.security import audit, roles
-from portal.uploads import (
+from portal.import_service import (
     UploadError,
     accepts_uploads,
     describe_import,
@@ -21,6 +20,7 @@ from portal.uploads import (
     import_uploads,
     may_import,
 )
+from portal.security import audit, roles
 
 
 class ImportedFileOut(Schema):

@@ -25,7 +25,8 @@ from portal.api.studies import require_study
 from portal.extensions import db
 from portal.report_access import archive_now, load_readable_report, refuse
 from portal.security import audit_study, roles, utc_now
-from storage.database import Report, ReportDocument, Study
+from storage.models.reports import Report, ReportDocument
+from storage.models.studies import Study
 from storage.reports import add_addendum, save_draft, sign_report
 
 SectionField = String(allow_none=True, validate=Length(max=MAX_SECTION_LENGTH))

@@ -16,7 +16,7 @@ from portal.api import bp
 from portal.extensions import db
 from portal.security import audit, audit_study, roles, utc_now
 from storage.assignments import AssignmentError, assign_study, find_listed_study, set_priority
-from storage.database import Study
+from storage.models.studies import Study
 from storage.worklist import SORT_COLUMNS, WORKLIST_STATUSES, WorklistQuery, query_worklist
 
 PRIORITIES = [p.value for p in Priority]

@@ -11,8 +11,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from core.accounts import Role
 from portal.extensions import db
-from portal.security import audit, deny, is_api_request, roles, utc_now
-from portal.uploads import (
+from portal.import_service import (
     UploadError,
     accepts_uploads,
     describe_import,
@@ -20,7 +19,8 @@ from portal.uploads import (
     import_uploads,
     may_import,
 )
-from storage.database import ImportRun
+from portal.security import audit, deny, is_api_request, roles, utc_now
+from storage.models.imports import ImportRun
 
 bp = Blueprint("imports", __name__, url_prefix="/imports", template_folder="../templates")
 REFRESH_WHILE_PENDING = datetime.timedelta(minutes=10)

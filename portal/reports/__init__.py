@@ -14,7 +14,7 @@ from portal.report_access import load_readable_report
 from portal.reports.pdf import render_report_pdf
 from portal.security import audit, audit_study, roles, utc_now
 from portal.worklist import require_listed_study
-from storage.database import ReportTemplate
+from storage.models.reports import ReportTemplate
 from storage.reports import (
     as_spec,
     find_report,

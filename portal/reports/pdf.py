@@ -9,7 +9,7 @@ from fpdf import FPDF
 
 from core.records import format_person_name
 from core.reports import SECTIONS
-from storage.database import Study
+from storage.models.studies import Study
 from storage.reports import ReportView
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")  # Debian's fonts-dejavu-core

@@ -11,7 +11,13 @@ from werkzeug.datastructures import MultiDict
 from core.accounts import Role
 from core.cohorts import CohortError, parse_cohort
 from core.deidentify import Option, ProfileError
-from portal.exports import decide, describe_export, request_export, size_cohort, visible_exports
+from portal.export_service import (
+    decide,
+    describe_export,
+    request_export,
+    size_cohort,
+    visible_exports,
+)
 from portal.security import roles
 
 bp = Blueprint("research", __name__, url_prefix="/research", template_folder="../templates")

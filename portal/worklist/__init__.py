@@ -29,7 +29,7 @@ from storage.assignments import (
     find_listed_study,
     set_priority,
 )
-from storage.database import Study
+from storage.models.studies import Study
 from storage.referrals import list_referred_studies
 from storage.reports import find_report, list_external_reports
 from storage.worklist import SORT_COLUMNS, WORKLIST_STATUSES, WorklistQuery, query_worklist

@@ -25,9 +25,11 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from pacs.settings import Settings, load_settings
-from storage.database import Study, StudyEvent, User, create_database_engine, init_database
-from tests.conftest import make_env
+from config.settings import Settings, load_settings
+from storage.database import create_database_engine, init_database
+from storage.models.accounts import User
+from storage.models.studies import Study, StudyEvent
+from tests.support.services import make_env
 from warehouse.build import BuildSummary, build_warehouse, read_marks
 from warehouse.extract import extract_changes
 

@@ -36,7 +36,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-UID_NAMESPACE = "pacs-platform/core.demo/v1"
+UID_NAMESPACE = "pacs-platform/demo.studies/v1"
 IMPLEMENTATION_CLASS_UID = generate_uid(entropy_srcs=[UID_NAMESPACE, "implementation"])
 IMPLEMENTATION_VERSION_NAME = "PACS_DEMO_1"
 CHARACTER_SET = "ISO_IR 192"

@@ -8,10 +8,13 @@ import enum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.imports import ImportSummary
+from core.import_rules import ImportSummary
 from core.records import StudyStatus
 from storage.accounts import write_audit
-from storage.database import ImportRun, QuarantinedStudy, Study, User
+from storage.models.accounts import User
+from storage.models.imports import ImportRun
+from storage.models.quarantine import QuarantinedStudy
+from storage.models.studies import Study
 
 
 class StudyPlace(enum.StrEnum):

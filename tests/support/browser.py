@@ -13,10 +13,13 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
+from tests.support.users import PASSWORD
+
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 CHROMIUM = Path("/usr/bin/chromium")
+TIMEOUT_MS = 10_000  # Playwright default timeout of the browser tests
 CHROMIUM_ARGS = [
     "--headless=new",
     "--no-sandbox",
@@ -28,7 +31,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 
 
 def require_chromium() -> None:
@@ -62,7 +65,7 @@ def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
     return path
 
 
-def sign_in(page: Page, email: str, password: str) -> int:
+def sign_in(page: Page, email: str, password: str = PASSWORD) -> int:
     """Fill and submit the real form; returns the status of the page it ends on."""
     page.goto("/login")
     page.fill("input[name=email]", email)

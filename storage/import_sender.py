@@ -6,7 +6,7 @@ stored ("AlreadyStored"), which the summary needs and STOW's answer does not tel
 batches sent faster on this Orthanc (`benchmarks/import.py --transports`: ~250 vs ~200
 instances/s with 8 parallel REST requests, files prepared beforehand), but the import as
 a whole, reading and checking every file, still outpaces storescu with REST. What each
-file is, the ZIP safety rules and the summary model live in `core/imports.py`.
+file is, the ZIP safety rules and the summary model live in `core/import_rules.py`.
 
 Nothing is dropped silently: every file read ends as one `FileResult`; when the archive
 stops answering, the files not yet sent are reported as not sent.
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import requests
 
-from core.imports import (
+from core.import_rules import (
     FileResult,
     ImportSummary,
     NotImportable,

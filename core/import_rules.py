@@ -2,7 +2,7 @@
 which ZIP members are safe to read, which files of a tree to import, and the summary.
 
 Pure logic on bytes and names; reading folders and archives and sending to the archive
-live in `storage/import_files.py`.
+live in `storage/import_sender.py`.
 
 Decisions (documented in the README):
 - A file is imported when it is a Part 10 file (preamble, "DICM", file meta), a file

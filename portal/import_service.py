@@ -20,14 +20,14 @@ from flask import current_app, request, url_for
 from flask.wrappers import Request
 from flask_login import current_user
 
+from config.settings import Settings
 from core.accounts import Role
-from core.imports import FileResult, Outcome, Refusal, unsafe_path_reason
-from pacs.settings import Settings
+from core.import_rules import FileResult, Outcome, Refusal, unsafe_path_reason
 from portal.extensions import db
 from storage.archive import ArchiveClient
-from storage.database import ImportRun
-from storage.import_files import import_paths
-from storage.imports import StudyPlace, locate_studies, record_import
+from storage.import_log import StudyPlace, locate_studies, record_import
+from storage.import_sender import import_paths
+from storage.models.imports import ImportRun
 
 View = TypeVar("View", bound=Callable[..., Any])
 MAX_UPLOAD_PARTS = 200_000

@@ -11,11 +11,11 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from config.settings import Settings
 from core.cohorts import parse_cohort
 from core.deidentify import Deidentifier, parse_profile
-from core.export_report import InstanceSummary, build_manifest, build_report
-from core.research_instances import deidentify_files
-from pacs.settings import Settings
+from core.export_instances import deidentify_files
+from core.export_manifest import InstanceSummary, build_manifest, build_report
 from storage.archive import ArchiveClient
 from storage.database import open_session
 from storage.export_files import read_staged, remove_staging, stage_instance, write_zip

@@ -7,13 +7,16 @@ import datetime
 import functools
 import os
 import subprocess
+from io import BytesIO
 from pathlib import Path
 
+import pydicom
 from pydicom import Dataset
+from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from core.demo import DemoStudy, build_demo_studies
-from pacs.settings import Settings
+from config.settings import Settings
+from demo.studies import DemoStudy, build_demo_studies
 
 
 @functools.cache
@@ -75,3 +78,20 @@ def run_storescu(settings: Settings, paths: list[Path], *, nodelay: bool = True)
         capture_output=True,
         timeout=600,
     )
+
+
+def make_part10(source: str = "CT_small.dcm", *, study_uid: str | None = None) -> bytes:
+    """A vendor test file from pydicom with fresh UIDs, as Part 10 bytes."""
+    ds = pydicom.dcmread(get_testdata_file(source))
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def uids_of(part10: bytes) -> tuple[str, str, str]:
+    ds = pydicom.dcmread(BytesIO(part10), stop_before_pixels=True)
+    return ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID

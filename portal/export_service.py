@@ -17,7 +17,6 @@ from core.cohorts import Cohort
 from core.deidentify import format_profile, parse_profile
 from portal.extensions import db
 from portal.security import audit, utc_now
-from storage.database import ResearchExport
 from storage.exports import (
     CohortSize,
     ExportError,
@@ -28,6 +27,7 @@ from storage.exports import (
     list_exports,
     measure_cohort,
 )
+from storage.models.exports import ResearchExport
 
 
 def size_cohort(cohort: Cohort) -> CohortSize:

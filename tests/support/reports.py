@@ -18,7 +18,7 @@ from core.ingest import assess_study
 from portal.extensions import db
 from storage.archive import ArchiveClient
 from storage.studies import save_assessment
-from tests.studies import clone_study
+from tests.support.studies import clone_study
 
 
 def store_study(archive: ArchiveClient, **attributes: str) -> tuple[str, str, set[str]]:

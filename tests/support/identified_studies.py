@@ -16,7 +16,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from tests.studies import clone_study
+from tests.support.studies import clone_study
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Settings read from the environment; the lowest layer, imported by every other."""

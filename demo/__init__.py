@@ -1,0 +1,1 @@
+"""Synthetic demo studies: fixture data for `pacs demo`, the tests and the benchmarks."""
