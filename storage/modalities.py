@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.modalities import Modality, ModalityError
@@ -32,16 +33,18 @@ def find_modality(session: Session, aet: str) -> RegisteredModality | None:
 def add_modality(session: Session, modality: Modality, now: datetime.datetime) -> None:
     if find_modality(session, modality.aet) is not None:
         raise ModalityError(f"AE title {modality.aet} is already registered")
-    session.add(
-        RegisteredModality(
-            aet=modality.aet,
-            host=modality.host,
-            port=modality.port,
-            description=modality.description,
-            added_at=now,
-        )
+    row = RegisteredModality(
+        aet=modality.aet,
+        host=modality.host,
+        port=modality.port,
+        description=modality.description,
+        added_at=now,
     )
-    session.flush()
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError:  # registered by another process meanwhile; the caller rolls back
+        raise ModalityError(f"AE title {modality.aet} is already registered") from None
 
 
 def ensure_modality(session: Session, modality: Modality, now: datetime.datetime) -> bool:
