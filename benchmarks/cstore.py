@@ -28,7 +28,7 @@ from config.settings import Settings, load_settings  # noqa: E402
 from pacs.orthanc_server import start_orthanc, stop_orthanc  # noqa: E402
 from storage.dicom_sender import send_datasets  # noqa: E402
 from tests.support.services import find_free_port  # noqa: E402
-from tests.support.studies import run_storescu  # noqa: E402
+from tests.support.studies import register_test_callers, run_storescu  # noqa: E402
 
 
 def make_datasets(count: int) -> list[pydicom.Dataset]:
@@ -85,6 +85,7 @@ def main() -> None:
             "PACS_ORTHANC_DICOM_PORT": str(find_free_port()),
         }
         settings = load_settings(env)
+        register_test_callers(settings)  # the archive accepts registered AEs only
         process = start_orthanc(settings)
         try:
             time_pynetdicom(settings, 20, nodelay=True)  # warm-up: association, caches

@@ -34,7 +34,12 @@ from pacs.orthanc_server import start_orthanc, stop_orthanc  # noqa: E402
 from storage.archive import ArchiveClient  # noqa: E402
 from storage.import_sender import DEFAULT_WORKERS, import_paths  # noqa: E402
 from tests.support.services import find_free_port  # noqa: E402
-from tests.support.studies import clone_study, run_storescu, write_files  # noqa: E402
+from tests.support.studies import (  # noqa: E402
+    clone_study,
+    register_test_callers,
+    run_storescu,
+    write_files,
+)
 
 MODALITIES = ("CT", "MR", "CR")
 
@@ -60,6 +65,7 @@ def fresh_orthanc(parent: Path) -> Iterator[Settings]:
             "PACS_ORTHANC_DICOM_PORT": str(find_free_port()),
         }
     )
+    register_test_callers(settings)  # storescu: the archive accepts registered AEs only
     process = start_orthanc(settings)
     try:
         yield settings

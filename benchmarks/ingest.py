@@ -30,7 +30,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from tests.support.services import make_env, start_prefect_server  # noqa: E402
-from tests.support.studies import clone_study, run_storescu, write_files  # noqa: E402
+from tests.support.studies import (  # noqa: E402
+    clone_study,
+    register_test_callers,
+    run_storescu,
+    write_files,
+)
 
 
 class TimedPipeline:
@@ -102,6 +107,7 @@ def main() -> None:
         tasks.database.record_study = record_clock.wrap(tasks.database.record_study)
 
         settings = load_settings(env)
+        register_test_callers(settings)  # storescu: the archive accepts registered AEs only
         orthanc = start_orthanc(settings)
         pipeline = EmbeddedPipeline(reconcile_every=3600)
         timed = TimedPipeline(pipeline)

@@ -59,6 +59,12 @@ class Settings:
     research_orthanc_url: str = ""
     research_orthanc_user: str = ""
     research_orthanc_password: str = ""
+    # The viewer's own archive account: Orthanc's plugin lets it GET /dicom-web/ and no more.
+    orthanc_viewer_user: str = "pacs-viewer"
+    orthanc_viewer_password: str = ""
+    # The DICOM port: any AE may store (and echo) when open; else registered modalities only.
+    dicom_accept_any: bool = False
+    dicom_check_host: bool = True
 
     @property
     def orthanc_dir(self) -> Path:
@@ -84,12 +90,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     home = Path(env.get("PACS_HOME", "var")).expanduser().resolve()
     http_port = _read_port(env, "PACS_ORTHANC_HTTP_PORT", 8042)
+    orthanc_user = env.get("PACS_ORTHANC_USER") or "pacs"
     return Settings(
         home=home,
         database_url=env.get("PACS_DATABASE_URL") or f"sqlite:///{home / 'pacs.sqlite3'}",
         warehouse_path=Path(env.get("PACS_WAREHOUSE_PATH") or home / "warehouse.duckdb"),
         orthanc_url=(env.get("PACS_ORTHANC_URL") or f"http://127.0.0.1:{http_port}").rstrip("/"),
-        orthanc_user=env.get("PACS_ORTHANC_USER") or "pacs",
+        orthanc_user=orthanc_user,
         orthanc_password=env.get("PACS_ORTHANC_PASSWORD") or read_secret(home, "orthanc-password"),
         orthanc_http_port=http_port,
         orthanc_dicom_port=_read_port(env, "PACS_ORTHANC_DICOM_PORT", 4242),
@@ -116,6 +123,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         research_orthanc_url=env.get("PACS_RESEARCH_ORTHANC_URL", "").rstrip("/"),
         research_orthanc_user=env.get("PACS_RESEARCH_ORTHANC_USER", ""),
         research_orthanc_password=env.get("PACS_RESEARCH_ORTHANC_PASSWORD", ""),
+        orthanc_viewer_user=_read_viewer_user(env, orthanc_user),
+        orthanc_viewer_password=env.get("PACS_ORTHANC_VIEWER_PASSWORD")
+        or read_secret(home, "orthanc-viewer-password"),
+        dicom_accept_any=_read_flag(env, "PACS_DICOM_ACCEPT_ANY"),
+        dicom_check_host=_read_flag(env, "PACS_DICOM_CHECK_HOST", default=True),
     )
 
 
@@ -157,9 +169,11 @@ def _read_port(env: Mapping[str, str], name: str, default: int) -> int:
     return port
 
 
-def _read_flag(env: Mapping[str, str], name: str) -> bool:
+def _read_flag(env: Mapping[str, str], name: str, *, default: bool = False) -> bool:
     raw = env.get(name, "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
+    if raw == "":
+        return default
+    if raw in ("0", "false", "no", "off"):
         return False
     if raw in ("1", "true", "yes", "on"):
         return True
@@ -181,6 +195,17 @@ def _read_timezone(value: str) -> str:
             f"PACS_TIMEZONE={value!r} is not an IANA time zone (e.g. Europe/Paris, UTC)"
         ) from None
     return value
+
+
+def _read_viewer_user(env: Mapping[str, str], orthanc_user: str) -> str:
+    """The viewer's archive user: a name of its own, never the full account's."""
+    user = env.get("PACS_ORTHANC_VIEWER_USER") or "pacs-viewer"
+    if user == orthanc_user or ":" in user:
+        raise SettingsError(
+            f"PACS_ORTHANC_VIEWER_USER={user!r} must differ from PACS_ORTHANC_USER "
+            "and contain no colon"
+        )
+    return user
 
 
 def _read_aet(value: str) -> str:

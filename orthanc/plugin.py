@@ -1,12 +1,21 @@
-"""Orthanc Python plugin: tell the platform when a study has become stable or was deleted.
+"""Orthanc Python plugin: tell the platform when a study has become stable or was deleted,
+and hold the viewer's archive account to reading DICOMweb.
 
 Runs inside Orthanc's embedded interpreter, so it uses the standard library
 only and does no heavy work: the change callback queues the study's Orthanc
 id and returns at once; one background thread posts the notification to the
 platform's webhook with bounded retries. A notification that still fails is
 only logged: the platform's reconciliation over `/changes` picks the study up.
+
+The portal's DICOMweb proxy signs in with an account of its own
+(`PacsPlatform.ViewerUser`); whatever the portal does, Orthanc answers that
+account's requests only for GET (HEAD arrives here as GET) under /dicom-web/.
+Orthanc has checked the password and resolved dot segments and encoded slashes
+before the filter runs; the filter refuses any that would still show.
 """
 
+import base64
+import binascii
 import contextlib
 import json
 import queue
@@ -32,6 +41,44 @@ delivering = threading.Event()
 
 def read_platform_config() -> dict:
     return json.loads(orthanc.GetConfiguration()).get("PacsPlatform", {})
+
+
+VIEWER_USER = read_platform_config().get("ViewerUser", "")
+VIEWER_ROOT = "/dicom-web/"
+
+
+def read_basic_user(headers: dict) -> str:
+    """The user name of a Basic `Authorization` header ("" when there is none)."""
+    scheme, _, encoded = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return ""
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    return decoded.partition(":")[0]
+
+
+def is_viewer_request(method, uri: str) -> bool:
+    """What the viewer account may do: read DICOMweb resources, by plain paths only."""
+    if method != orthanc.HttpMethod.GET or not uri.startswith(VIEWER_ROOT):
+        return False
+    path = uri[len(VIEWER_ROOT) :]
+    segments = path.split("/")
+    plain = "" not in segments[:-1] and not {".", ".."} & set(segments)
+    return plain and "%" not in path and "\\" not in path
+
+
+def filter_http_request(uri: str, **request) -> bool:
+    if not VIEWER_USER or read_basic_user(request.get("headers", {})) != VIEWER_USER:
+        return True
+    if is_viewer_request(request.get("method"), uri):
+        return True
+    orthanc.LogWarning(
+        f"pacs: refused {request.get('method')} {uri} for the viewer account "
+        f"from {request.get('ip')}"
+    )
+    return False
 
 
 def post_notification(url: str, secret: str, change: str, study_id: str) -> None:
@@ -96,3 +143,4 @@ def on_change(change_type, level, resource_id) -> None:
 
 
 orthanc.RegisterOnChangeCallback(on_change)
+orthanc.RegisterIncomingHttpRequestFilter(filter_http_request)

@@ -12,7 +12,15 @@ import sys
 from collections.abc import Callable, Sequence
 
 from config.settings import Settings, SettingsError, load_settings
-from pacs import import_commands, ingest_commands, orthanc_server, user_commands, warehouse_commands
+from core.modalities import ModalityError
+from pacs import (
+    import_commands,
+    ingest_commands,
+    modality_commands,
+    orthanc_server,
+    user_commands,
+    warehouse_commands,
+)
 from pacs.export_commands import add_export_parser
 from storage.archive import ArchiveError
 from storage.dicom_sender import DicomSendError
@@ -25,6 +33,7 @@ EXPECTED_ERRORS = (
     ArchiveError,
     orthanc_server.OrthancServerError,
     DicomSendError,
+    ModalityError,
     WarehouseError,
     OSError,
 )
@@ -106,6 +115,20 @@ def run_user_add(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_user_list(settings: Settings, args: argparse.Namespace) -> int:
     return user_commands.print_users(settings, sys.stdout)
+
+
+def run_modality_add(settings: Settings, args: argparse.Namespace) -> int:
+    return modality_commands.add(
+        settings, args.aet, args.host, args.port, args.description, sys.stdout
+    )
+
+
+def run_modality_list(settings: Settings, args: argparse.Namespace) -> int:
+    return modality_commands.print_modalities(settings, sys.stdout)
+
+
+def run_modality_remove(settings: Settings, args: argparse.Namespace) -> int:
+    return modality_commands.remove(settings, args.aet, sys.stdout)
 
 
 def run_viewer_install(settings: Settings, args: argparse.Namespace) -> int:
@@ -191,6 +214,25 @@ def build_parser() -> argparse.ArgumentParser:
     user_actions.add_parser("list", help="every user with role and state").set_defaults(
         handler=run_user_list
     )
+
+    modality = commands.add_parser(
+        "modality", help="the modalities (AE titles) allowed to store, query and retrieve"
+    )
+    modality_actions = modality.add_subparsers(dest="action", required=True, metavar="ACTION")
+    modality_add = modality_actions.add_parser("add", help="register a modality")
+    modality_add.add_argument("aet", metavar="AET", help="its calling AE title")
+    modality_add.add_argument("--host", required=True, help="the IP address it calls from")
+    modality_add.add_argument(
+        "--port", required=True, help="its DICOM port (where C-MOVE sends images)"
+    )
+    modality_add.add_argument("--description", default="", help="free text (room, model)")
+    modality_add.set_defaults(handler=run_modality_add)
+    modality_actions.add_parser("list", help="the registered modalities").set_defaults(
+        handler=run_modality_list
+    )
+    modality_remove = modality_actions.add_parser("remove", help="unregister a modality")
+    modality_remove.add_argument("aet", metavar="AET")
+    modality_remove.set_defaults(handler=run_modality_remove)
 
     viewer = commands.add_parser("viewer", help="the OHIF image viewer bundle")
     viewer.add_subparsers(dest="action", required=True, metavar="ACTION").add_parser(

@@ -13,27 +13,34 @@ from typing import TextIO
 from config.settings import Settings
 from core.accounts import Role
 from demo.studies import REFERRING_HOUSE, DemoStudy, build_demo_studies
+from pacs.modality_commands import register_local_callers
 from storage.accounts import create_user, find_user
 from storage.archive import ArchiveClient
 from storage.database import open_session
 from storage.dicom_sender import DicomSendError, send_datasets
 
+DEMO_AET = "PACS-DEMO"
+
 
 def load_demo(settings: Settings, *, out: TextIO) -> int:
-    """Send every demo study the archive lacks; returns the number of instances sent."""
+    """Send every demo study the archive lacks; returns the number of instances sent.
+
+    The demo's calling AE is registered on 127.0.0.1 first, as a modality would be.
+    """
     studies = build_demo_studies(datetime.date.today())
     with ArchiveClient.from_settings(settings) as client:
         missing = [study for study in studies if not is_stored(client, study)]
     if not missing:
         out.write(f"demo: all {len(studies)} demo studies are already in the archive\n")
         return 0
+    register_local_callers(settings, [DEMO_AET], "pacs demo: sends the demo studies")
     datasets = [ds for study in missing for ds in study.datasets]
     summary = send_datasets(
         datasets,
         host="127.0.0.1",
         port=settings.orthanc_dicom_port,
         called_aet=settings.orthanc_aet,
-        calling_aet="PACS-DEMO",
+        calling_aet=DEMO_AET,
     )
     for sop_instance_uid, reason in summary.failed:
         out.write(f"demo: {sop_instance_uid} refused: {reason}\n")

@@ -14,12 +14,16 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
 from config.settings import Settings
+from core.modalities import Modality
 from storage.archive import ArchiveClient, ArchiveError
+from storage.database import open_session
+from storage.modalities import list_modalities, to_archive_definition
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_TEMPLATE = REPO_ROOT / "orthanc" / "orthanc.json.template"
@@ -93,21 +97,28 @@ def find_missing_parts(settings: Settings) -> list[str]:
     return missing
 
 
-def render_config(settings: Settings) -> str:
-    """The Orthanc configuration for these settings, as JSON text."""
+def render_config(settings: Settings, modalities: Sequence[Modality] = ()) -> str:
+    """The Orthanc configuration for these settings and registered modalities, as JSON text."""
     paths = OrthancPaths(settings.orthanc_dir)
     values = {
         "name": f"PACS archive {settings.orthanc_aet}",
         "storage_dir": str(paths.storage),
         "plugins": [str(settings.orthanc_plugins_dir / name) for name in PLUGIN_FILES],
         "http_port": settings.orthanc_http_port,
-        "registered_users": {settings.orthanc_user: settings.orthanc_password},
+        "registered_users": {
+            settings.orthanc_user: settings.orthanc_password,
+            settings.orthanc_viewer_user: settings.orthanc_viewer_password,
+        },
         "aet": settings.orthanc_aet,
         "dicom_port": settings.orthanc_dicom_port,
         "stable_age": settings.orthanc_stable_age,
         "plugin_script": str(PLUGIN_SCRIPT),
         "webhook_url": settings.webhook_url,
         "webhook_secret": settings.webhook_secret,
+        "viewer_user": settings.orthanc_viewer_user,
+        "accept_any": settings.dicom_accept_any,
+        "check_host": settings.dicom_check_host,
+        "modalities": {m.aet: to_archive_definition(m) for m in modalities},
     }
     encoded = {key: json.dumps(value) for key, value in values.items()}
     return Template(CONFIG_TEMPLATE.read_text()).substitute(encoded)
@@ -133,7 +144,9 @@ def start_orthanc(settings: Settings, *, timeout: float = 30.0) -> subprocess.Po
         paths.pid.unlink(missing_ok=True)  # stale: its owner no longer holds the lock
         check_port_free(settings.orthanc_http_port, "PACS_ORTHANC_HTTP_PORT", "127.0.0.1")
         check_port_free(settings.orthanc_dicom_port, "PACS_ORTHANC_DICOM_PORT", "0.0.0.0")
-        paths.config.write_text(render_config(settings))
+        with open_session(settings.database_url) as session:
+            modalities = list_modalities(session)
+        paths.config.write_text(render_config(settings, modalities))
         paths.config.chmod(0o600)
         with paths.log.open("ab") as log:
             process = subprocess.Popen(

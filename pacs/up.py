@@ -11,6 +11,7 @@ import waitress
 from config.settings import Settings
 from pacs import orthanc_server
 from pacs.demo import create_demo_users, load_demo
+from pacs.modality_commands import apply_to_archive
 from pacs.pipeline import EmbeddedPipeline
 from pacs.wsgi import make_app
 
@@ -24,6 +25,7 @@ def run_platform(settings: Settings, *, load_demo_data: bool) -> int:
         print(f"pacs: Orthanc started (pid {process.pid})", flush=True)
     else:
         print(f"pacs: using the Orthanc already running on {paths.folder}", flush=True)
+        print(f"pacs: {apply_to_archive(settings)}", flush=True)
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     pipeline = EmbeddedPipeline(refresh_every=settings.warehouse_refresh_every)
     try:

@@ -101,6 +101,19 @@ class ArchiveClient:
             pool_size=pool_size,
         )
 
+    @classmethod
+    def viewer_from_settings(
+        cls, settings: Any, *, timeout: float = 30.0, pool_size: int = 10
+    ) -> ArchiveClient:
+        """The viewer's client: its own account, which Orthanc limits to GET /dicom-web/."""
+        return cls(
+            settings.orthanc_url,
+            settings.orthanc_viewer_user,
+            settings.orthanc_viewer_password,
+            timeout=timeout,
+            pool_size=pool_size,
+        )
+
     def close(self) -> None:
         self.session.close()
 
@@ -298,6 +311,18 @@ class ArchiveClient:
         return frames[0]
 
     # -- errors -----------------------------------------------------------------------
+
+    # -- DICOM modalities (the AEs the DICOM port accepts) -----------------------------
+
+    def list_modality_names(self) -> list[str]:
+        """The names of the modalities Orthanc knows."""
+        return self.get_json("/modalities")
+
+    def put_modality(self, name: str, definition: JsonDict) -> None:
+        self.request("PUT", f"/modalities/{name}", json=definition)
+
+    def delete_modality(self, name: str) -> None:
+        self.request("DELETE", f"/modalities/{name}")
 
     def open_dicomweb(
         self, path: str, query: str, headers: dict[str, str], *, timeout: tuple[float, float]

@@ -23,6 +23,7 @@ from storage.archive import ArchiveClient
 from tests.support.apps import add_users_and_studies
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.services import make_env, start_prefect_server
+from tests.support.studies import register_test_callers
 from tests.support.users import PASSWORD
 
 
@@ -31,6 +32,7 @@ def orthanc_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     """Environment of the session's Orthanc, started from the project's own template."""
     env = make_env(tmp_path_factory.mktemp("pacs-home"))
     settings = load_settings(env)
+    register_test_callers(settings)
     process = start_orthanc(settings)
     yield env
     stop_orthanc(settings)

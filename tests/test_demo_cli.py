@@ -29,6 +29,9 @@ def test_demo_loads_every_study_once(orthanc_env: dict[str, str], archive: Archi
     assert "already in the archive" in again.stdout
     assert archive.get_statistics()["CountInstances"] == before
     assert f"instances {before}," in status
+    # It sent as a registered modality: its calling AE on 127.0.0.1, in the archive too.
+    assert "PACS-DEMO\t127.0.0.1\t" in run_pacs(orthanc_env, "modality", "list").stdout
+    assert "PACS-DEMO" in archive.get_json("/modalities")
 
 
 def test_demo_names_survive_in_utf8(orthanc_env: dict[str, str], archive: ArchiveClient) -> None:

@@ -26,6 +26,7 @@ PLATFORM_SERVICES = {"prefect-worker", "portal"}
 SECRETS = {
     "PACS_POSTGRES_PASSWORD": "pg-secret-1",
     "PACS_ORTHANC_PASSWORD": "orthanc-secret-2",
+    "PACS_ORTHANC_VIEWER_PASSWORD": "orthanc-viewer-secret-5",
     "PACS_SECRET_KEY": "flask-secret-3",
     "PACS_WEBHOOK_SECRET": "webhook-secret-4",
 }
@@ -37,6 +38,8 @@ PLATFORM_SETTINGS = {
     "PACS_ORTHANC_URL",
     "PACS_ORTHANC_USER",
     "PACS_ORTHANC_PASSWORD",
+    "PACS_ORTHANC_VIEWER_USER",
+    "PACS_ORTHANC_VIEWER_PASSWORD",
     "PACS_ORTHANC_HTTP_PORT",
     "PACS_ORTHANC_DICOM_PORT",
     "PACS_ORTHANC_AET",
@@ -120,8 +123,10 @@ def test_compose_config_is_valid_with_the_secrets_set(tmp_path: Path) -> None:
     # Orthanc's JSON-valued variables stay valid JSON once interpolated.
     orthanc = resolved["orthanc"]["environment"]
     assert json.loads(orthanc["ORTHANC__REGISTERED_USERS"]) == {
-        "pacs": SECRETS["PACS_ORTHANC_PASSWORD"]
+        "pacs": SECRETS["PACS_ORTHANC_PASSWORD"],
+        "pacs-viewer": SECRETS["PACS_ORTHANC_VIEWER_PASSWORD"],
     }
+    assert orthanc["ORTHANC__PACS_PLATFORM__VIEWER_USER"] == "pacs-viewer"
     assert json.loads(orthanc["ORTHANC_JSON"]) == {
         "PacsPlatform": {"WebhookSecret": SECRETS["PACS_WEBHOOK_SECRET"]}
     }
@@ -167,7 +172,12 @@ def test_platform_services_share_the_same_pacs_environment(compose: dict[str, An
     assert all(env == environments[0] for env in environments)
 
     env = environments[0]
-    for secret in ("PACS_ORTHANC_PASSWORD", "PACS_SECRET_KEY", "PACS_WEBHOOK_SECRET"):
+    for secret in (
+        "PACS_ORTHANC_PASSWORD",
+        "PACS_ORTHANC_VIEWER_PASSWORD",
+        "PACS_SECRET_KEY",
+        "PACS_WEBHOOK_SECRET",
+    ):
         assert env[secret].startswith(f"${{{secret}:?"), f"{secret} must be required, not set"
     assert "${PACS_POSTGRES_PASSWORD:?" in env["PACS_DATABASE_URL"]
     assert env["PACS_DATABASE_URL"].startswith("postgresql+psycopg://")
@@ -187,6 +197,9 @@ def test_orthanc_configuration(compose: dict[str, Any]) -> None:
     assert env["ORTHANC__POSTGRESQL__HOST"] == "postgres"
     assert env["ORTHANC__AUTHENTICATION_ENABLED"] == "true"
     assert env["ORTHANC__PACS_PLATFORM__WEBHOOK_URL"] == "http://portal:5000/api/v1/hooks/orthanc"
+    # The DICOM port: registered modalities only, kept in Orthanc's database.
+    assert env["ORTHANC__DICOM_ALWAYS_ALLOW_STORE"] == "false"
+    assert env["ORTHANC__DICOM_MODALITIES_IN_DATABASE"] == "true"
     # The image reads `*_SECRET` variables as file names under /run/secrets.
     assert not [key for key in env if key.endswith("_SECRET")]
     mounts = {

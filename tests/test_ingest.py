@@ -20,7 +20,7 @@ from storage.dicom_sender import send_datasets
 from storage.models.studies import Study
 from tests.support.pipeline import find_quarantined, find_study, upload, wait_for_study
 from tests.support.services import make_env
-from tests.support.studies import clone_study, run_storescu, write_files
+from tests.support.studies import clone_study, register_test_callers, run_storescu, write_files
 
 
 def test_storescu_study_reaches_the_worklist_through_the_notification(
@@ -128,6 +128,7 @@ def test_nothing_is_lost_while_the_platform_or_orthanc_is_down(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings = load_settings(env)
+    register_test_callers(settings)
     process = start_orthanc(settings)
     try:
         studies = [clone_study("CR"), clone_study("DX"), clone_study("US")]

@@ -30,7 +30,11 @@ def test_rendered_config_is_json_with_settings_and_no_remote_access(tmp_path: Pa
     assert config["StableAge"] == 2
     assert config["RemoteAccessAllowed"] is False
     assert config["AuthenticationEnabled"] is True
-    assert config["RegisteredUsers"] == {settings.orthanc_user: settings.orthanc_password}
+    assert config["RegisteredUsers"] == {
+        settings.orthanc_user: settings.orthanc_password,
+        settings.orthanc_viewer_user: settings.orthanc_viewer_password,
+    }
+    assert config["PacsPlatform"]["ViewerUser"] == settings.orthanc_viewer_user
     assert config["DicomWeb"]["Root"] == "/dicom-web/"
     assert config["StorageDirectory"].startswith(str(tmp_path))
     assert config["PacsPlatform"]["WebhookUrl"] == settings.webhook_url

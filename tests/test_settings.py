@@ -45,6 +45,10 @@ def test_environment_overrides_every_default(tmp_path: Path) -> None:
         "PACS_PORTAL_PORT": "8080",
         "PACS_SECRET_KEY": "k",
         "PACS_WEBHOOK_SECRET": "w",
+        "PACS_ORTHANC_VIEWER_USER": "ohif",
+        "PACS_ORTHANC_VIEWER_PASSWORD": "v",
+        "PACS_DICOM_ACCEPT_ANY": "1",
+        "PACS_DICOM_CHECK_HOST": "0",
     }
     settings = load_settings(env)
     assert settings.orthanc_url == "http://archive:8042"
@@ -54,6 +58,8 @@ def test_environment_overrides_every_default(tmp_path: Path) -> None:
     assert settings.orthanc_stable_age == 60
     assert settings.portal_url == "http://0.0.0.0:8080"
     assert (settings.secret_key, settings.webhook_secret) == ("k", "w")
+    assert (settings.orthanc_viewer_user, settings.orthanc_viewer_password) == ("ohif", "v")
+    assert settings.dicom_accept_any and not settings.dicom_check_host
     assert settings.database_url.startswith("postgresql")
     assert not (tmp_path / "secrets").exists(), "secrets given by the environment are not written"
 
@@ -72,6 +78,9 @@ def test_http_port_moves_the_default_orthanc_url(tmp_path: Path) -> None:
         ("PACS_ORTHANC_STABLE_AGE", "-1", "at least 1"),
         ("PACS_ORTHANC_AET", "A_TITLE_MUCH_TOO_LONG", "not a DICOM AE title"),
         ("PACS_ORTHANC_AET", "", "not a DICOM AE title"),
+        ("PACS_ORTHANC_VIEWER_USER", "pacs", "must differ from PACS_ORTHANC_USER"),
+        ("PACS_ORTHANC_VIEWER_USER", "a:b", "no colon"),
+        ("PACS_DICOM_ACCEPT_ANY", "maybe", "not a yes/no value"),
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(
@@ -88,7 +97,19 @@ def test_secrets_are_generated_once_private_and_distinct(tmp_path: Path) -> None
     assert first.orthanc_password == second.orthanc_password
     assert first.secret_key == second.secret_key
     assert first.webhook_secret == second.webhook_secret
-    assert len({first.orthanc_password, first.secret_key, first.webhook_secret}) == 3
+    assert first.orthanc_viewer_password == second.orthanc_viewer_password
+    secrets = (
+        first.orthanc_password,
+        first.orthanc_viewer_password,
+        first.secret_key,
+        first.webhook_secret,
+    )
+    assert len(set(secrets)) == 4
+    assert (first.orthanc_viewer_user, first.dicom_accept_any, first.dicom_check_host) == (
+        "pacs-viewer",
+        False,
+        True,
+    )
     assert len(first.secret_key) >= 40
     for path in (tmp_path / "secrets").iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600

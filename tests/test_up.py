@@ -14,7 +14,7 @@ from config.settings import load_settings
 from pacs.orthanc_server import OrthancPaths, is_running
 from tests.support.pipeline import find_study
 from tests.support.services import PACS_COMMAND, make_env
-from tests.support.studies import clone_study, run_storescu, write_files
+from tests.support.studies import clone_study, register_test_callers, run_storescu, write_files
 
 
 def wait_for(url: str, timeout: float = 30.0) -> requests.Response:
@@ -31,6 +31,7 @@ def wait_for(url: str, timeout: float = 30.0) -> requests.Response:
 def test_up_serves_the_portal_ingests_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
     env = make_env(tmp_path)
     settings = load_settings(env)
+    register_test_callers(settings)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PACS_")}
     process = subprocess.Popen(
         [str(PACS_COMMAND), "up"],

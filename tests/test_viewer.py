@@ -297,7 +297,7 @@ def test_an_unreachable_or_refusing_archive_gives_a_json_502(
 ) -> None:
     for orthanc in (
         {"PACS_ORTHANC_URL": f"http://127.0.0.1:{find_free_port()}"},
-        {"PACS_ORTHANC_PASSWORD": "wrong"},
+        {"PACS_ORTHANC_VIEWER_PASSWORD": "wrong"},  # the proxy signs in as the viewer
     ):
         settings = load_settings(
             {

@@ -1,4 +1,5 @@
-"""Admins' pages: the quarantine, the audit trail (with CSV download) and user accounts."""
+"""Admins' pages: the quarantine, the audit trail (with CSV download), user accounts and the
+DICOM modalities the archive accepts."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import io
 from flask import (
     Blueprint,
     Response,
+    current_app,
     flash,
     redirect,
     render_template,
@@ -22,12 +24,19 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from core.accounts import Role, find_password_problems
+from core.modalities import ModalityError, check_aet, check_modality
 from portal.extensions import db
 from portal.quarantine import delete_quarantined, release_quarantined
 from portal.security import audit, roles, utc_now
 from portal.worklist import parse_date
 from storage.accounts import AccountError, create_user, list_users, query_audit, revoke_tokens
-from storage.archive import ArchiveError
+from storage.archive import ArchiveClient, ArchiveError
+from storage.modalities import (
+    add_modality,
+    list_modalities,
+    remove_modality,
+    sync_archive_modalities,
+)
 from storage.models.accounts import User
 from storage.studies import QuarantineError, list_quarantine
 
@@ -52,6 +61,17 @@ class NewUserForm(FlaskForm):
     role = SelectField("Role", choices=[SelectChoice(r.value, r.value) for r in Role])
     dicom_name = StringField("Name in DICOM (referrers)", validators=[Length(max=324)])
     password = PasswordField("Initial password", validators=[DataRequired(), Length(max=256)])
+
+
+class NewModalityForm(FlaskForm):
+    aet = StringField("AE title", validators=[DataRequired(), Length(max=64)])
+    host = StringField("IP address", validators=[DataRequired(), Length(max=64)])
+    port = StringField("Port", validators=[DataRequired(), Length(max=8)])
+    description = StringField("Description", validators=[Length(max=512)])
+
+
+class RemoveModalityForm(FlaskForm):
+    aet = StringField("AE title", validators=[DataRequired(), Length(max=64)])
 
 
 @bp.get("/quarantine")
@@ -158,6 +178,67 @@ def change_user(user_id: int, action: str):
         db.session.commit()
         flash(f"User {user.email} {action}d.", "info")
     return redirect(url_for("admin.manage_users"))
+
+
+@bp.route("/modalities", methods=["GET", "POST"])
+@roles(Role.ADMIN)
+def manage_modalities():
+    form = NewModalityForm()
+    if form.validate_on_submit():
+        try:
+            modality = check_modality(
+                form.aet.data, form.host.data, form.port.data, form.description.data
+            )
+            add_modality(db.session, modality, utc_now())
+        except ModalityError as error:
+            db.session.rollback()
+            flash(str(error), "error")
+        else:
+            audit(
+                "modality_add",
+                object_type="modality",
+                object_id=modality.aet,
+                detail=f"host={modality.host} port={modality.port}",
+            )
+            db.session.commit()
+            flash(f"Modality {modality.aet} registered.", "info")
+            apply_modalities_to_archive()
+            return redirect(url_for("admin.manage_modalities"))
+    return render_template(
+        "admin/modalities.html",
+        form=form,
+        modalities=list_modalities(db.session),
+        accept_any=current_app.config["PACS_SETTINGS"].dicom_accept_any,
+    )
+
+
+@bp.post("/modalities/remove")
+@roles(Role.ADMIN)
+def remove_registered_modality():
+    form = RemoveModalityForm()
+    if not form.validate_on_submit():
+        flash("No AE title given.", "error")
+        return redirect(url_for("admin.manage_modalities"))
+    try:
+        modality = remove_modality(db.session, check_aet(form.aet.data))
+    except ModalityError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+    else:
+        audit("modality_remove", object_type="modality", object_id=modality.aet)
+        db.session.commit()
+        flash(f"Modality {modality.aet} removed.", "info")
+        apply_modalities_to_archive()
+    return redirect(url_for("admin.manage_modalities"))
+
+
+def apply_modalities_to_archive() -> None:
+    """Bring the archive in line with the committed list; a stopped one does so at start."""
+    try:
+        with ArchiveClient.from_settings(current_app.config["PACS_SETTINGS"], timeout=10) as client:
+            sync_archive_modalities(client, list_modalities(db.session))
+    except ArchiveError as error:
+        flash(f"Saved, but the archive could not be updated now ({error}).", "error")
 
 
 def audit_csv(events) -> Response:

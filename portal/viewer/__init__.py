@@ -245,8 +245,11 @@ def may_view_study(study_uid: str) -> bool:
 
 
 def init_viewer(app: Any) -> None:
-    """One pooled archive connection set per portal: the viewer fetches many frames at once."""
+    """One pooled archive connection set per portal: the viewer fetches many frames at once.
+
+    It signs in with the viewer's own account, which Orthanc limits to GET /dicom-web/.
+    """
     settings = app.config["PACS_SETTINGS"]
-    app.extensions["pacs_viewer_archive"] = ArchiveClient.from_settings(
+    app.extensions["pacs_viewer_archive"] = ArchiveClient.viewer_from_settings(
         settings, timeout=UPSTREAM_TIMEOUT[1], pool_size=32
     )

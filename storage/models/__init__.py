@@ -9,7 +9,26 @@ scale: only the URL changes. The portal uses these same models through Flask-SQL
 (`model_class=Base`).
 """
 
-from storage.models import accounts, exports, imports, pipeline, quarantine, reports, studies
+from storage.models import (
+    accounts,
+    exports,
+    imports,
+    modalities,
+    pipeline,
+    quarantine,
+    reports,
+    studies,
+)
 from storage.models.base import Base
 
-__all__ = ["Base", "accounts", "exports", "imports", "pipeline", "quarantine", "reports", "studies"]
+__all__ = [
+    "Base",
+    "accounts",
+    "exports",
+    "imports",
+    "modalities",
+    "pipeline",
+    "quarantine",
+    "reports",
+    "studies",
+]

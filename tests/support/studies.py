@@ -17,6 +17,16 @@ from pydicom.uid import generate_uid
 
 from config.settings import Settings
 from demo.studies import DemoStudy, build_demo_studies
+from pacs.modality_commands import register_local_callers
+
+# The calling AE titles of the tests' DICOM clients (dcmtk's defaults, send_datasets'):
+# the archive accepts registered modalities only, so fixtures register these on 127.0.0.1.
+TEST_CALLING_AETS = ("STORESCU", "ECHOSCU", "FINDSCU", "MOVESCU", "PACS")
+
+
+def register_test_callers(settings: Settings) -> None:
+    """Register the tests' DICOM clients before (or while) the archive runs."""
+    register_local_callers(settings, TEST_CALLING_AETS, "test client")
 
 
 @functools.cache
@@ -66,6 +76,8 @@ def run_storescu(settings: Settings, paths: list[Path], *, nodelay: bool = True)
     subprocess.run(
         [
             "storescu",
+            "-aet",
+            "STORESCU",
             "-aec",
             settings.orthanc_aet,
             "+sd",
