@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TextIO
 
+from config.settings import Settings
 from pacs.ingest_commands import CommandError
-from pacs.settings import Settings
 from storage.audit_chain import verify_audit_chain
 from storage.database import open_session
 

@@ -22,6 +22,10 @@ from storage.models.accounts import AuditChainHead, AuditEvent
 HEAD_ID = 1  # the head's one row
 
 
+class AuditChainError(RuntimeError):
+    """The chain cannot be extended (its head is missing)."""
+
+
 @dataclass(frozen=True)
 class ChainCheck:
     """The verdict of `verify_audit_chain`."""
@@ -66,30 +70,33 @@ def append_audit_event(session: Session, event: AuditEvent) -> None:
 
 def take_chain_head(session: Session) -> str:
     """Lock the head (count one more event) and return the last link."""
-    locked = (
+    previous = session.execute(
         update(AuditChainHead)
         .where(AuditChainHead.id == HEAD_ID)
         .values(event_count=AuditChainHead.event_count + 1)
         .returning(AuditChainHead.last_hash)
-    )
-    previous = session.execute(locked).scalar_one_or_none()
+    ).scalar_one_or_none()
     if previous is None:
-        start_audit_chain(session)
-        previous = session.execute(locked).scalar_one()
+        # Made with the tables: gone means deleted. Re-making it here would hide which
+        # events went with it, so nothing more is written until someone looks.
+        raise AuditChainError("the audit trail has lost its chain head: run `pacs audit verify`")
     return previous
 
 
 def start_audit_chain(session: Session) -> None:
-    """Create the head, chaining the events written before the trail had links (at upgrade).
+    """Create the head of a new trail, or of one written before events had links (chained
+    here, in id order, at upgrade). A trail with links but no head lost it: left as is.
 
     Two processes starting at once compute the same links; the second head is not inserted.
     """
     if session.get(AuditChainHead, HEAD_ID) is not None:
         return
+    linked = select(AuditEvent.id).where(AuditEvent.chain_hash.is_not(None)).limit(1)
+    if session.scalar(linked) is not None:
+        return
     previous, count = CHAIN_START, 0
     for event in session.scalars(select(AuditEvent).order_by(AuditEvent.id)):
-        if event.chain_hash is None:
-            event.chain_hash = chain_audit_hash(previous, audit_fields(event))
+        event.chain_hash = chain_audit_hash(previous, audit_fields(event))
         previous, count = event.chain_hash, count + 1
     session.execute(
         dialect_insert(session)(AuditChainHead)
@@ -113,7 +120,9 @@ def verify_audit_chain(session: Session) -> ChainCheck:
             )
         previous, count, last_id = event.chain_hash, count + 1, event.id
     head = session.get(AuditChainHead, HEAD_ID)
-    expected = (head.last_hash, head.event_count) if head else (CHAIN_START, 0)
+    if head is None:
+        return ChainCheck(count, last_id, "the chain's head (table audit_chain) was deleted")
+    expected = (head.last_hash, head.event_count)
     if (previous, count) != expected:
         return ChainCheck(
             count,

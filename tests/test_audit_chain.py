@@ -7,13 +7,14 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.settings import load_settings
 from core.audit import chain_audit_hash
 from storage.accounts import write_audit
-from storage.audit_chain import audit_fields, verify_audit_chain
+from storage.audit_chain import AuditChainError, audit_fields, verify_audit_chain
 from storage.database import create_database_engine, init_database, open_session
 from storage.models.accounts import AuditChainHead, AuditEvent
 from tests.support.services import make_env, run_pacs
@@ -88,6 +89,18 @@ def test_an_edit_with_its_link_recomputed_still_breaks_the_next_link(tmp_path: P
         f"UPDATE audit_events SET detail = 'nothing to see', chain_hash = '{forged}' WHERE id = 2",
     )
     assert "broken at event 3" in run_pacs(env, "audit", "verify").stderr
+
+
+def test_a_deleted_head_is_noticed_and_stops_the_trail(tmp_path: Path) -> None:
+    env, database = make_trail(tmp_path)
+    tamper(database, "DELETE FROM audit_chain")
+    result = run_pacs(env, "audit", "verify")
+    assert result.returncode == 1 and "head (table audit_chain) was deleted" in result.stderr
+    engine = create_database_engine(load_settings(env).database_url)
+    init_database(engine)  # a restart does not make a new head over the evidence
+    with Session(engine) as session, pytest.raises(AuditChainError):
+        write_audit(session, action="after", outcome="success", now=NOW)
+    engine.dispose()
 
 
 def test_concurrent_writers_keep_one_chain(tmp_path: Path) -> None:
