@@ -65,6 +65,8 @@ class Settings:
     # The DICOM port: any AE may store (and echo) when open; else registered modalities only.
     dicom_accept_any: bool = False
     dicom_check_host: bool = True
+    session_idle_minutes: int = 30  # a portal session unused this long ends
+    session_max_hours: int = 12  # and none lives longer than this
 
     @property
     def orthanc_dir(self) -> Path:
@@ -128,6 +130,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         or read_secret(home, "orthanc-viewer-password"),
         dicom_accept_any=_read_flag(env, "PACS_DICOM_ACCEPT_ANY"),
         dicom_check_host=_read_flag(env, "PACS_DICOM_CHECK_HOST", default=True),
+        session_idle_minutes=_read_int(env, "PACS_SESSION_IDLE_MINUTES", 30, minimum=1),
+        session_max_hours=_read_int(env, "PACS_SESSION_MAX_HOURS", 12, minimum=1),
     )
 
 

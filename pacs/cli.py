@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from config.settings import Settings, SettingsError, load_settings
 from core.modalities import ModalityError
 from pacs import (
+    audit_commands,
     import_commands,
     ingest_commands,
     modality_commands,
@@ -109,8 +110,26 @@ def run_import(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_user_add(settings: Settings, args: argparse.Namespace) -> int:
     return user_commands.add_user(
-        settings, args.email, args.role, args.name, args.dicom_name, sys.stdout
+        settings,
+        args.email,
+        args.role,
+        args.name,
+        args.dicom_name,
+        sys.stdout,
+        temporary=args.temporary,
     )
+
+
+def run_user_change(settings: Settings, args: argparse.Namespace) -> int:
+    return user_commands.change_user(settings, args.email, args.action, sys.stdout)
+
+
+def run_user_set_password(settings: Settings, args: argparse.Namespace) -> int:
+    return user_commands.change_password(settings, args.email, args.temporary, sys.stdout)
+
+
+def run_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    return audit_commands.verify_audit(settings, sys.stdout)
 
 
 def run_user_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -210,10 +229,35 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument(
         "--dicom-name", default="", help="a referrer's name as in Referring Physician's Name"
     )
+    add.add_argument(
+        "--temporary", action="store_true", help="the user must change it at first sign-in"
+    )
     add.set_defaults(handler=run_user_add)
     user_actions.add_parser("list", help="every user with role and state").set_defaults(
         handler=run_user_list
     )
+    for name, text in (
+        ("disable", "refuse sign-in; ends every session and API token"),
+        ("enable", "allow sign-in again"),
+        ("unlock", "end the backoff after failed sign-ins"),
+    ):
+        change = user_actions.add_parser(name, help=text)
+        change.add_argument("email")
+        change.set_defaults(handler=run_user_change)
+    password = user_actions.add_parser(
+        "set-password",
+        help="a new password (stdin, or prompted twice); ends every session and API token",
+    )
+    password.add_argument("email")
+    password.add_argument(
+        "--temporary", action="store_true", help="the user must change it at first sign-in"
+    )
+    password.set_defaults(handler=run_user_set_password)
+
+    audit = commands.add_parser("audit", help="the audit trail")
+    audit.add_subparsers(dest="action", required=True, metavar="ACTION").add_parser(
+        "verify", help="check the hash chain: exit 1 naming the first broken event"
+    ).set_defaults(handler=run_audit_verify)
 
     modality = commands.add_parser(
         "modality", help="the modalities (AE titles) allowed to store, query and retrieve"

@@ -1,8 +1,10 @@
 """Who may reach which route: every view declares its roles, anything undeclared is denied.
 
-Sessions (browsers) carry "user id:session version", so bumping the version logs a
-user out everywhere; programs send `Authorization: Bearer <token>`. Cookie-authenticated
-writes need a CSRF token; bearer-token calls cannot be forged by another site.
+Browsers carry a random session key in the signed cookie; the session itself lives in
+the database (storage/sessions.py), so signing out, a new password or role, idle time and
+the absolute lifetime end it on the server. Programs send `Authorization: Bearer <token>`.
+Cookie-authenticated writes need a CSRF token; bearer-token calls cannot be forged by
+another site. A user with a temporary password reaches only the password page.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from core.accounts import Role
 from portal.extensions import csrf, db, login_manager
 from storage.accounts import find_token_user, has_audit_since, write_audit
 from storage.models.accounts import User
+from storage.sessions import SessionLimits, find_live_session
 
 View = TypeVar("View", bound=Callable[..., Any])
 PUBLIC = "public"
@@ -25,6 +28,8 @@ PUBLIC = "public"
 PUBLIC_ENDPOINTS = frozenset({"static", "openapi.spec"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_REMEMBERED_READS = 10_000  # (user, action, study, hour) audited, per portal process
+# What a user with a temporary password may reach until they have chosen their own.
+TEMPORARY_PASSWORD_ENDPOINTS = frozenset({"auth.change_password", "auth.logout"})
 
 
 def roles(*allowed: Role) -> Callable[[View], View]:
@@ -44,26 +49,65 @@ def public(view: View) -> View:
 
 
 class SignedInUser(UserMixin):
-    """Flask-Login's view of a `User` row."""
+    """Flask-Login's view of the signed-in user: what every request needs, the row on demand."""
 
-    def __init__(self, user: User) -> None:
-        self.user = user
-        self.role = Role(user.role)
-        self.email = user.email
+    def __init__(
+        self,
+        user_id: int,
+        email: str,
+        role: str,
+        *,
+        session_key: str = "",
+        password_temporary: bool = False,
+    ) -> None:
+        self.user_id = user_id
+        self.email = email
+        self.role = Role(role)
+        self.session_key = session_key
+        self.password_temporary = password_temporary
+
+    @classmethod
+    def of(cls, user: User, session_key: str = "") -> SignedInUser:
+        return cls(
+            user.id,
+            user.email,
+            user.role,
+            session_key=session_key,
+            password_temporary=user.password_temporary,
+        )
+
+    @property
+    def user(self) -> User:
+        """The user's row, loaded when a view needs more than id, e-mail and role."""
+        return db.session.get(User, self.user_id)
 
     def get_id(self) -> str:
-        return f"{self.user.id}:{self.user.session_version}"
+        return self.session_key
+
+
+def session_limits() -> SessionLimits:
+    settings = current_app.config["PACS_SETTINGS"]
+    return SessionLimits(
+        idle=datetime.timedelta(minutes=settings.session_idle_minutes),
+        lifetime=datetime.timedelta(hours=settings.session_max_hours),
+    )
 
 
 @login_manager.user_loader
-def load_session_user(session_id: str) -> SignedInUser | None:
-    user_id, _, version = session_id.partition(":")
-    if not user_id.isdigit() or not version.isdigit():
+def load_session_user(session_key: str) -> SignedInUser | None:
+    """The session check of every cookie-authenticated request (the viewer's frames too):
+    one indexed lookup, a write at most once a minute per session."""
+    live = find_live_session(db.session, session_key, session_limits(), utc_now())
+    db.session.commit()  # the check's own transaction: an expired session ended, last-seen
+    if live is None:
         return None
-    user = db.session.get(User, int(user_id))
-    if user is None or not user.active or user.session_version != int(version):
-        return None
-    return SignedInUser(user)
+    return SignedInUser(
+        live.user_id,
+        live.email,
+        live.role,
+        session_key=live.key,
+        password_temporary=live.password_temporary,
+    )
 
 
 def load_token_user(req: Any) -> SignedInUser | None:
@@ -75,7 +119,7 @@ def load_token_user(req: Any) -> SignedInUser | None:
     if user is None:
         return None
     g.pacs_bearer = True
-    return SignedInUser(user)
+    return SignedInUser.of(user)
 
 
 def utc_now() -> datetime.datetime:
@@ -160,6 +204,10 @@ def enforce_access() -> Any:
         return deny(401, "sign in first")
     if request.method in UNSAFE_METHODS and not g.get("pacs_bearer"):
         csrf.protect()
+    if current_user.password_temporary and request.endpoint not in TEMPORARY_PASSWORD_ENDPOINTS:
+        if is_api_request():
+            return deny(403, "the password is temporary: choose your own in the portal first")
+        return redirect(url_for("auth.change_password", next=request.full_path.rstrip("?")))
     if current_user.role not in access:
         audit("access", "denied", object_type="route", object_id=request.path)
         db.session.commit()

@@ -5,12 +5,23 @@ from __future__ import annotations
 import datetime
 import hashlib
 import secrets
+from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from core.accounts import Role, hash_password, lock_until_after_failure, verify_password
+from core.accounts import ACCOUNT_BACKOFF, ADDRESS_BACKOFF, Role, hash_password, verify_password
+from storage.audit_chain import append_audit_event
 from storage.models.accounts import ApiToken, AuditEvent, User
+from storage.sessions import end_user_sessions
+from storage.sign_in import (
+    address_key,
+    clear_failures,
+    email_key,
+    purge_forgotten,
+    read_wait,
+    record_failure,
+)
 
 TOKEN_LIFETIME = datetime.timedelta(hours=12)
 
@@ -28,6 +39,7 @@ def create_user(
     *,
     display_name: str = "",
     dicom_name: str = "",
+    temporary: bool = False,
 ) -> User:
     email = email.strip().lower()
     if session.scalar(select(User.id).where(User.email == email)) is not None:
@@ -36,12 +48,11 @@ def create_user(
         email=email,
         role=str(role),
         password_hash=hash_password(password),
+        password_temporary=temporary,
         display_name=display_name,
         dicom_name=dicom_name,
         created_at=now,
         active=True,
-        failed_logins=0,
-        session_version=1,
     )
     session.add(user)
     session.flush()
@@ -64,22 +75,58 @@ def list_radiologists(session: Session) -> list[User]:
     )
 
 
+@dataclass(frozen=True)
+class SignInResult:
+    """`user` when the password matched; else why not ("throttled", "wrong")."""
+
+    user: User | None
+    problem: str = ""
+    retry_after: int = 0  # seconds, when throttled
+
+
 def check_sign_in(
-    session: Session, email: str, password: str, now: datetime.datetime
-) -> tuple[User | None, str]:
-    """(user, "") on success, else (user or None, reason); counts failures and locks."""
+    session: Session, email: str, password: str, address: str, now: datetime.datetime
+) -> SignInResult:
+    """Check a password under the backoff of its e-mail and its client address.
+
+    An unknown e-mail, a disabled account and a wrong password take the same path: the
+    same bcrypt cost (a dummy hash), the same failure counts, the same answers.
+    """
+    keys = [email_key(email), address_key(address)]
+    wait = read_wait(session, keys, now)
+    if wait:
+        return SignInResult(None, "throttled", wait)
     user = find_user(session, email)
-    if user is None or not user.active:
-        hash_password("x" * 12)  # same cost as a real check: no user enumeration by timing
-        return None, "unknown user or wrong password"
-    if user.locked_until is not None and user.locked_until > now:
-        return user, "locked"
-    if not verify_password(password, user.password_hash):
-        user.failed_logins += 1
-        user.locked_until = lock_until_after_failure(user.failed_logins, now)
-        return user, "locked" if user.locked_until else "unknown user or wrong password"
-    user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
-    return user, ""
+    usable = user is not None and user.active
+    if verify_password(password, user.password_hash if usable else None):
+        clear_failures(session, keys[0])
+        user.last_login_at = now
+        return SignInResult(user)
+    record_failure(session, keys[0], ACCOUNT_BACKOFF, now)
+    record_failure(session, keys[1], ADDRESS_BACKOFF, now)
+    purge_forgotten(session, now)
+    return SignInResult(None, "wrong")
+
+
+def unlock_user(session: Session, user: User) -> None:
+    """An admin ends the backoff of an account (its address limits stay)."""
+    clear_failures(session, email_key(user.email))
+
+
+def set_password(
+    session: Session, user: User, password: str, now: datetime.datetime, *, temporary: bool
+) -> None:
+    """A new password ends every session and token of the user, and the account's backoff."""
+    user.password_hash = hash_password(password)
+    user.password_temporary = temporary
+    unlock_user(session, user)
+    end_sign_ins(session, user, now)
+
+
+def set_role(session: Session, user: User, role: Role, now: datetime.datetime) -> None:
+    """A new role ends every session and token: nothing keeps the old role's rights."""
+    user.role = str(role)
+    end_sign_ins(session, user, now)
 
 
 def issue_token(session: Session, user: User, now: datetime.datetime) -> tuple[str, ApiToken]:
@@ -102,13 +149,16 @@ def find_token_user(session: Session, token: str, now: datetime.datetime) -> Use
     return record.user if record.user.active else None
 
 
-def revoke_tokens(session: Session, user: User, now: datetime.datetime) -> None:
-    """Log out everywhere: every token revoked, every session cookie made stale."""
-    for record in session.scalars(
-        select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
-    ):
-        record.revoked_at = now
-    user.session_version += 1
+def end_sign_ins(
+    session: Session, user: User, now: datetime.datetime, *, keep_session: str | None = None
+) -> None:
+    """Log out everywhere: every token revoked, every session (but `keep_session`) ended."""
+    session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    end_user_sessions(session, user.id, keep=keep_session)
 
 
 def hash_token(token: str) -> str:
@@ -129,7 +179,9 @@ def write_audit(
     study_uid: str = "",
     detail: str = "",
 ) -> None:
-    session.add(
+    """Append one event to the trail, chained to the one before (see storage/audit_chain.py)."""
+    append_audit_event(
+        session,
         AuditEvent(
             at=now,
             user_email=user.email if user else email,
@@ -141,7 +193,7 @@ def write_audit(
             study_uid=study_uid[:64],
             outcome=outcome,
             detail=detail[:1024],
-        )
+        ),
     )
 
 

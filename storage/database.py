@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from storage.models import Base
@@ -31,8 +32,18 @@ def configure_sqlite(connection: Any, record: Any) -> None:
 
 
 def init_database(engine: Engine) -> None:
-    """Create the tables that do not exist yet."""
+    """Create the tables that do not exist yet, and the audit chain's head."""
+    from storage.audit_chain import start_audit_chain
+
     Base.metadata.create_all(engine)
+    with Session(engine) as session, session.begin():
+        start_audit_chain(session)
+
+
+def dialect_insert(session: Session) -> Any:
+    """The INSERT construct of the session's dialect (both have ON CONFLICT upserts)."""
+    name = session.get_bind().dialect.name
+    return postgresql.insert if name == "postgresql" else sqlite.insert
 
 
 @functools.cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from storage.models.pipeline import IngestRetry
 from storage.models.quarantine import QuarantinedStudy
 from storage.models.studies import Series, Study, StudyEvent
 from tests.support.apps import make_study
+from tests.support.clock import stop_clock
 from tests.support.services import make_env
 from tests.support.users import NOW, PASSWORD, csrf_token_of, sign_in, token_for
 
@@ -52,20 +54,30 @@ def test_cookie_session_cookie_flags(app: Flask) -> None:
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
 
 
-def test_ten_wrong_passwords_lock_the_account_and_are_audited(app: Flask) -> None:
+def test_ten_wrong_passwords_back_off_and_are_audited(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Repeated failures slow an account down (429 with Retry-After); none locks it for good
+    (the contract's 423 is gone: tests/test_sign_in.py has the backoff in detail)."""
+    stop_clock(monkeypatch, NOW)
     client = app.test_client()
-    codes = [
+    responses = [
         client.post(
             "/api/v1/auth/token", json={"email": "manager@example.org", "password": "wrong-one!"}
-        ).status_code
+        )
         for _ in range(10)
     ]
-    assert codes[:4] == [401] * 4
-    assert codes[-1] == 423
+    assert [r.status_code for r in responses] == [401] * 5 + [429] * 5
+    assert responses[-1].headers["Retry-After"] == "1"
     right = client.post(
         "/api/v1/auth/token", json={"email": "manager@example.org", "password": PASSWORD}
     )
-    assert right.status_code == 423, "a locked account stays locked even with the right password"
+    assert right.status_code == 429, "the backoff holds for the right password too"
+    stop_clock(monkeypatch, NOW + datetime.timedelta(seconds=1))
+    later = client.post(
+        "/api/v1/auth/token", json={"email": "manager@example.org", "password": PASSWORD}
+    )
+    assert later.status_code == 201
     with app.app_context():
         denied = db.session.query(AuditEvent).filter_by(action="token", outcome="denied").count()
     assert denied == 11
@@ -270,6 +282,19 @@ def test_admin_adds_and_disables_users(app: Flask) -> None:
     assert "Password refused" in refused
     form["password"] = "another-long-passphrase"
     assert client.post("/admin/users", data=form).status_code == 302
+    refused = client.post(
+        "/api/v1/auth/token", json={"email": "new.doc@example.org", "password": PASSWORD}
+    )
+    assert refused.status_code == 403 and "temporary" in refused.json["error"]
+    newcomer = app.test_client()
+    sign_in(newcomer, "new.doc")  # the admin's password is temporary: choose one first
+    page = newcomer.get("/worklist")
+    assert page.status_code == 302 and page.location.startswith("/account/password")
+    change = {"current": PASSWORD, "new": "my-own-passphrase-1", "repeat": "my-own-passphrase-1"}
+    token = csrf_token_of(newcomer.get("/account/password").get_data(as_text=True))
+    assert (
+        newcomer.post("/account/password", data={**change, "csrf_token": token}).status_code == 302
+    )
     headers = token_for(client, "new.doc")
     assert client.get("/api/v1/studies", headers=headers).status_code == 200
     with app.app_context():

@@ -423,6 +423,8 @@ EVERYONE = frozenset({A, R, F, M, S})
 # What each route must allow, decided here (not read from the routes' declarations).
 EXPECTED_ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/"): EVERYONE,
+    ("GET", "/account/password"): EVERYONE,
+    ("POST", "/account/password"): EVERYONE,
     ("GET", "/admin/audit"): frozenset({A}),
     ("GET", "/admin/quarantine"): frozenset({A}),
     ("POST", "/admin/quarantine/<orthanc_id>/<action>"): frozenset({A}),

@@ -29,7 +29,16 @@ from portal.extensions import db
 from portal.quarantine import delete_quarantined, release_quarantined
 from portal.security import audit, roles, utc_now
 from portal.worklist import parse_date
-from storage.accounts import AccountError, create_user, list_users, query_audit, revoke_tokens
+from storage.accounts import (
+    AccountError,
+    create_user,
+    end_sign_ins,
+    list_users,
+    query_audit,
+    set_password,
+    set_role,
+    unlock_user,
+)
 from storage.archive import ArchiveClient, ArchiveError
 from storage.modalities import (
     add_modality,
@@ -38,6 +47,7 @@ from storage.modalities import (
     sync_archive_modalities,
 )
 from storage.models.accounts import User
+from storage.sign_in import find_throttled
 from storage.studies import QuarantineError, list_quarantine
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="../templates")
@@ -60,7 +70,15 @@ class NewUserForm(FlaskForm):
     display_name = StringField("Name", validators=[Length(max=255)])
     role = SelectField("Role", choices=[SelectChoice(r.value, r.value) for r in Role])
     dicom_name = StringField("Name in DICOM (referrers)", validators=[Length(max=324)])
-    password = PasswordField("Initial password", validators=[DataRequired(), Length(max=256)])
+    password = PasswordField("Temporary password", validators=[DataRequired(), Length(max=256)])
+
+
+class ResetPasswordForm(FlaskForm):
+    password = PasswordField("Temporary password", validators=[DataRequired(), Length(max=256)])
+
+
+class RoleForm(FlaskForm):
+    role = SelectField("Role", choices=[SelectChoice(r.value, r.value) for r in Role])
 
 
 class NewModalityForm(FlaskForm):
@@ -145,6 +163,7 @@ def manage_users():
                     utc_now(),
                     display_name=form.display_name.data,
                     dicom_name=form.dicom_name.data,
+                    temporary=True,
                 )
             except AccountError as error:
                 flash(str(error), "error")
@@ -159,24 +178,58 @@ def manage_users():
                 flash(f"User {form.email.data} added.", "info")
                 return redirect(url_for("admin.manage_users"))
     users = list_users(db.session)
-    return render_template("admin/users.html", form=form, users=users)
+    return render_template(
+        "admin/users.html",
+        form=form,
+        users=users,
+        throttled=find_throttled(db.session, utc_now()),
+        roles=[r.value for r in Role],
+    )
 
 
 @bp.post("/users/<int:user_id>/<action>")
 @roles(Role.ADMIN)
 def change_user(user_id: int, action: str):
+    """Disable, enable or unlock an account; a new temporary password; a new role."""
     user = db.session.get(User, user_id)
-    if user is None or action not in ("disable", "enable"):
+    now = utc_now()
+    if user is None or action not in ("disable", "enable", "unlock", "password", "role"):
         flash("No such user or action.", "error")
-    elif user.id == current_user.user.id:
-        flash("You cannot disable your own account.", "error")
+    elif user.id == current_user.user_id and action != "unlock":
+        flash(
+            "Change your own account on the Password page; another admin changes its role.", "error"
+        )
+    elif action == "password":
+        form = ResetPasswordForm()
+        problems = find_password_problems(form.password.data or "", email=user.email)
+        if problems:
+            flash("Password refused: it " + "; it ".join(problems), "error")
+        else:
+            set_password(db.session, user, form.password.data, now, temporary=True)
+            audit("user_set_password", object_type="user", object_id=user.email, detail="temporary")
+            db.session.commit()
+            flash(
+                f"{user.email} has a temporary password: they choose their own at sign-in.", "info"
+            )
+    elif action == "role":
+        role = RoleForm().role.data
+        if role not in {r.value for r in Role}:
+            flash("Unknown role.", "error")
+        else:
+            set_role(db.session, user, Role(role), now)
+            audit("user_role", object_type="user", object_id=user.email, detail=f"role={role}")
+            db.session.commit()
+            flash(f"{user.email} is now {role}; their sessions and tokens have ended.", "info")
     else:
-        user.active = action == "enable"
-        if not user.active:
-            revoke_tokens(db.session, user, utc_now())
+        if action == "unlock":
+            unlock_user(db.session, user)
+        else:
+            user.active = action == "enable"
+            if not user.active:
+                end_sign_ins(db.session, user, now)
         audit(f"user_{action}", object_type="user", object_id=user.email)
         db.session.commit()
-        flash(f"User {user.email} {action}d.", "info")
+        flash(f"User {user.email} {'unlocked' if action == 'unlock' else action + 'd'}.", "info")
     return redirect(url_for("admin.manage_users"))
 
 

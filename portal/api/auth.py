@@ -27,25 +27,41 @@ class IssuedToken(Schema):
 @public
 @bp.input(Credentials, arg_name="credentials")
 @bp.output(IssuedToken, status_code=201)
-@bp.doc(summary="Exchange e-mail and password for a bearer token (423 once locked)")
+@bp.doc(
+    summary="Exchange e-mail and password for a bearer token",
+    description="401 on a wrong password; 429 with Retry-After while repeated failures of "
+    "the e-mail or the client address back off; 403 while the password is temporary.",
+)
 def create_token(credentials: dict[str, str]) -> dict[str, object]:
     now = utc_now()
-    user, problem = check_sign_in(db.session, credentials["email"], credentials["password"], now)
+    email = credentials["email"].strip().lower()
+    result = check_sign_in(
+        db.session, email, credentials["password"], request.remote_addr or "", now
+    )
+    user = result.user
+    temporary = user is not None and user.password_temporary
+    problem = result.problem or ("temporary password" if temporary else "")
     write_audit(
         db.session,
         action="token",
         outcome="denied" if problem else "success",
         now=now,
-        user=user if not problem else None,
-        email=credentials["email"].lower(),
+        user=user,
+        email=email,
         client_ip=request.remote_addr or "",
         detail=problem,
     )
-    if problem:
-        db.session.commit()
-        if problem == "locked":
-            abort(423, "the account is locked after repeated failures; try again later")
+    db.session.commit()
+    if result.problem == "throttled":
+        abort(
+            429,
+            f"too many failed sign-ins: try again in {result.retry_after} seconds",
+            headers={"Retry-After": str(result.retry_after)},
+        )
+    if user is None:
         abort(401, "unknown e-mail or wrong password")
+    if temporary:
+        abort(403, "the password is temporary: sign in to the portal and choose your own first")
     token, record = issue_token(db.session, user, now)
     db.session.commit()
     return {"token": token, "expires_at": record.expires_at}

@@ -17,6 +17,7 @@ from storage.models import (
     pipeline,
     quarantine,
     reports,
+    sign_in,
     studies,
 )
 from storage.models.base import Base
@@ -30,5 +31,6 @@ __all__ = [
     "pipeline",
     "quarantine",
     "reports",
+    "sign_in",
     "studies",
 ]

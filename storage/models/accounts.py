@@ -11,7 +11,7 @@ from storage.models.base import Base, UtcDateTime
 
 
 class User(Base):
-    """A person who signs in to the portal; `session_version` bumps to log out everywhere."""
+    """A person who signs in to the portal (sessions: storage/models/sign_in.py)."""
 
     __tablename__ = "users"
 
@@ -22,10 +22,9 @@ class User(Base):
     dicom_name: Mapped[str] = mapped_column(String(324), default="")
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str] = mapped_column(String(128))
+    # Set by an admin's reset or `--temporary`: the portal asks for a new one first.
+    password_temporary: Mapped[bool] = mapped_column(default=False)
     active: Mapped[bool] = mapped_column(default=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime)
-    session_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime)
     last_login_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime)
 
@@ -46,7 +45,10 @@ class ApiToken(Base):
 
 
 class AuditEvent(Base):
-    """Append-only trail of who did or saw what; nothing updates or deletes it."""
+    """Append-only trail of who did or saw what; nothing updates or deletes it.
+
+    `chain_hash` links each event to the one before (storage/audit_chain.py).
+    """
 
     __tablename__ = "audit_events"
 
@@ -61,3 +63,14 @@ class AuditEvent(Base):
     study_uid: Mapped[str] = mapped_column(String(64), default="", index=True)
     outcome: Mapped[str] = mapped_column(String(16))  # success, denied, error
     detail: Mapped[str] = mapped_column(String(1024), default="")
+    chain_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditChainHead(Base):
+    """The end of the audit chain (a single row, also the appenders' lock)."""
+
+    __tablename__ = "audit_chain"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_hash: Mapped[str] = mapped_column(String(64), default="")
+    event_count: Mapped[int] = mapped_column(Integer, default=0)
