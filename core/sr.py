@@ -20,10 +20,8 @@ from pydicom.filewriter import dcmwrite
 from pydicom.sr.codedict import codes
 from pydicom.uid import ComprehensiveSRStorage
 
-from core import tags as tg
-from core.records import NON_IMAGING_MODALITIES
+from core.evidence import EvidenceInstance, StudyHeader
 from core.reports import SECTIONS
-from core.tags import Tags
 
 CHARACTER_SET = "ISO_IR 192"  # UTF-8: report text and names in any language
 MANUFACTURER = "PACS platform"
@@ -39,30 +37,6 @@ SECTION_CODES = {
     "impression": (codes.DCM.Impressions, codes.DCM.Impression),
 }
 ADDENDUM_CODES = (codes.DCM.Addendum, codes.DCM.Comment)
-
-
-@dataclass(frozen=True)
-class EvidenceInstance:
-    series_instance_uid: str
-    sop_instance_uid: str
-    sop_class_uid: str
-
-
-@dataclass(frozen=True)
-class StudyHeader:
-    """Patient and study attributes the SR repeats, as the archive's DICOM gives them."""
-
-    study_instance_uid: str
-    patient_name: str = ""
-    patient_id: str = ""
-    patient_birth_date: str = ""
-    patient_sex: str = ""
-    study_date: str = ""
-    study_time: str = ""
-    accession_number: str = ""
-    study_id: str = ""
-    referring_physician: str = ""
-    institution: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,34 +69,6 @@ class SignedReport:
     @property
     def verified(self) -> bool:
         return self.kind != "preliminary"
-
-
-def read_study_evidence(instances: Sequence[Tags]) -> tuple[StudyHeader, list[EvidenceInstance]]:
-    """The header and the evidence (every instance but documents) from Orthanc's short tags."""
-    images = [i for i in instances if tg.get_text(i, tg.MODALITY) not in NON_IMAGING_MODALITIES]
-    first = (images or list(instances))[0]
-    header = StudyHeader(
-        study_instance_uid=tg.get_text(first, tg.STUDY_INSTANCE_UID),
-        patient_name=tg.get_text(first, tg.PATIENT_NAME),
-        patient_id=tg.get_text(first, tg.PATIENT_ID),
-        patient_birth_date=tg.get_text(first, tg.PATIENT_BIRTH_DATE),
-        patient_sex=tg.get_text(first, tg.PATIENT_SEX),
-        study_date=tg.get_text(first, tg.STUDY_DATE),
-        study_time=tg.get_text(first, tg.STUDY_TIME),
-        accession_number=tg.get_text(first, tg.ACCESSION_NUMBER),
-        study_id=tg.get_text(first, tg.STUDY_ID),
-        referring_physician=tg.get_text(first, tg.REFERRING_PHYSICIAN_NAME),
-        institution=tg.get_text(first, tg.INSTITUTION_NAME),
-    )
-    evidence = [
-        EvidenceInstance(
-            series_instance_uid=tg.get_text(i, tg.SERIES_INSTANCE_UID),
-            sop_instance_uid=tg.get_text(i, tg.SOP_INSTANCE_UID),
-            sop_class_uid=tg.get_text(i, tg.SOP_CLASS_UID),
-        )
-        for i in images
-    ]
-    return header, sorted(evidence, key=lambda e: (e.series_instance_uid, e.sop_instance_uid))
 
 
 def build_report_sr(

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from core.ingest import Assessment
 from core.records import SeriesRecord, StudyStatus
+from storage.evidence import save_evidence
 from storage.models.pipeline import IngestRetry, PipelineState
 from storage.models.quarantine import QuarantinedStudy
 from storage.models.studies import Series, Study, StudyEvent
@@ -57,6 +58,9 @@ def save_assessment(session: Session, assessment: Assessment, now: datetime.date
     study.ingested_at = now
     study.warnings = [finding.as_dict() for finding in assessment.findings]
     merge_series(study, record.series)
+    if assessment.header is not None:
+        session.flush()  # a new study's id
+        save_evidence(session, study.id, assessment.header, assessment.evidence)
     return outcome
 
 

@@ -11,6 +11,7 @@ scale: only the URL changes. The portal uses these same models through Flask-SQL
 
 from storage.models import (
     accounts,
+    evidence,
     exports,
     imports,
     modalities,
@@ -25,6 +26,7 @@ from storage.models.base import Base
 __all__ = [
     "Base",
     "accounts",
+    "evidence",
     "exports",
     "imports",
     "modalities",
