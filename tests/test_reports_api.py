@@ -36,6 +36,7 @@ from tests.support.reports import (
     fetch_sr,
     ingest,
     observer_name,
+    part10_of,
     predecessor_uids,
     read_part10,
     section_texts,
@@ -43,6 +44,7 @@ from tests.support.reports import (
     wait_until_archived,
 )
 from tests.support.services import find_free_port
+from tests.support.studies import clone_study
 
 pytestmark = pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="needs dicom3tools")
 
@@ -362,6 +364,40 @@ def test_signing_succeeds_with_the_archive_down_and_the_outbox_delivers(
     assert send_pending_reports.fn(setup.settings).sent == 1
     series = archive.find("Series", {"SeriesInstanceUID": documents[0]["series_instance_uid"]})
     assert len(series) == 1 and len(series[0]["Instances"]) == 2
+
+
+def test_a_late_series_joins_a_reported_study(setup: Setup, archive: ArchiveClient) -> None:
+    client = setup.app.test_client()
+    rad = token_for(client, "rad@example.org")
+    url = f"/api/v1/studies/{setup.study_uid}/report"
+    etag = client.put(url, json=DRAFT, headers={**rad, "If-Match": '"0"'}).headers["ETag"]
+    assert client.post(f"{url}/finalize", headers={**rad, "If-Match": etag}).status_code == 201
+    assert wait_until_archived(client, url, rad)["archived"] is True
+    with setup.app.app_context():
+        before = db.session.scalar(select(Study))
+        received_at, instances = before.received_at, before.instance_count
+
+    # A series arrives after the report (a reconstruction sent late): the study is updated.
+    late = clone_study("CR", limit=1, PatientName="Ødegård^Åse", ReferringPhysicianName=REFERRER_PN)
+    late[0].StudyInstanceUID = setup.study_uid
+    archive.upload_instance(part10_of(late[0]))
+    ingest(setup.app, archive, setup.orthanc_id)
+    with setup.app.app_context():
+        study = db.session.scalar(select(Study))
+        assert study.status == "final", "a late series does not reopen the report"
+        assert study.instance_count == instances + 2  # the late image and our own SR
+        assert study.received_at == received_at, "turnaround counts from the first completion"
+        assert late[0].SeriesInstanceUID in {s.series_instance_uid for s in study.series}
+
+    # An addendum's SR names the late image as evidence too, from what ingestion recorded.
+    addendum = client.post(f"{url}/addenda", json={"text": "Late series reviewed."}, headers=rad)
+    assert addendum.status_code == 201, addendum.json
+    document = wait_until_archived(client, url, rad)["documents"][-1]
+    part10 = fetch_sr(
+        archive, setup.study_uid, document["series_instance_uid"], document["sop_instance_uid"]
+    )
+    assert dciodvfy_errors(part10) == []
+    assert evidence_uids(read_part10(part10)) == setup.image_uids | {late[0].SOPInstanceUID}
 
 
 def test_reports_from_elsewhere_show_as_external_reports(
