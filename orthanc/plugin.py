@@ -38,13 +38,12 @@ NOTIFIED = {
     orthanc.ChangeType.STABLE_STUDY: "StableStudy",
     orthanc.ChangeType.DELETED: "Deleted",
 }
-# NotifyArriving -> (the change, its level, its name in the notification).
-ARRIVING = {
-    "instance": (orthanc.ChangeType.NEW_STUDY, orthanc.ResourceType.STUDY, "NewStudy"),
-    "series": (orthanc.ChangeType.STABLE_SERIES, orthanc.ResourceType.SERIES, "StableSeries"),
-}
+# NotifyArriving -> the changes forwarded while a study arrives: (change, level) -> name.
+NEW_STUDY = {(orthanc.ChangeType.NEW_STUDY, orthanc.ResourceType.STUDY): "NewStudy"}
+STABLE_SERIES = {(orthanc.ChangeType.STABLE_SERIES, orthanc.ResourceType.SERIES): "StableSeries"}
+ARRIVING = {"instance": {**NEW_STUDY, **STABLE_SERIES}, "series": STABLE_SERIES}
 delivering = threading.Event()
-arriving: dict = {}  # the ARRIVING entry in force, if any
+arriving: dict = {}  # the ARRIVING entry in force
 
 
 def read_platform_config() -> dict:
@@ -148,9 +147,7 @@ def on_change(change_type, level, resource_id) -> None:
                 daemon=True,
             )
             thread.start()
-            entry = ARRIVING.get(config.get("NotifyArriving", ""))
-            if entry is not None:
-                arriving["entry"] = entry
+            arriving.update(ARRIVING.get(config.get("NotifyArriving", ""), {}))
             delivering.set()
     elif delivering.is_set() and (name := notified_name(change_type, level)):
         try:
@@ -170,10 +167,7 @@ def notified_name(change_type, level):
     """The notification's name for this change, or None when it is not forwarded."""
     if change_type in NOTIFIED and level == orthanc.ResourceType.STUDY:
         return NOTIFIED[change_type]
-    entry = arriving.get("entry")
-    if entry is not None and (change_type, level) == entry[:2]:
-        return entry[2]
-    return None
+    return arriving.get((change_type, level))
 
 
 orthanc.RegisterOnChangeCallback(on_change)

@@ -186,9 +186,15 @@ def test_webhook_refuses_wrong_secret_and_bad_ids(pipeline_settings: Settings) -
     )
     assert 400 <= not_json.status_code < 500
     assert submitted == []
+    for refused in ({"ChangeType": "NewInstance"}, {"ResourceType": "Series"}):
+        answer = client.post("/api/v1/hooks/orthanc", json={**notice, **refused}, headers=secret)
+        assert answer.status_code == 422 and "StableSeries" in answer.json["error"]
+    assert submitted == []
     ok = client.post("/api/v1/hooks/orthanc", json=notice, headers=secret)
     assert ok.status_code == 202
-    assert submitted == [notice["ID"]]
+    arriving = {**notice, "ChangeType": "StableSeries"}
+    assert client.post("/api/v1/hooks/orthanc", json=arriving, headers=secret).status_code == 202
+    assert submitted == [notice["ID"], notice["ID"]]
 
 
 def test_quarantine_release_and_delete_from_the_cli(
