@@ -46,10 +46,12 @@ class TimedPipeline:
 
     def __init__(self, pipeline) -> None:
         self.pipeline = pipeline
-        self.notified: dict[str, float] = {}
+        self.notified: dict[str, float] = {}  # the first notification (StableSeries, arriving)
+        self.latest: dict[str, float] = {}  # the last one (StableStudy, complete)
 
     def submit(self, orthanc_study_id: str) -> None:
         self.notified.setdefault(orthanc_study_id, time.time())
+        self.latest[orthanc_study_id] = time.time()
         self.pipeline.submit(orthanc_study_id)
 
 
@@ -219,9 +221,9 @@ def main() -> None:
             prefect_server.wait()
 
     latencies = [
-        row.ingested_at.timestamp() - timed.notified[row.orthanc_id]
+        row.ingested_at.timestamp() - timed.latest[row.orthanc_id]
         for row in rows
-        if row.orthanc_id in timed.notified
+        if row.orthanc_id in timed.latest
     ]
     runs = pipeline.run_seconds
     processed = sum(instances for _, instances in runs)
