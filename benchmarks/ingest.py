@@ -9,9 +9,15 @@ dcmtk's storescu (TCP_NODELAY) and prints, for the same run:
 - the pipeline's processing rate (instances/s inside `ingest_study` runs),
 - the time from a study's stable notification to its worklist row (p50, p95),
 - the pipeline's capacity once the archive is quiet: the same studies ingested
-  again, one flow run per study and then all in one `ingest_studies` run.
+  again, one flow run per study and then all in one `ingest_studies` run,
+- big studies (`--instances 3000`: CT in series of 300, sent series after series, one
+  association each, as scanners do): the time from a study's first complete series (its
+  StableSeries notification) to its "arriving" worklist row, from its last instance to its
+  complete row (the stable age included), and the pipeline's peak memory ingesting one
+  study (tracemalloc, Python allocations, in a run of its own).
 
     .venv/bin/python benchmarks/ingest.py [--studies 20] [--instances 100]
+    .venv/bin/python benchmarks/ingest.py --instances 3000      # 2 studies unless --studies
 """
 
 from __future__ import annotations
@@ -24,18 +30,15 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from tests.support.big_studies import BigStudy  # noqa: E402
 from tests.support.services import make_env, start_prefect_server  # noqa: E402
-from tests.support.studies import (  # noqa: E402
-    clone_study,
-    register_test_callers,
-    run_storescu,
-    write_files,
-)
+from tests.support.studies import register_test_callers, run_storescu  # noqa: E402
 
 
 class TimedPipeline:
@@ -43,10 +46,12 @@ class TimedPipeline:
 
     def __init__(self, pipeline) -> None:
         self.pipeline = pipeline
-        self.notified: dict[str, float] = {}
+        self.notified: dict[str, float] = {}  # the first notification (StableSeries, arriving)
+        self.latest: dict[str, float] = {}  # the last one (StableStudy, complete)
 
     def submit(self, orthanc_study_id: str) -> None:
         self.notified.setdefault(orthanc_study_id, time.time())
+        self.latest[orthanc_study_id] = time.time()
         self.pipeline.submit(orthanc_study_id)
 
 
@@ -67,6 +72,45 @@ class StageClock:
         return timed
 
 
+class RowWatcher:
+    """Polls the worklist every 50 ms: when each study was first seen arriving, and complete."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.arriving: dict[str, float] = {}
+        self.complete: dict[str, float] = {}
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        from sqlalchemy import select
+
+        from storage.database import open_session
+        from storage.models.arrivals import StudyArrival
+        from storage.models.studies import Study
+
+        while not self.stopping.wait(0.05):
+            with open_session(self.database_url) as session:
+                rows = session.execute(
+                    select(Study.study_instance_uid, StudyArrival.study_id).outerjoin(
+                        StudyArrival, StudyArrival.study_id == Study.id
+                    )
+                ).all()
+            now = time.time()
+            for uid, arrival in rows:
+                target = self.arriving if arrival is not None else self.complete
+                target.setdefault(uid, now)
+
+
+def describe(values: list[float]) -> str:
+    if not values:
+        return "none seen"
+    return (
+        f"p50 {statistics.median(values):.3f} s, p95 {percentile(values, 0.95):.3f} s, "
+        f"max {max(values):.3f} s (n={len(values)})"
+    )
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
@@ -74,9 +118,10 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--studies", type=int, default=20)
+    parser.add_argument("--studies", type=int, help="default 20, or 2 beyond 300 instances")
     parser.add_argument("--instances", type=int, default=100)
     args = parser.parse_args()
+    args.studies = args.studies or (20 if args.instances <= 300 else 2)
 
     with tempfile.TemporaryDirectory(prefix="pacs-bench-") as tmp:
         home = Path(tmp)
@@ -116,22 +161,24 @@ def main() -> None:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
             pipeline.start()
-            folders = []
-            for index in range(args.studies):
-                datasets = clone_study("CT", limit=1)
-                template = datasets[0]
-                for number in range(1, args.instances):
-                    clone = clone_study("CT", limit=1)[0]
-                    clone.StudyInstanceUID = template.StudyInstanceUID
-                    clone.SeriesInstanceUID = template.SeriesInstanceUID
-                    clone.InstanceNumber = number + 1
-                    datasets.append(clone)
-                folders.append(home / f"study{index}")
-                write_files(datasets, folders[-1])
+            watcher = RowWatcher(settings.database_url)
+            watcher.thread.start()
+            studies = [BigStudy(args.instances) for _ in range(args.studies)]
+            folders = [
+                [
+                    study.write(home / f"study{i}" / f"series{j}", range(j, j + 1))
+                    for j in range(len(study.series_uids))
+                ]
+                for i, study in enumerate(studies)
+            ]
             # Warm-up: the first flow run pays for imports and connections.
             time.sleep(1)
             started = time.perf_counter()
-            run_storescu(settings, folders)
+            sent: dict[str, float] = {}  # study UID -> when its last instance was stored
+            for study, series_folders in zip(studies, folders, strict=True):
+                for folder in series_folders:
+                    run_storescu(settings, [folder])
+                sent[study.study_instance_uid] = time.time()
             send_seconds = time.perf_counter() - started
             total = args.studies * args.instances
 
@@ -143,6 +190,10 @@ def main() -> None:
                 if len(rows) >= args.studies:
                     break
                 time.sleep(0.2)
+            complete_by = time.monotonic() + 60
+            while len(watcher.complete) < args.studies and time.monotonic() < complete_by:
+                time.sleep(0.2)
+            watcher.stopping.set()
             pipeline.stop()
             live_fetch, live_record = fetch_clock.seconds, record_clock.seconds
             ids = [row.orthanc_id for row in rows]
@@ -157,6 +208,10 @@ def main() -> None:
                 started = time.perf_counter()
                 ingest_studies(ids)
                 batch_seconds = time.perf_counter() - started
+                tracemalloc.start()
+                ingest_study(ids[0])
+                peak_bytes = tracemalloc.get_traced_memory()[1]
+                tracemalloc.stop()
         finally:
             pipeline.stop()
             server.shutdown()
@@ -166,9 +221,9 @@ def main() -> None:
             prefect_server.wait()
 
     latencies = [
-        row.ingested_at.timestamp() - timed.notified[row.orthanc_id]
+        row.ingested_at.timestamp() - timed.latest[row.orthanc_id]
         for row in rows
-        if row.orthanc_id in timed.notified
+        if row.orthanc_id in timed.latest
     ]
     runs = pipeline.run_seconds
     processed = sum(instances for _, instances in runs)
@@ -200,6 +255,23 @@ def main() -> None:
             f"stable -> worklist        p50 {statistics.median(latencies):.3f} s, "
             f"p95 {percentile(latencies, 0.95):.3f} s, max {max(latencies):.3f} s"
         )
+    orthanc_ids = {row.study_instance_uid: row.orthanc_id for row in rows}
+    first_series = [
+        watcher.arriving[uid] - timed.notified[orthanc_ids[uid]]
+        for uid in watcher.arriving
+        if orthanc_ids.get(uid) in timed.notified
+    ]
+    last_instance = [watcher.complete[uid] - sent[uid] for uid in sent if uid in watcher.complete]
+    print(
+        f"first series -> arriving  {describe(first_series)}  "
+        f"(from its StableSeries notification; goal <= 1 s)"
+    )
+    print(f"last instance -> complete {describe(last_instance)}  (stable age 2 s included)")
+    print(
+        f"pipeline peak memory      {peak_bytes / 2**20:.1f} MiB of Python allocations "
+        f"ingesting one {args.instances}-instance study (tracemalloc)"
+    )
+    print(f"load average              {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"date                      {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
 
 

@@ -10,7 +10,11 @@ Then, in one run:
   browser cache) and for later visits (median of several);
 - every frame of the series fetched through the portal's `/dicom-web/` proxy and straight
   from Orthanc, the same requests with the same concurrency, alternating rounds:
-  frames/s of both and their ratio.
+  frames/s of both and their ratio;
+- the series metadata (what OHIF asks for first) through the proxy: its size on the wire
+  (gzip, as browsers ask) and unpacked, and the time to the last byte (median of rounds).
+
+`--slices 3000` is a trauma CT's size.
 
     .venv/bin/python benchmarks/viewer.py [--slices 200] [--visits 5] [--rounds 3]
 """
@@ -20,7 +24,9 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import gzip
 import multiprocessing
+import os
 import re
 import statistics
 import sys
@@ -78,12 +84,30 @@ def make_ct(slices: int) -> list:
 
 
 def store(client: ArchiveClient, datasets: list) -> str:
-    study_ids = set()
-    for ds in datasets:
-        buffer = BytesIO()
-        ds.save_as(buffer, enforce_file_format=True)
-        study_ids.add(client.upload_instance(buffer.getvalue()).study_id)
-    return study_ids.pop()
+    """STOW the instances, 50 a request; the Orthanc id of their study."""
+    for start in range(0, len(datasets), 50):
+        files = []
+        for ds in datasets[start : start + 50]:
+            buffer = BytesIO()
+            ds.save_as(buffer, enforce_file_format=True)
+            files.append(buffer.getvalue())
+        client.store_instances(files)
+    return client.find_study_ids(datasets[0].StudyInstanceUID)[0]
+
+
+def measure_metadata(http: requests.Session, url: str, rounds: int) -> tuple[float, int, int]:
+    """Median seconds to the last byte of the series metadata, its gzip and unpacked sizes."""
+    timings, wire, size = [], 0, 0
+    for _ in range(rounds):
+        started = time.perf_counter()
+        with http.get(url, headers={"Accept-Encoding": "gzip"}, stream=True, timeout=120) as answer:
+            answer.raise_for_status()
+            raw = b"".join(answer.raw.stream(65536, decode_content=False))
+        timings.append(time.perf_counter() - started)
+        wire = len(raw)
+        encoded = answer.headers.get("Content-Encoding") == "gzip"
+        size = len(gzip.decompress(raw)) if encoded else wire
+    return statistics.median(timings), wire, size
 
 
 def measure_first_image(browser, portal_url: str, study_uid: str, visits: int) -> list[float]:
@@ -263,6 +287,15 @@ def main() -> None:
             print(f"    straight from Orthanc: {direct_rate:7.0f} frames/s")
             print(f"    through the proxy:     {proxy_rate:7.0f} frames/s")
             print(f"    ratio proxy/direct:    {proxy_rate / direct_rate:7.2f} (goal >= 0.8)")
+            path = f"/dicom-web/studies/{study_uid}/series/{series_uid}/metadata"
+            seconds, wire, size = measure_metadata(proxy, f"{portal_url}{path}", args.rounds)
+            direct_seconds, _, _ = measure_metadata(direct, f"{settings.orthanc_url}{path}", 1)
+            print(
+                f"  series metadata through the proxy ({frames} instances): "
+                f"{wire / 1024:.0f} KiB on the wire, {size / 1024:.0f} KiB unpacked, "
+                f"{seconds:.2f} s to the last byte (straight from Orthanc {direct_seconds:.2f} s)"
+            )
+            print(f"  load average: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
         finally:
             if server is not None:
                 server.terminate()

@@ -55,6 +55,9 @@ class Settings:
         default_factory=lambda: dict(DEFAULT_TAT_TARGETS)
     )  # minutes received -> final, per priority
     warehouse_refresh_every: int = 300  # seconds
+    # When a study still arriving first shows on the worklist: its first instance, the first
+    # complete (stable) series, or only once the whole study is stable.
+    worklist_arriving: str = "series"
     # A second, research Orthanc that research exports are sent to by STOW instead of a ZIP.
     research_orthanc_url: str = ""
     research_orthanc_user: str = ""
@@ -122,6 +125,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             for priority, minutes in DEFAULT_TAT_TARGETS.items()
         },
         warehouse_refresh_every=_read_int(env, "PACS_WAREHOUSE_REFRESH_EVERY", 300, minimum=10),
+        worklist_arriving=_read_choice(env, "PACS_WORKLIST_ARRIVING", ARRIVING_CHOICES, "series"),
         research_orthanc_url=env.get("PACS_RESEARCH_ORTHANC_URL", "").rstrip("/"),
         research_orthanc_user=env.get("PACS_RESEARCH_ORTHANC_USER", ""),
         research_orthanc_password=env.get("PACS_RESEARCH_ORTHANC_PASSWORD", ""),
@@ -210,6 +214,16 @@ def _read_viewer_user(env: Mapping[str, str], orthanc_user: str) -> str:
             "and contain no colon"
         )
     return user
+
+
+ARRIVING_CHOICES = ("instance", "series", "stable")
+
+
+def _read_choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r} is not one of {', '.join(choices)}")
+    return value
 
 
 def _read_aet(value: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.evidence import EvidenceInstance, StudyHeader, read_study_evidence
 from core.records import ArchivedStudy, StudyRecord, build_study_record
 from core.validation import Finding, Severity, ValidationPolicy, has_errors, validate_study
 
@@ -12,6 +13,8 @@ from core.validation import Finding, Severity, ValidationPolicy, has_errors, val
 class Assessment:
     record: StudyRecord
     findings: tuple[Finding, ...]
+    header: StudyHeader | None = None  # what its report SRs repeat; None for an empty study
+    evidence: tuple[EvidenceInstance, ...] = ()
 
     @property
     def quarantined(self) -> bool:
@@ -31,7 +34,13 @@ def assess_study(
     )
     if released:
         findings = [override_error(finding) for finding in findings]
-    return Assessment(record=build_study_record(study), findings=tuple(findings))
+    header, evidence = read_study_evidence(study.instances) if study.instances else (None, [])
+    return Assessment(
+        record=build_study_record(study),
+        findings=tuple(findings),
+        header=header,
+        evidence=tuple(evidence),
+    )
 
 
 UNRELEASABLE = frozenset({"EMPTY_STUDY", "MISSING_STUDY_UID", "MULTIPLE_PATIENTS"})

@@ -1,4 +1,6 @@
 """Orthanc Python plugin: tell the platform when a study has become stable or was deleted,
+and, per `NotifyArriving`, when a study starts arriving (its first instance, `instance`) or
+one of its series is complete (`series`), so that it shows on the worklist before it is whole;
 and hold the viewer's archive account to reading DICOMweb.
 
 Runs inside Orthanc's embedded interpreter, so it uses the standard library
@@ -30,13 +32,18 @@ ATTEMPTS = 5
 FIRST_BACKOFF_SECONDS = 0.5
 QUEUE_SIZE = 10000
 
-pending: "queue.Queue[tuple[str, str] | None]" = queue.Queue(maxsize=QUEUE_SIZE)
+pending: "queue.Queue[tuple[str, str, str] | None]" = queue.Queue(maxsize=QUEUE_SIZE)
 # Orthanc's /changes feed does not keep deletions: they are forwarded as they happen.
 NOTIFIED = {
     orthanc.ChangeType.STABLE_STUDY: "StableStudy",
     orthanc.ChangeType.DELETED: "Deleted",
 }
+# NotifyArriving -> the changes forwarded while a study arrives: (change, level) -> name.
+NEW_STUDY = {(orthanc.ChangeType.NEW_STUDY, orthanc.ResourceType.STUDY): "NewStudy"}
+STABLE_SERIES = {(orthanc.ChangeType.STABLE_SERIES, orthanc.ResourceType.SERIES): "StableSeries"}
+ARRIVING = {"instance": {**NEW_STUDY, **STABLE_SERIES}, "series": STABLE_SERIES}
 delivering = threading.Event()
+arriving: dict = {}  # the ARRIVING entry in force
 
 
 def read_platform_config() -> dict:
@@ -98,7 +105,10 @@ def deliver_notifications(url: str, secret: str) -> None:
         item = pending.get()
         if item is None:
             return
-        change, study_id = item
+        change, level, resource_id = item
+        study_id = find_study(level, resource_id)
+        if study_id is None:
+            continue
         backoff = FIRST_BACKOFF_SECONDS
         for attempt in range(1, ATTEMPTS + 1):
             try:
@@ -115,6 +125,16 @@ def deliver_notifications(url: str, secret: str) -> None:
                     backoff *= 2
 
 
+def find_study(level, resource_id: str):
+    """The Orthanc id of the resource's study (None for a series deleted since)."""
+    if level == orthanc.ResourceType.STUDY:
+        return resource_id
+    try:
+        return json.loads(orthanc.RestApiGet(f"/series/{resource_id}"))["ParentStudy"]
+    except Exception:  # gone since: the study's own notifications follow
+        return None
+
+
 def on_change(change_type, level, resource_id) -> None:
     if change_type == orthanc.ChangeType.ORTHANC_STARTED:
         config = read_platform_config()
@@ -127,10 +147,11 @@ def on_change(change_type, level, resource_id) -> None:
                 daemon=True,
             )
             thread.start()
+            arriving.update(ARRIVING.get(config.get("NotifyArriving", ""), {}))
             delivering.set()
-    elif change_type in NOTIFIED and level == orthanc.ResourceType.STUDY and delivering.is_set():
+    elif delivering.is_set() and (name := notified_name(change_type, level)):
         try:
-            pending.put_nowait((NOTIFIED[change_type], resource_id))
+            pending.put_nowait((name, level, resource_id))
         except queue.Full:
             orthanc.LogWarning(
                 f"pacs: notification queue full, {resource_id} left to reconciliation"
@@ -140,6 +161,13 @@ def on_change(change_type, level, resource_id) -> None:
         # When the queue is full the daemon thread simply ends with Orthanc's process.
         with contextlib.suppress(queue.Full):
             pending.put_nowait(None)
+
+
+def notified_name(change_type, level):
+    """The notification's name for this change, or None when it is not forwarded."""
+    if change_type in NOTIFIED and level == orthanc.ResourceType.STUDY:
+        return NOTIFIED[change_type]
+    return arriving.get((change_type, level))
 
 
 orthanc.RegisterOnChangeCallback(on_change)

@@ -119,6 +119,7 @@ def render_config(settings: Settings, modalities: Sequence[Modality] = ()) -> st
         "accept_any": settings.dicom_accept_any,
         "check_host": settings.dicom_check_host,
         "modalities": {m.aet: to_archive_definition(m) for m in modalities},
+        "notify_arriving": settings.worklist_arriving,
     }
     encoded = {key: json.dumps(value) for key, value in values.items()}
     return Template(CONFIG_TEMPLATE.read_text()).substitute(encoded)

@@ -15,6 +15,7 @@ from config.settings import load_settings
 from core.records import format_person_name
 from portal.extensions import csrf, db, login_manager
 from portal.import_service import UploadRequest
+from portal.report_delivery import ReportDelivery
 from portal.security import deny, enforce_access
 from storage.database import configure_sqlite, init_database
 
@@ -58,6 +59,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     # Where stable-study notifications and approved exports go (`pacs.wsgi`, `pacs up`);
     # without one they wait for the next reconciliation.
     app.extensions["pacs_dispatcher"] = app.config.get("PACS_PIPELINE")
+    app.extensions["pacs_report_delivery"] = ReportDelivery(app)
 
     db.init_app(app)
     login_manager.init_app(app)

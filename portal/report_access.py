@@ -1,26 +1,20 @@
-"""Who may read which report, refusals, and the first attempt to archive a signed one;
-shared by the report pages and the API."""
+"""Who may read which report, and refusals; shared by the report pages and the API."""
 
 from __future__ import annotations
 
 from typing import NoReturn
 
 from apiflask import abort
-from flask import current_app
 from flask_login import current_user
 
 from core.accounts import Role
 from core.reports import ReportError, ReportStatus
 from portal.extensions import db
-from portal.security import audit_study, utc_now
-from storage.archive import ArchiveClient
+from portal.security import audit_study
 from storage.models.reports import Report
 from storage.models.studies import Study
 from storage.referrals import is_referred_to
-from storage.report_archive import try_send_report_document
 from storage.reports import find_report
-
-ARCHIVE_TIMEOUT = 5.0  # seconds; past that the outbox sends it later
 
 
 def load_readable_report(study: Study) -> tuple[Study, Report | None]:
@@ -44,14 +38,3 @@ def refuse(action: str, study_uid: str, error: ReportError) -> NoReturn:
     audit_study(action, study_uid, "denied", detail=str(error))
     db.session.commit()
     abort(error.status, str(error))
-
-
-def archive_now(document_id: int) -> bool:
-    """Send the just-signed document to the archive; if it cannot, the outbox will."""
-    settings = current_app.config["PACS_SETTINGS"]
-    with ArchiveClient.from_settings(settings, timeout=ARCHIVE_TIMEOUT) as client:
-        error = try_send_report_document(db.session, client, document_id, utc_now())
-    db.session.commit()
-    if error is not None:
-        current_app.logger.warning("report document %s queued: %s", document_id, error)
-    return error is None

@@ -13,7 +13,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import ijson
 import requests
+import urllib3
 from dicomweb_client.api import DICOMwebClient
 
 from config.settings import Settings
@@ -201,8 +203,19 @@ class ArchiveClient:
         )
 
     def get_study_instances_tags(self, study_id: str) -> list[JsonDict]:
-        """Every instance's tags (short format, bulk values left out) in one call."""
-        return list(self.get_json(f"/studies/{study_id}/instances-tags", short="").values())
+        """Every instance's tags (short format, bulk values left out) in one call, parsed as
+        the body arrives: a 3,000-instance study's tags are held once, never also as the
+        whole JSON text (tens of MB)."""
+        path = f"/studies/{study_id}/instances-tags"
+        response = self.request("GET", path, params={"short": ""}, stream=True)
+        with response:
+            response.raw.decode_content = True  # gzip, if Orthanc compressed it
+            try:
+                return [tags for _, tags in ijson.kvitems(response.raw, "", use_float=True)]
+            except urllib3.exceptions.HTTPError as error:
+                raise ArchiveUnavailable(
+                    f"the archive at {self.url} broke off its answer ({error})"
+                ) from error
 
     def render_series_preview(self, series_uid: str, *, height: int = 128) -> bytes:
         """A PNG of the series' middle instance (first frame), scaled to `height` pixels."""

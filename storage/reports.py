@@ -198,8 +198,8 @@ def count_pending_documents(session: Session) -> int:
     return session.scalar(query) or 0
 
 
-def load_signed_report(session: Session, document_id: int) -> tuple[SignedReport, str]:
-    """What the document's SR says, and the Orthanc id of its study."""
+def load_signed_report(session: Session, document_id: int) -> tuple[SignedReport, Study]:
+    """What the document's SR says, and its study."""
     document = session.get(ReportDocument, document_id)
     if document is None:
         raise LookupError(f"no report document {document_id}")
@@ -219,7 +219,7 @@ def load_signed_report(session: Session, document_id: int) -> tuple[SignedReport
         if earlier
         else None,
     )
-    return signed, document.report.study.orthanc_id
+    return signed, document.report.study
 
 
 def mark_archived(session: Session, document_id: int, now: datetime.datetime) -> None:

@@ -10,6 +10,8 @@ from sqlalchemy.orm import Session
 
 from core.ingest import Assessment
 from core.records import SeriesRecord, StudyStatus
+from storage.evidence import save_evidence
+from storage.models.arrivals import StudyArrival
 from storage.models.pipeline import IngestRetry, PipelineState
 from storage.models.quarantine import QuarantinedStudy
 from storage.models.studies import Series, Study, StudyEvent
@@ -24,8 +26,14 @@ class QuarantineState:
     DELETED = "deleted"
 
 
-def save_assessment(session: Session, assessment: Assessment, now: datetime.datetime) -> str:
-    """Upsert the study (or its quarantine entry); returns the outcome's name."""
+def save_assessment(
+    session: Session, assessment: Assessment, now: datetime.datetime, *, complete: bool = True
+) -> str:
+    """Upsert the study (or its quarantine entry); returns the outcome's name.
+
+    `complete` is False while the archive does not call the study stable yet: a new study is
+    then listed as arriving (its images counted as they come), and its turnaround starts when
+    it completes."""
     record = assessment.record
     study = session.scalar(select(Study).where(Study.orthanc_id == record.orthanc_id))
     entry = session.scalar(
@@ -38,16 +46,16 @@ def save_assessment(session: Session, assessment: Assessment, now: datetime.date
         return "quarantined"
     if entry is not None and entry.state == QuarantineState.OPEN:
         entry.state, entry.resolved_at = QuarantineState.CLEARED, now
+    arrival = session.get(StudyArrival, study.id) if study is not None else None
     outcome = "updated"
     if study is None:
         study = Study(status=StudyStatus.RECEIVED)
         session.add(study)
-        study.events.append(StudyEvent(at=record.received_at, kind="received"))
-        outcome = "ingested"
+        outcome = "ingested" if complete else "arriving"
     elif study.status in (StudyStatus.QUARANTINED, StudyStatus.REMOVED):
         study.status = StudyStatus.RECEIVED
     columns = record.as_columns()
-    if outcome == "updated":
+    if outcome == "updated" and arrival is None:
         # Turnaround counts from the study's first completion in the archive: images added
         # later (our own report SRs among them) must not move it.
         columns.pop("received_at")
@@ -57,7 +65,30 @@ def save_assessment(session: Session, assessment: Assessment, now: datetime.date
     study.ingested_at = now
     study.warnings = [finding.as_dict() for finding in assessment.findings]
     merge_series(study, record.series)
+    session.flush()  # a new study's id
+    if outcome != "updated" or arrival is not None:
+        outcome = record_arrival(session, study, arrival, complete, now)
+    if assessment.header is not None:
+        save_evidence(session, study.id, assessment.header, assessment.evidence)
     return outcome
+
+
+def record_arrival(
+    session: Session,
+    study: Study,
+    arrival: StudyArrival | None,
+    complete: bool,
+    now: datetime.datetime,
+) -> str:
+    """A new or arriving study: listed as arriving until complete, then received."""
+    if not complete:
+        if arrival is None:
+            session.add(StudyArrival(study_id=study.id, listed_at=now))
+        return "arriving"
+    if arrival is not None:
+        session.delete(arrival)
+    study.events.append(StudyEvent(at=study.received_at, kind="received"))
+    return "ingested"
 
 
 def save_quarantine_entry(

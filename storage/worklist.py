@@ -12,6 +12,7 @@ from sqlalchemy.sql.functions import FunctionElement, ReturnTypeFromArgs
 
 from core.records import Priority, StudyStatus
 from storage.models.accounts import User
+from storage.models.arrivals import StudyArrival
 from storage.models.studies import Study
 
 # Statuses a radiologist works through; quarantined and removed studies never show.
@@ -60,6 +61,7 @@ class WorklistPage:
     items: list[Study]
     total: int
     counts: dict[str, int]  # per status, under every filter but the status one
+    arriving: frozenset[int] = frozenset()  # ids of the page's studies still arriving
 
 
 def filter_studies(query: WorklistQuery, *, me: User | None) -> Select:
@@ -87,7 +89,16 @@ def query_worklist(session: Session, query: WorklistQuery, *, me: User | None) -
         .limit(query.per_page)
         .offset(offset)
     ).all()
-    return WorklistPage(items=list(items), total=total, counts=counts)
+    arriving = find_arriving(session, [study.id for study in items])
+    return WorklistPage(items=list(items), total=total, counts=counts, arriving=arriving)
+
+
+def find_arriving(session: Session, study_ids: list[int]) -> frozenset[int]:
+    """Which of these studies are still arriving (a page's worth: one primary-key lookup)."""
+    if not study_ids:
+        return frozenset()
+    query = select(StudyArrival.study_id).where(StudyArrival.study_id.in_(study_ids))
+    return frozenset(session.scalars(query))
 
 
 # How the queries stay fast at a million studies (see benchmarks/worklist.py).

@@ -31,7 +31,7 @@ from storage.studies import (
 class StudyOutcome:
     orthanc_id: str
     study_instance_uid: str
-    outcome: str  # ingested, updated, quarantined, removed, pending
+    outcome: str  # ingested, arriving, updated, quarantined, removed, pending
     instances: int
     findings: tuple[str, ...]
 
@@ -68,7 +68,7 @@ def record_study(
     with open_session(settings.database_url) as session:
         released = is_released(session, study.orthanc_id)
         assessment = assess_study(study, policy, released=released)
-        outcome = save_assessment(session, assessment, now)
+        outcome = save_assessment(session, assessment, now, complete=study.is_stable)
         clear_retry(session, study.orthanc_id)
     return StudyOutcome(
         orthanc_id=study.orthanc_id,

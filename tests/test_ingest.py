@@ -17,8 +17,15 @@ from portal import create_app
 from storage.archive import ArchiveClient
 from storage.database import open_session
 from storage.dicom_sender import send_datasets
-from storage.models.studies import Study
-from tests.support.pipeline import find_quarantined, find_study, upload, wait_for_study
+from storage.models.studies import Study, StudyEvent
+from tests.support.big_studies import BigStudy
+from tests.support.pipeline import (
+    find_quarantined,
+    find_study,
+    is_arriving,
+    upload,
+    wait_for_study,
+)
 from tests.support.services import make_env
 from tests.support.studies import clone_study, register_test_callers, run_storescu, write_files
 
@@ -179,9 +186,15 @@ def test_webhook_refuses_wrong_secret_and_bad_ids(pipeline_settings: Settings) -
     )
     assert 400 <= not_json.status_code < 500
     assert submitted == []
+    for refused in ({"ChangeType": "NewInstance"}, {"ResourceType": "Series"}):
+        answer = client.post("/api/v1/hooks/orthanc", json={**notice, **refused}, headers=secret)
+        assert answer.status_code == 422 and "StableSeries" in answer.json["error"]
+    assert submitted == []
     ok = client.post("/api/v1/hooks/orthanc", json=notice, headers=secret)
     assert ok.status_code == 202
-    assert submitted == [notice["ID"]]
+    arriving = {**notice, "ChangeType": "StableSeries"}
+    assert client.post("/api/v1/hooks/orthanc", json=arriving, headers=secret).status_code == 202
+    assert submitted == [notice["ID"], notice["ID"]]
 
 
 def test_quarantine_release_and_delete_from_the_cli(
@@ -244,3 +257,35 @@ def test_latin1_and_utf8_names_are_decoded(pipeline_settings: Settings) -> None:
     assert find_study(pipeline_settings, utf8[0].StudyInstanceUID).patient_name.startswith(
         "Ødegård^Åse"
     )
+
+
+def test_a_study_is_listed_while_it_arrives_then_completes(
+    pipeline_settings: Settings, portal: EmbeddedPipeline
+) -> None:
+    """PACS_WORKLIST_ARRIVING=series (the default): a STAT CT is on the worklist once its first
+    series is complete, as arriving, at STAT at once, its image count growing; complete at
+    the archive's stable event, when its turnaround starts."""
+    assert pipeline_settings.worklist_arriving == "series"
+    big = BigStudy(instances=30, per_series=10, pixel_step=8, priority="STAT")
+    seen: list[tuple[bool, int, str]] = []
+    with ArchiveClient.from_settings(pipeline_settings) as client:
+        big.store(client, series=range(0, 1))
+        # The next series trickle in, one slice every half stable age: never stable till the end.
+        for part10 in big.part10s(series=range(1, 3)):
+            client.store_instances([part10])
+            if (row := find_study(pipeline_settings, big.study_instance_uid)) is not None:
+                seen.append((is_arriving(pipeline_settings, row), row.instance_count, row.priority))
+            time.sleep(pipeline_settings.orthanc_stable_age / 4)
+    assert seen, "the study was not listed while it arrived"
+    assert all(arriving for arriving, _, _ in seen)
+    assert all(priority == "STAT" for _, _, priority in seen)
+    assert 10 <= seen[0][1] < 30
+    study = wait_for_study(pipeline_settings, big.study_instance_uid)
+    assert study.instance_count == 30 and study.series_count == 3
+    assert not is_arriving(pipeline_settings, study)
+    assert study.received_at.timestamp() >= time.time() - 30
+    with open_session(pipeline_settings.database_url) as session:
+        events = session.scalars(
+            select(StudyEvent.kind).where(StudyEvent.study_id == study.id)
+        ).all()
+    assert events == ["received"], "received once, when complete"

@@ -151,7 +151,7 @@ def test_radiologist_writes_signs_and_amends_a_report(
     expect(page.locator("#report-status")).to_have_text("FINAL")
     signatures = page.locator("ul.signatures")
     expect(signatures).to_contain_text("Final signed by Lefèvre, Inès")
-    expect(signatures).to_contain_text("archived")
+    expect(signatures).to_contain_text("archived")  # "archiving…" until the SR is in
     assert page.locator("#report-form").count() == 0, "a final report offers no editing"
     screenshot(page, "report-final")
 
@@ -161,7 +161,7 @@ def test_radiologist_writes_signs_and_amends_a_report(
         dialog.get_by_role("button", name="Sign addendum").click()
     expect(page.locator("section.addendum")).to_contain_text("rib fracture, left 6th rib")
     expect(page.locator("ul.signatures li")).to_have_count(2)
-    expect(page.locator("ul.signatures")).not_to_contain_text("not yet archived")
+    expect(page.locator("ul.signatures")).not_to_contain_text("archiving…")
     screenshot(page, "report-addendum")
 
     # The clean read page and its PDF.

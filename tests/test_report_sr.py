@@ -9,17 +9,15 @@ import shutil
 import pydicom
 import pytest
 
+from core.evidence import EvidenceInstance, StudyHeader, read_study_evidence
 from core.reports import document_uids
 from core.sr import (
     Addendum,
     DocumentReference,
-    EvidenceInstance,
     SignedReport,
-    StudyHeader,
     build_report_sr,
     encode_part10,
     person_name,
-    read_study_evidence,
 )
 from tests.support.reports import (
     dciodvfy_errors,

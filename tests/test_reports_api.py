@@ -8,6 +8,7 @@ import datetime
 import json
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +20,8 @@ from sqlalchemy import select
 
 from config.settings import Settings, load_settings
 from core.accounts import Role, hash_password
-from core.sr import (
-    SignedReport,
-    StudyHeader,
-    build_report_sr,
-    encode_part10,
-    read_study_evidence,
-)
+from core.evidence import StudyHeader, read_study_evidence
+from core.sr import SignedReport, build_report_sr, encode_part10
 from portal import create_app
 from portal.extensions import db
 from storage.accounts import create_user
@@ -40,12 +36,15 @@ from tests.support.reports import (
     fetch_sr,
     ingest,
     observer_name,
+    part10_of,
     predecessor_uids,
     read_part10,
     section_texts,
     store_study,
+    wait_until_archived,
 )
 from tests.support.services import find_free_port
+from tests.support.studies import clone_study
 
 pytestmark = pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="needs dicom3tools")
 
@@ -174,7 +173,8 @@ def test_a_report_from_draft_to_final_to_addendum(setup: Setup, archive: Archive
 
     preliminary = client.post(f"{url}/preliminary", headers={**rad, "If-Match": etag})
     assert preliminary.status_code == 201, preliminary.json
-    assert preliminary.json["status"] == "preliminary" and preliminary.json["archived"] is True
+    assert preliminary.json["status"] == "preliminary"
+    assert wait_until_archived(client, url, rad)["archived"] is True
     assert client.get(url, headers=ref).status_code == 404
 
     etag = preliminary.headers["ETag"]
@@ -184,7 +184,8 @@ def test_a_report_from_draft_to_final_to_addendum(setup: Setup, archive: Archive
 
     final = client.post(f"{url}/finalize", headers={**rad, "If-Match": saved.headers["ETag"]})
     assert final.status_code == 201, final.json
-    assert final.json["status"] == "final" and final.json["archived"] is True
+    assert final.json["status"] == "final"
+    assert wait_until_archived(client, url, rad)["archived"] is True
     etag = final.headers["ETag"]
 
     after = client.put(url, json={"findings": "changed"}, headers={**rad, "If-Match": etag})
@@ -199,7 +200,7 @@ def test_a_report_from_draft_to_final_to_addendum(setup: Setup, archive: Archive
         headers=rad,
     )
     assert addendum.status_code == 201, addendum.json
-    documents = addendum.json["documents"]
+    documents = wait_until_archived(client, url, rad)["documents"]
     assert [d["kind"] for d in documents] == ["preliminary", "final", "addendum"]
     assert all(d["archived"] for d in documents)
 
@@ -213,7 +214,8 @@ def test_a_report_from_draft_to_final_to_addendum(setup: Setup, archive: Archive
     assert pdf.data.startswith(b"%PDF")
     page = client.get(f"/studies/{setup.study_uid}/report", headers=ref).get_data(as_text=True)
     assert "Kleiner Rundherd rechts apikal" in page and "Nakamura, Yūko" in page
-    assert "not yet archived" not in page
+    assert "archiving…" not in page
+    assert all(f"SR {d['sop_instance_uid']}" in page for d in documents)
 
     # What the archive holds: three valid SRs saying what was signed, chained.
     sr = {}
@@ -312,33 +314,90 @@ def test_signing_succeeds_with_the_archive_down_and_the_outbox_delivers(
     rad = token_for(client, "rad@example.org")
     url = f"/api/v1/studies/{setup.study_uid}/report"
     etag = client.put(url, json=DRAFT, headers={**rad, "If-Match": '"0"'}).headers["ETag"]
-    final = client.post(f"{url}/finalize", headers={**rad, "If-Match": etag})
+
+    # The portal dies between the commit of a signature and its delivery: the row stays.
+    delivery = app.extensions["pacs_report_delivery"]
+    with monkeypatch.context() as patched:
+        patched.setattr(delivery, "submit", lambda document_id: None)
+        preliminary = client.post(f"{url}/preliminary", headers={**rad, "If-Match": etag})
+    assert preliminary.status_code == 201, preliminary.json
+    # The next signature is tried at once, and the archive is down.
+    final = client.post(f"{url}/finalize", headers={**rad, "If-Match": preliminary.headers["ETag"]})
     assert final.status_code == 201, final.json
     assert final.json["status"] == "final" and final.json["archived"] is False
-    document = final.json["documents"][0]
-    page = client.get(f"/studies/{setup.study_uid}/report", headers=rad).get_data(as_text=True)
-    assert "not yet archived" in page
+    documents = final.json["documents"]
     with app.app_context():
-        row = db.session.scalar(select(ReportDocument))
-        assert row.attempts == 1 and "ArchiveUnavailable" in row.last_error
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            rows = db.session.scalars(select(ReportDocument).order_by(ReportDocument.sequence))
+            attempts = [(row.attempts, row.last_error) for row in rows]
+            db.session.rollback()
+            if attempts[1][0]:
+                break
+            time.sleep(0.1)
+    assert attempts[0] == (0, "")
+    assert attempts[1][0] == 1 and "ArchiveUnavailable" in attempts[1][1]
+    page = client.get(f"/studies/{setup.study_uid}/report", headers=rad).get_data(as_text=True)
+    assert page.count("archiving…") == 2
 
-    # The archive is back: the outbox task sends it.
+    # The archive is back: the outbox flow's task sends both, in order, with the full evidence.
     outcome = send_pending_reports.fn(setup.settings)
-    assert outcome.sent == 1 and outcome.failed == {}
-    part10 = fetch_sr(
-        archive, setup.study_uid, document["series_instance_uid"], document["sop_instance_uid"]
-    )
-    assert dciodvfy_errors(part10) == []
-    assert section_texts(read_part10(part10))["Findings"] == [DRAFT["findings"]]
+    assert outcome.sent == 2 and outcome.failed == {}
+    for document in documents:
+        part10 = fetch_sr(
+            archive, setup.study_uid, document["series_instance_uid"], document["sop_instance_uid"]
+        )
+        assert dciodvfy_errors(part10) == []
+        sr = read_part10(part10)
+        assert section_texts(sr)["Findings"] == [DRAFT["findings"]]
+        assert evidence_uids(sr) == setup.image_uids
     assert client.get(url, headers=rad).json["archived"] is True
+    # Exactly once: nothing is left to send, and the archive holds one instance a document.
+    assert send_pending_reports.fn(setup.settings).sent == 0
+    series = archive.find("Series", {"SeriesInstanceUID": documents[0]["series_instance_uid"]})
+    assert len(series) == 1 and len(series[0]["Instances"]) == len(documents) == 2
 
     # Sending again (a retry after a lost acknowledgement) makes no second document.
     with app.app_context():
         db.session.scalar(select(ReportDocument)).archived_at = None
         db.session.commit()
     assert send_pending_reports.fn(setup.settings).sent == 1
-    series = archive.find("Series", {"SeriesInstanceUID": document["series_instance_uid"]})
-    assert len(series) == 1 and len(series[0]["Instances"]) == 1
+    series = archive.find("Series", {"SeriesInstanceUID": documents[0]["series_instance_uid"]})
+    assert len(series) == 1 and len(series[0]["Instances"]) == 2
+
+
+def test_a_late_series_joins_a_reported_study(setup: Setup, archive: ArchiveClient) -> None:
+    client = setup.app.test_client()
+    rad = token_for(client, "rad@example.org")
+    url = f"/api/v1/studies/{setup.study_uid}/report"
+    etag = client.put(url, json=DRAFT, headers={**rad, "If-Match": '"0"'}).headers["ETag"]
+    assert client.post(f"{url}/finalize", headers={**rad, "If-Match": etag}).status_code == 201
+    assert wait_until_archived(client, url, rad)["archived"] is True
+    with setup.app.app_context():
+        before = db.session.scalar(select(Study))
+        received_at, instances = before.received_at, before.instance_count
+
+    # A series arrives after the report (a reconstruction sent late): the study is updated.
+    late = clone_study("CR", limit=1, PatientName="Ødegård^Åse", ReferringPhysicianName=REFERRER_PN)
+    late[0].StudyInstanceUID = setup.study_uid
+    archive.upload_instance(part10_of(late[0]))
+    ingest(setup.app, archive, setup.orthanc_id)
+    with setup.app.app_context():
+        study = db.session.scalar(select(Study))
+        assert study.status == "final", "a late series does not reopen the report"
+        assert study.instance_count == instances + 2  # the late image and our own SR
+        assert study.received_at == received_at, "turnaround counts from the first completion"
+        assert late[0].SeriesInstanceUID in {s.series_instance_uid for s in study.series}
+
+    # An addendum's SR names the late image as evidence too, from what ingestion recorded.
+    addendum = client.post(f"{url}/addenda", json={"text": "Late series reviewed."}, headers=rad)
+    assert addendum.status_code == 201, addendum.json
+    document = wait_until_archived(client, url, rad)["documents"][-1]
+    part10 = fetch_sr(
+        archive, setup.study_uid, document["series_instance_uid"], document["sop_instance_uid"]
+    )
+    assert dciodvfy_errors(part10) == []
+    assert evidence_uids(read_part10(part10)) == setup.image_uids | {late[0].SOPInstanceUID}
 
 
 def test_reports_from_elsewhere_show_as_external_reports(

@@ -81,6 +81,7 @@ def test_http_port_moves_the_default_orthanc_url(tmp_path: Path) -> None:
         ("PACS_ORTHANC_VIEWER_USER", "pacs", "must differ from PACS_ORTHANC_USER"),
         ("PACS_ORTHANC_VIEWER_USER", "a:b", "no colon"),
         ("PACS_DICOM_ACCEPT_ANY", "maybe", "not a yes/no value"),
+        ("PACS_WORKLIST_ARRIVING", "halfway", "not one of instance, series, stable"),
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(

@@ -1,7 +1,9 @@
 """Orthanc's study notifications, authenticated by the shared webhook secret.
 
-Both kinds (StableStudy, Deleted) start `ingest_study`, which ingests the study
-or, finding it gone from the archive, marks it removed.
+Every kind (StableStudy, Deleted; NewStudy or StableSeries while a study arrives, per
+PACS_WORKLIST_ARRIVING) starts `ingest_study`, which ingests the study as the archive holds
+it: "arriving" until the archive calls it stable, complete after; or, finding it gone from
+the archive, marks it removed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from flask import current_app, request
 from portal.api import bp
 from portal.security import public
 
+NOTICES = ("StableStudy", "Deleted", "NewStudy", "StableSeries")
 ORTHANC_ID = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{8}){4}$")
 
 
@@ -40,8 +43,8 @@ def receive_orthanc_notice(notice: dict[str, str]) -> dict[str, str]:
     given = request.headers.get("X-Pacs-Webhook-Secret", "")
     if not hmac.compare_digest(given.encode(), expected.encode()):
         abort(401, "missing or wrong webhook secret")
-    if notice["ChangeType"] not in ("StableStudy", "Deleted") or notice["ResourceType"] != "Study":
-        abort(422, "only StableStudy and Deleted notifications of studies are accepted")
+    if notice["ChangeType"] not in NOTICES or notice["ResourceType"] != "Study":
+        abort(422, f"only {', '.join(NOTICES)} notifications of studies are accepted")
     dispatcher = current_app.extensions.get("pacs_dispatcher")
     if dispatcher is None:
         abort(503, "no ingestion pipeline runs here; reconciliation will ingest the study")

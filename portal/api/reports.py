@@ -7,7 +7,7 @@ from typing import Any
 from apiflask import Schema
 from apiflask.fields import Boolean, DateTime, Integer, List, Nested, String
 from apiflask.validators import Length
-from flask import Response, jsonify, request
+from flask import Response, current_app, jsonify, request
 from flask_login import current_user
 from marshmallow import RAISE
 
@@ -23,7 +23,7 @@ from core.reports import (
 from portal.api import bp
 from portal.api.studies import require_study
 from portal.extensions import db
-from portal.report_access import archive_now, load_readable_report, refuse
+from portal.report_access import load_readable_report, refuse
 from portal.security import audit_study, roles, utc_now
 from storage.models.reports import Report, ReportDocument
 from storage.models.studies import Study
@@ -145,10 +145,11 @@ def sign(study_uid: str, action: ReportAction) -> Response:
 
 
 def commit_and_archive(study: Study, document: ReportDocument, action: str) -> Response:
-    """The signature is committed first; the SR goes to the archive now or from the outbox."""
+    """The signature is committed (the outbox row); the SR follows off the request
+    (portal/report_delivery.py), so the click never waits for the archive."""
     audit_study(action, study.study_instance_uid, detail=document.sop_instance_uid)
     db.session.commit()
-    archive_now(document.id)
+    current_app.extensions["pacs_report_delivery"].submit(document.id)
     return answer(study, document.report, 201)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from apiflask import Schema, abort
-from apiflask.fields import Date, DateTime, Integer, List, Nested, String
+from apiflask.fields import Boolean, Date, DateTime, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 from flask_login import current_user
 from marshmallow import RAISE
@@ -17,7 +17,13 @@ from portal.extensions import db
 from portal.security import audit, audit_study, roles, utc_now
 from storage.assignments import AssignmentError, assign_study, find_listed_study, set_priority
 from storage.models.studies import Study
-from storage.worklist import SORT_COLUMNS, WORKLIST_STATUSES, WorklistQuery, query_worklist
+from storage.worklist import (
+    SORT_COLUMNS,
+    WORKLIST_STATUSES,
+    WorklistQuery,
+    find_arriving,
+    query_worklist,
+)
 
 PRIORITIES = [p.value for p in Priority]
 
@@ -71,7 +77,10 @@ class StudyOut(Schema):
     institution = String()
     received_at = DateTime()
     series_count = Integer()
-    instance_count = Integer()
+    instance_count = Integer(metadata={"description": "grows while the study is arriving"})
+    arriving = Boolean(
+        metadata={"description": "listed before the archive calls it complete (stable)"}
+    )
     assignee = String(allow_none=True)
     warnings = List(Nested(Warning_))
 
@@ -100,9 +109,12 @@ class PriorityChange(Schema):
 STUDY_COLUMNS = tuple(name for name in StudyOut().fields if hasattr(Study, name))
 
 
-def describe_study(study: Study) -> dict[str, Any]:
+def describe_study(study: Study, arriving: bool | None = None) -> dict[str, Any]:
+    if arriving is None:
+        arriving = bool(find_arriving(db.session, [study.id]))
     return {
         **{name: getattr(study, name) for name in STUDY_COLUMNS},
+        "arriving": arriving,
         "patient_name_display": format_person_name(study.patient_name),
         "modalities": [m for m in study.modalities.split("\\") if m],
         "assignee": study.assignee.email if study.assignee else None,
@@ -133,7 +145,7 @@ def list_studies(filters: dict[str, Any]) -> dict[str, Any]:
     audit("view_worklist", object_type="worklist")
     db.session.commit()
     return {
-        "items": [describe_study(study) for study in page.items],
+        "items": [describe_study(study, study.id in page.arriving) for study in page.items],
         "total": page.total,
         "page": query.page,
         "per_page": query.per_page,

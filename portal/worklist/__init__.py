@@ -32,7 +32,13 @@ from storage.assignments import (
 from storage.models.studies import Study
 from storage.referrals import list_referred_studies
 from storage.reports import find_report, list_external_reports
-from storage.worklist import SORT_COLUMNS, WORKLIST_STATUSES, WorklistQuery, query_worklist
+from storage.worklist import (
+    SORT_COLUMNS,
+    WORKLIST_STATUSES,
+    WorklistQuery,
+    find_arriving,
+    query_worklist,
+)
 
 bp = Blueprint("worklist", __name__, template_folder="../templates")
 PER_PAGE_CHOICES = (25, 50, 100)
@@ -163,6 +169,7 @@ def show_study(study_uid: str):
         priorities=list(Priority),
         report=find_report(db.session, study),
         external_reports=list_external_reports(db.session, study),
+        arriving=bool(find_arriving(db.session, [study.id])),
     )
 
 

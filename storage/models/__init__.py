@@ -11,6 +11,8 @@ scale: only the URL changes. The portal uses these same models through Flask-SQL
 
 from storage.models import (
     accounts,
+    arrivals,
+    evidence,
     exports,
     imports,
     modalities,
@@ -25,6 +27,8 @@ from storage.models.base import Base
 __all__ = [
     "Base",
     "accounts",
+    "arrivals",
+    "evidence",
     "exports",
     "imports",
     "modalities",

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from config.settings import Settings
 from storage.archive import ArchiveClient
 from storage.database import open_session
+from storage.models.arrivals import StudyArrival
 from storage.models.quarantine import QuarantinedStudy
 from storage.models.studies import Study
 
@@ -20,11 +21,22 @@ def find_study(settings: Settings, study_uid: str) -> Study | None:
         return session.scalar(select(Study).where(Study.study_instance_uid == study_uid))
 
 
-def wait_for_study(settings: Settings, study_uid: str, timeout: float = 45.0) -> Study:
+def is_arriving(settings: Settings, study: Study) -> bool:
+    with open_session(settings.database_url) as session:
+        return session.get(StudyArrival, study.id) is not None
+
+
+def wait_for_study(
+    settings: Settings, study_uid: str, timeout: float = 45.0, *, complete: bool = True
+) -> Study:
+    """The study's worklist row once there (and, unless `complete` is False, complete: a
+    study is listed while it arrives, PACS_WORKLIST_ARRIVING)."""
     deadline = time.monotonic() + timeout
-    while (study := find_study(settings, study_uid)) is None:
+    while (study := find_study(settings, study_uid)) is None or (
+        complete and is_arriving(settings, study)
+    ):
         assert time.monotonic() < deadline, f"{study_uid} did not reach the worklist"
-        time.sleep(0.2)
+        time.sleep(0.1)
     return study
 
 

@@ -7,10 +7,12 @@ import datetime
 import io
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pydicom
 from flask import Flask
+from flask.testing import FlaskClient
 from pydicom import Dataset
 from pydicom.filewriter import dcmwrite
 
@@ -34,6 +36,19 @@ def ingest(app: Flask, archive: ArchiveClient, orthanc_id: str) -> None:
         assessment = assess_study(archive.get_archived_study(orthanc_id))
         save_assessment(db.session, assessment, datetime.datetime.now(datetime.UTC))
         db.session.commit()
+
+
+def wait_until_archived(
+    client: FlaskClient, url: str, headers: dict[str, str], timeout: float = 20.0
+) -> dict:
+    """The report (API) once every signed document is in the archive: the portal sends each
+    right after the signature, off the request."""
+    deadline = time.monotonic() + timeout
+    while True:
+        report = client.get(url, headers=headers).json
+        if report["archived"] or time.monotonic() > deadline:
+            return report
+        time.sleep(0.1)
 
 
 def part10_of(ds: Dataset) -> bytes:
