@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from core.identity import (
+    IDENTITY_FIELDS,
+    IdentityChange,
+    RecordedIdentity,
+    describe_identity_changes,
+    find_identity_changes,
+)
 from core.records import ArchivedStudy, StudyRecord, build_study_record
 from core.validation import Finding, Severity, ValidationPolicy, has_errors, validate_study
 
@@ -12,6 +19,7 @@ from core.validation import Finding, Severity, ValidationPolicy, has_errors, val
 class Assessment:
     record: StudyRecord
     findings: tuple[Finding, ...]
+    identity_changes: tuple[IdentityChange, ...] = ()
 
     @property
     def quarantined(self) -> bool:
@@ -19,19 +27,33 @@ class Assessment:
 
 
 def assess_study(
-    study: ArchivedStudy, policy: ValidationPolicy | None = None, *, released: bool = False
+    study: ArchivedStudy,
+    policy: ValidationPolicy | None = None,
+    *,
+    released: bool = False,
+    recorded: RecordedIdentity | None = None,
 ) -> Assessment:
     """Validate and describe the study; `released` (by an admin) turns errors into warnings.
 
     A study without instances or without a Study Instance UID cannot be listed,
-    so those errors stand even for a released study.
+    so those errors stand even for a released study. `recorded` is the listed study
+    with this Study UID, if any: once reported, its identity is kept, and identity
+    values it has not seen are an error that a release does not override (the admin
+    decides on them, see core/identity.py).
     """
     findings = validate_study(
         study.instances, other_patient_ids=study.other_patient_ids, policy=policy
     )
     if released:
         findings = [override_error(finding) for finding in findings]
-    return Assessment(record=build_study_record(study), findings=tuple(findings))
+    record = build_study_record(study)
+    changes: list[IdentityChange] = []
+    if recorded is not None and recorded.reported and study.instances:
+        changes = find_identity_changes(recorded, study.instances)
+        if changes:
+            findings.append(describe_identity_changes(changes))
+        record = replace(record, **{f.name: recorded.values.get(f.name) for f in IDENTITY_FIELDS})
+    return Assessment(record=record, findings=tuple(findings), identity_changes=tuple(changes))
 
 
 UNRELEASABLE = frozenset({"EMPTY_STUDY", "MISSING_STUDY_UID", "MULTIPLE_PATIENTS"})
