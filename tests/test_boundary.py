@@ -80,7 +80,10 @@ def make_portal(settings: Settings, password_hash: str, monkeypatch: pytest.Monk
             ("ref@example.org", Role.REFERRER, REFERRER_PN),
             ("new-ref@example.org", Role.REFERRER, "Newcomer^Nora"),
         ):
-            create_user(db.session, email, PASSWORD, role, NOW, dicom_name=dicom_name)
+            name = f"{role.title()} Example"
+            create_user(
+                db.session, email, PASSWORD, role, NOW, display_name=name, dicom_name=dicom_name
+            )
         db.session.commit()
     return app
 
@@ -689,7 +692,7 @@ def gunicorn_portal(tmp_path: Path, orthanc_env: dict[str, str]) -> Iterator[tup
                 f"127.0.0.1:{port}",
                 "--workers",
                 "1",
-                "portal:create_app()",
+                "pacs.wsgi:make_app()",
             ],
             cwd=ROOT,
             env=env,
