@@ -56,7 +56,7 @@ from storage.models.quarantine import QuarantinedStudy
 from storage.models.studies import Study
 from tasks.database import make_policy, record_study
 from tests.support.reports import part10_of
-from tests.support.services import find_free_port
+from tests.support.services import find_free_port, run_pacs
 from tests.support.studies import clone_study
 
 PASSWORD = "a-long-enough-passphrase"
@@ -378,6 +378,29 @@ def test_another_patient_id_under_the_reported_study_uid_is_held(
         original_id,
         "final",
     )
+
+
+def test_the_command_line_releases_with_a_decision_too(
+    reported: Reported, archive: ArchiveClient, orthanc_env: dict[str, str], prefect_api: str
+) -> None:
+    old_sex = reported.datasets[0].PatientSex
+    new_sex = "F" if old_sex == "M" else "M"
+    store(archive, [another_instance(reported, PatientSex=new_sex)])
+    assert reingest(reported, archive, reported.orthanc_id) == "quarantined"
+    env = {**orthanc_env, "PACS_DATABASE_URL": reported.settings.database_url}
+    change = f"Patient sex '{old_sex}' -> '{new_sex}'"
+    assert change in run_pacs(env, "quarantine", "list").stdout
+    undecided = run_pacs(env, "quarantine", "release", reported.study_uid)
+    assert undecided.returncode == 1 and "accepting the new one" in undecided.stderr
+    accepted = run_pacs(env, "quarantine", "release", reported.study_uid, "--identity", "accept")
+    assert accepted.returncode == 0, accepted.stderr
+    assert load_study(reported).patient_sex == new_sex
+    with reported.app.app_context():
+        event = db.session.scalar(
+            select(AuditEvent).where(AuditEvent.action == "quarantine_release")
+        )
+    assert event.user_email.startswith("cli:")
+    assert event.detail == f"accepted the new identity: {change}"
 
 
 # -- uploads: refused before the body is read -----------------------------------------------
