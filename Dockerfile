@@ -39,5 +39,5 @@ RUN pip install --no-deps . \
 USER pacs
 EXPOSE 5000
 
-CMD ["gunicorn", "--bind", "0.0.0.0:5000", "--threads", "8", "--access-logfile", "-", \
+CMD ["gunicorn", "--config", "python:portal.gunicorn_config", "--bind", "0.0.0.0:5000", "--threads", "8", \
      "pacs.wsgi:make_app()"]

@@ -7,8 +7,10 @@ generated on first use and kept in `PACS_HOME/secrets/` with mode 0600.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,21 +142,47 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 
 def read_secret(home: Path, name: str) -> str:
-    """Return the secret `name` kept under `home`, generating it on first use."""
-    folder = home / "secrets"
-    path = folder / name
-    if path.exists():
-        return path.read_text().strip()
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    value = secrets.token_urlsafe(32)
-    # O_EXCL: two processes starting together keep whichever secret was written first.
+    """Return the secret `name` kept under `home`, generating it on first use.
+
+    Processes starting together on a fresh `PACS_HOME` all end with the secret the
+    first of them wrote (the file is created whole, never overwritten).
+    """
+    path = home / "secrets" / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # FileExistsError: another process was first, and its secret is the one.
+        with contextlib.suppress(FileExistsError):
+            write_private_file(path, secrets.token_urlsafe(32) + "\n", replace=False)
+    return path.read_text().strip()
+
+
+def write_private_file(path: Path, text: str, *, replace: bool = True) -> None:
+    """Write a file holding a secret so that nobody ever reads it partly written or
+    readable by others: a temporary file in the same folder, mode 0600 from creation,
+    fsync'ed, then renamed over `path` (or, with `replace=False`, linked to `path`,
+    which raises FileExistsError when `path` exists)."""
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value + "\n")
-    return value
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp: mode 0600
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if replace:
+            os.replace(temporary, path)
+        else:
+            os.link(temporary, path)
+        sync_folder(path.parent)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def sync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable (the directory entry itself is fsync'ed)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _read_int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:

@@ -7,13 +7,13 @@ instances were left out and why (excluded by policy, or withheld by the verifica
 
 from __future__ import annotations
 
-import csv
 import io
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from core.csv_cells import SafeCsvWriter
 from core.deidentify import OPTION_COLUMNS, format_profile, parse_profile
 
 MANIFEST_COLUMNS = ("pseudonym", "study_uid", "series_uid", "modality", "instances")
@@ -56,7 +56,7 @@ def build_manifest(summaries: Iterable[InstanceSummary]) -> str:
         if s.status == "exported"
     )
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = SafeCsvWriter(out, lineterminator="\n")
     writer.writerow(MANIFEST_COLUMNS)
     for key, count in sorted(counts.items()):
         writer.writerow([*key, count])

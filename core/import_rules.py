@@ -55,7 +55,7 @@ KNOWN_VRS = LONG_VRS | frozenset(
     b"AE AS AT CS DA DS DT FD FL IS LO LT PN SH SL SS ST TM UI UL US".split()
 )
 
-# ZIP safety: members are read one at a time into memory, never extracted by name.
+# ZIP safety: members are streamed one at a time, never extracted by name.
 MAX_MEMBER_BYTES = 4 * 1024**3
 MAX_ARCHIVE_BYTES = 256 * 1024**3
 MAX_MEMBERS = 500_000
@@ -85,6 +85,7 @@ class Refusal(enum.StrEnum):
     UNSAFE_ARCHIVE = "unsafe_archive"  # ZIP bomb, path traversal, links, encryption
     UNREADABLE = "unreadable"  # the file or member could not be read
     NOT_SENT = "not_sent"  # the archive failed before this file's turn
+    TOO_LARGE = "too_large"  # larger than PACS_IMPORT_MAX_MB: refused unread
 
 
 class NotImportable(Exception):
@@ -183,24 +184,44 @@ class ImportSummary:
 # -- one file -------------------------------------------------------------------------
 
 
+# The first bytes of a file tell whether it can be an instance; the rest of a file that
+# cannot is never read (a 2 GB video in a ZIP costs one read of this size).
+HEAD_BYTES = 64 * 1024
+
+
 def prepare_instance(data: bytes) -> PreparedInstance:
     """Classify `data` and return it as a Part 10 file, or raise NotImportable."""
     if not data:
         raise NotImportable(Refusal.NOT_DICOM, "not DICOM: an empty file")
     if len(data) >= 132 and data[128:132] == PREFIX:
         return read_part10(data, wrapped=False)
-    if is_zip(data):
-        raise NotImportable(
-            Refusal.NOT_DICOM, "a ZIP archive inside an archive: extract it and import the folder"
-        )
-    if data[:2] == b"\x02\x00" and data[4:6] in KNOWN_VRS:
+    if is_stripped_part10(data):
         # File meta without the preamble and prefix (a stripped Part 10 file).
         return read_part10(PREAMBLE + PREFIX + data, wrapped=True)
     if data[:2] == b"\x08\x00":
         return wrap_dataset(data)
     if len(data) < 132 and PREFIX.startswith(data[128:]) and not any(data[:128]):
         raise NotImportable(Refusal.TRUNCATED, "truncated: the file ends inside the preamble")
-    raise NotImportable(Refusal.NOT_DICOM, "not DICOM")
+    raise refuse_head(data)
+
+
+def is_stripped_part10(data: bytes) -> bool:
+    return data[:2] == b"\x02\x00" and data[4:6] in KNOWN_VRS
+
+
+def check_head(head: bytes) -> None:
+    """Raise NotImportable when the first HEAD_BYTES of a longer file show it is no instance."""
+    if head[128:132] == PREFIX or is_stripped_part10(head) or head[:2] == b"\x08\x00":
+        return
+    raise refuse_head(head)
+
+
+def refuse_head(head: bytes) -> NotImportable:
+    if is_zip(head):
+        return NotImportable(
+            Refusal.NOT_DICOM, "a ZIP archive inside an archive: extract it and import the folder"
+        )
+    return NotImportable(Refusal.NOT_DICOM, "not DICOM")
 
 
 def read_part10(part10: bytes, *, wrapped: bool) -> PreparedInstance:

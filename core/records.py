@@ -91,6 +91,7 @@ class StudyRecord:
     series_count: int
     instance_count: int
     series: tuple[SeriesRecord, ...] = field(default=())
+    issuer_of_patient_id: str = ""
 
     def as_columns(self) -> dict[str, Any]:
         """The study's columns (series excluded), for the database layer."""
@@ -180,6 +181,7 @@ def build_study_record(study: ArchivedStudy) -> StudyRecord:
         series_count=len(series),
         instance_count=len(instances),
         series=series,
+        issuer_of_patient_id=pick_common(instances, tg.ISSUER_OF_PATIENT_ID),
     )
 
 

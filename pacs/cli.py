@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from config.settings import Settings, SettingsError, load_settings
+from core.identity import IdentityDecision
 from core.modalities import ModalityError
 from pacs import (
     audit_commands,
@@ -87,7 +88,7 @@ def run_quarantine_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_quarantine_release(settings: Settings, args: argparse.Namespace) -> int:
     return ingest_commands.release_study(
-        settings, args.study, f"cli:{getpass.getuser()}", sys.stdout
+        settings, args.study, f"cli:{getpass.getuser()}", sys.stdout, args.identity
     )
 
 
@@ -205,6 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
         action = quarantine_actions.add_parser(name, help=text)
         action.add_argument("study", help="Orthanc study id or Study Instance UID")
         action.set_defaults(handler=handler)
+        if name == "release":
+            action.add_argument(
+                "--identity",
+                choices=list(IdentityDecision),
+                type=IdentityDecision,
+                help="a reported study whose identity changed: keep the recorded identity "
+                "or accept the new one",
+            )
 
     imports = commands.add_parser(
         "import", help="send DICOM files, folders, ZIP archives and DICOMDIR media to the archive"

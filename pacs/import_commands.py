@@ -78,6 +78,7 @@ def run_import(
             [(Path(path).expanduser(), path) for path in paths],
             lambda: ArchiveClient.from_settings(settings, timeout=300),
             workers=workers,
+            max_file_bytes=settings.import_max_mb * 1024**2,
             on_gathered=bar.start,
             on_result=bar.advance,
         )

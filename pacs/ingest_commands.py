@@ -6,7 +6,9 @@ import datetime
 from typing import TextIO
 
 from config.settings import Settings
+from core.identity import IdentityDecision
 from pacs.pipeline import without_heartbeats
+from storage.accounts import write_audit
 from storage.archive import ArchiveClient
 from storage.database import open_session
 from storage.studies import (
@@ -67,9 +69,16 @@ def print_quarantine(settings: Settings, out: TextIO) -> int:
     return 0
 
 
-def release_study(settings: Settings, key: str, by: str, out: TextIO) -> int:
-    """Release a quarantined study: re-validate it and put it on the worklist."""
-    orthanc_id = resolve_open_entry(settings, key, QuarantineState.RELEASED, by)
+def release_study(
+    settings: Settings,
+    key: str,
+    by: str,
+    out: TextIO,
+    identity: IdentityDecision | None = None,
+) -> int:
+    """Release a quarantined study: re-validate it and put it on the worklist (a reported
+    study whose identity changed: keeping the recorded identity or accepting the new one)."""
+    orthanc_id = resolve_open_entry(settings, key, QuarantineState.RELEASED, by, identity)
     with without_heartbeats():
         from flows.ingest_study import ingest_study
 
@@ -92,10 +101,25 @@ def delete_study(settings: Settings, key: str, by: str, out: TextIO) -> int:
     return 0
 
 
-def resolve_open_entry(settings: Settings, key: str, state: str, by: str) -> str:
+def resolve_open_entry(
+    settings: Settings, key: str, state: str, by: str, identity: IdentityDecision | None = None
+) -> str:
+    """Resolve the entry and write the audit event, as the portal does."""
     now = datetime.datetime.now(datetime.UTC)
     try:
         with open_session(settings.database_url) as session:
-            return resolve_quarantine(session, key, state, by, now)
+            resolved = resolve_quarantine(session, key, state, by, now, identity)
+            write_audit(
+                session,
+                action=f"quarantine_{'release' if state == QuarantineState.RELEASED else 'delete'}",
+                outcome="success",
+                now=now,
+                email=by,
+                object_type="study",
+                object_id=resolved.orthanc_id,
+                study_uid=resolved.study_instance_uid[:64],
+                detail=resolved.detail,
+            )
+            return resolved.orthanc_id
     except QuarantineError as error:
         raise CommandError(f"{error} (see `pacs quarantine list`)") from None

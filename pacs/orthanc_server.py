@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from config.settings import Settings
+from config.settings import Settings, write_private_file
 from core.modalities import Modality
 from storage.archive import ArchiveClient, ArchiveError
 from storage.database import open_session
@@ -147,8 +147,8 @@ def start_orthanc(settings: Settings, *, timeout: float = 30.0) -> subprocess.Po
         check_port_free(settings.orthanc_dicom_port, "PACS_ORTHANC_DICOM_PORT", "0.0.0.0")
         with open_session(settings.database_url) as session:
             modalities = list_modalities(session)
-        paths.config.write_text(render_config(settings, modalities))
-        paths.config.chmod(0o600)
+        # It holds the archive password: written whole, mode 0600 from the start.
+        write_private_file(paths.config, render_config(settings, modalities))
         with paths.log.open("ab") as log:
             process = subprocess.Popen(
                 [str(settings.orthanc_binary), str(paths.config)],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 from types import FrameType
+from typing import Any
 
 import waitress
 
@@ -34,10 +35,7 @@ def run_platform(settings: Settings, *, load_demo_data: bool) -> int:
             load_demo(settings, out=sys.stdout)
             create_demo_users(settings, out=sys.stdout)
         app = make_app(settings, pipeline)
-        # Many threads: the viewer fetches a series' frames a few dozen at a time.
-        server = waitress.create_server(
-            app, host=settings.portal_host, port=settings.portal_port, threads=24, ident="pacs"
-        )
+        server = make_portal_server(app, settings)
         print(f"pacs: portal on {settings.portal_url} (Ctrl-C stops everything)", flush=True)
         try:
             server.run()
@@ -52,6 +50,21 @@ def run_platform(settings: Settings, *, load_demo_data: bool) -> int:
             process.wait()
             print("pacs: Orthanc stopped", flush=True)
     return 0
+
+
+def make_portal_server(app: Any, settings: Settings) -> Any:
+    """The portal's HTTP server (waitress), as `pacs up` runs it."""
+    return waitress.create_server(
+        app,
+        host=settings.portal_host,
+        port=settings.portal_port,
+        # Many threads: the viewer fetches a series' frames a few dozen at a time.
+        threads=24,
+        ident="pacs",
+        # Uploads up to PACS_IMPORT_MAX_MB (and their multipart framing) reach the portal,
+        # which refuses larger ones itself; waitress spools bodies to disk, not memory.
+        max_request_body_size=(settings.import_max_mb + 64) * 1024**2,
+    )
 
 
 def raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:

@@ -10,6 +10,8 @@ ends. Nothing of an upload is held in memory beyond one chunk.
 from __future__ import annotations
 
 import datetime
+import io
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -19,6 +21,8 @@ from typing import IO, Any, TypeVar
 from flask import current_app, request, url_for
 from flask.wrappers import Request
 from flask_login import current_user
+from werkzeug.http import parse_options_header
+from werkzeug.wsgi import get_input_stream
 
 from config.settings import Settings
 from core.accounts import Role
@@ -32,6 +36,7 @@ from storage.models.imports import ImportRun
 View = TypeVar("View", bound=Callable[..., Any])
 MAX_UPLOAD_PARTS = 200_000
 UPLOAD_FIELD = "files"
+PEEK_BYTES = 4096  # enough for a multipart body's first part when it is a short field
 
 
 class UploadError(ValueError):
@@ -46,6 +51,9 @@ def accepts_uploads(view: View) -> View:
 
 def upload_limit(settings: Settings) -> int:
     return settings.import_max_mb * 1024 * 1024
+
+
+IMPORT_REFUSAL = "importing is for admins (radiologists when PACS_IMPORT_RADIOLOGISTS=1)"
 
 
 def may_import(user: Any) -> bool:
@@ -139,10 +147,57 @@ class UploadRequest(Request):
             part = DiskPart(free_path(self.upload_dir, name))
         return part  # type: ignore[return-value]
 
+    def peek_leading_field(self, name: str) -> str | None:
+        """The value of field `name` when it is the body's first multipart part, read from
+        its first PEEK_BYTES only; those bytes are put back for the form parser."""
+        if self.mimetype != "multipart/form-data":
+            return None
+        boundary = parse_options_header(self.headers.get("Content-Type", ""))[1].get("boundary")
+        if not boundary:
+            return None
+        stream = get_input_stream(self.environ, max_content_length=self.max_content_length)
+        head = stream.read(PEEK_BYTES)
+        self.environ["wsgi.input"] = io.BufferedReader(ReplayStream(head, stream))
+        return read_leading_field(head, boundary.encode("latin-1"), name)
+
     def close(self) -> None:
         super().close()
         if self.upload_dir is not None:
             shutil.rmtree(self.upload_dir, ignore_errors=True)
+
+
+class ReplayStream(io.RawIOBase):
+    """Bytes already read from a stream, then the rest of the stream."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self.head, self.rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.head:
+            size = min(len(buffer), len(self.head))
+            buffer[:size], self.head = self.head[:size], self.head[size:]
+            return size
+        data = self.rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def read_leading_field(head: bytes, boundary: bytes, name: str) -> str | None:
+    """A short text field's value when it is the first part of a multipart body."""
+    match = re.match(
+        rb"(?:\r\n)?--"  # werkzeug's test client sends an empty preamble first
+        + re.escape(boundary)
+        + rb"\r\ncontent-disposition: *form-data; *name=\""
+        + re.escape(name.encode())
+        + rb"\"\r\n\r\n([!-~]{1,512})\r\n--"
+        + re.escape(boundary),
+        head,
+        re.IGNORECASE,
+    )
+    return match.group(1).decode("ascii") if match else None
 
 
 def clean_name(filename: str) -> str:
@@ -168,7 +223,9 @@ def import_uploads(source: str) -> ImportRun:
         raise UploadError(f"the upload holds no files (send them as the {UPLOAD_FIELD!r} field)")
     settings: Settings = current_app.config["PACS_SETTINGS"]
     summary = import_paths(
-        [(request.upload_dir, "")], lambda: ArchiveClient.from_settings(settings, timeout=300)
+        [(request.upload_dir, "")],
+        lambda: ArchiveClient.from_settings(settings, timeout=300),
+        max_file_bytes=upload_limit(settings),
     )
     refused = [
         FileResult(

@@ -18,6 +18,7 @@ from flask_login import UserMixin, current_user
 
 from core.accounts import Role
 from portal.extensions import csrf, db, login_manager
+from portal.import_service import IMPORT_REFUSAL, may_import
 from storage.accounts import find_token_user, has_audit_since, write_audit
 from storage.models.accounts import User
 from storage.sessions import SessionLimits, find_live_session
@@ -202,14 +203,20 @@ def enforce_access() -> Any:
         return deny(403, "this route declares no roles and is closed")
     if not current_user.is_authenticated:
         return deny(401, "sign in first")
-    if request.method in UNSAFE_METHODS and not g.get("pacs_bearer"):
-        csrf.protect()
     if current_user.password_temporary and request.endpoint not in TEMPORARY_PASSWORD_ENDPOINTS:
         if is_api_request():
             return deny(403, "the password is temporary: choose your own in the portal first")
         return redirect(url_for("auth.change_password", next=request.full_path.rstrip("?")))
+    # Who may, before anything reads the body (an upload's can be gigabytes): the role,
+    # the import right, then the CSRF token (upload routes find it without the body).
     if current_user.role not in access:
         audit("access", "denied", object_type="route", object_id=request.path)
         db.session.commit()
         return deny(403, f"the {current_user.role} role may not use this page")
+    if getattr(view, "pacs_uploads", False) and not may_import(current_user):
+        audit("access", "denied", object_type="route", object_id=request.path)
+        db.session.commit()
+        return deny(403, IMPORT_REFUSAL)
+    if request.method in UNSAFE_METHODS and not g.get("pacs_bearer"):
+        csrf.protect()
     return None

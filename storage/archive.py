@@ -25,27 +25,43 @@ JsonDict = dict[str, Any]
 
 
 class ArchiveError(Exception):
-    """Base of every failure talking to the archive."""
+    """Base of every failure talking to the archive.
+
+    The message carries the details (Orthanc's own words, the archive's address) for
+    logs and operators; `public_message` says what happened without them, for browsers.
+    """
+
+    public_message = "the archive could not do this"
 
 
 class ArchiveUnavailable(ArchiveError):
     """The archive did not answer (down, unreachable, timed out, or a server error)."""
 
+    public_message = "the archive is unavailable; try again in a moment"
+
 
 class ArchiveTimeout(ArchiveUnavailable):
     """The archive accepted the connection but did not answer in time."""
+
+    public_message = "the archive did not answer in time"
 
 
 class ArchiveUnauthorized(ArchiveError):
     """The archive refused the configured credentials."""
 
+    public_message = "the archive refused the platform's credentials"
+
 
 class ArchiveNotFound(ArchiveError):
     """The resource does not exist (any more) in the archive."""
 
+    public_message = "not found in the archive"
+
 
 class ArchiveRejected(ArchiveError):
     """The archive understood the request and refused it; the message is Orthanc's."""
+
+    public_message = "the archive refused it"
 
 
 @dataclass(frozen=True)

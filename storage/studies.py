@@ -8,6 +8,15 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, union
 from sqlalchemy.orm import Session
 
+from core.identity import (
+    IDENTITY_FIELDS,
+    REPORTED_STATUSES,
+    IdentityChange,
+    IdentityDecision,
+    RecordedIdentity,
+    accepted_identity,
+    acknowledge,
+)
 from core.ingest import Assessment
 from core.records import SeriesRecord, StudyStatus
 from storage.evidence import save_evidence
@@ -40,7 +49,9 @@ def save_assessment(
         select(QuarantinedStudy).where(QuarantinedStudy.orthanc_id == record.orthanc_id)
     )
     if assessment.quarantined:
-        if study is not None:
+        # A reported study stays with its readers (and its recorded identity) until an
+        # admin decides: the quarantine entry is the signal, not its disappearance.
+        if study is not None and study.status not in REPORTED_STATUSES:
             study.status = StudyStatus.QUARANTINED
         save_quarantine_entry(session, entry, assessment, now)
         return "quarantined"
@@ -110,6 +121,7 @@ def save_quarantine_entry(
     entry.description = record.description[:256]
     entry.instance_count = record.instance_count
     entry.reasons = [finding.as_dict() for finding in assessment.findings]
+    entry.identity_changes = [change.as_dict() for change in assessment.identity_changes]
     entry.checked_at = now
 
 
@@ -128,6 +140,23 @@ def merge_series(study: Study, records: tuple[SeriesRecord, ...]) -> None:
         series.instance_count = record.instance_count
         merged.append(series)
     study.series = merged
+
+
+def load_recorded_identity(
+    session: Session, orthanc_id: str, study_uid: str
+) -> RecordedIdentity | None:
+    """The listed study these instances belong to: by Orthanc id, else by Study UID (a
+    changed Patient ID files the same study under another Orthanc id)."""
+    study = session.scalar(select(Study).where(Study.orthanc_id == orthanc_id))
+    if study is None and study_uid:
+        study = session.scalar(select(Study).where(Study.study_instance_uid == study_uid))
+    if study is None:
+        return None
+    return RecordedIdentity(
+        status=study.status,
+        values={f.name: getattr(study, f.name) for f in IDENTITY_FIELDS},
+        acknowledged=study.identity_acknowledged or {},
+    )
 
 
 def is_released(session: Session, orthanc_id: str) -> bool:
@@ -238,19 +267,81 @@ class QuarantineError(LookupError):
     """No open quarantine entry answers to that name."""
 
 
+class IdentityDecisionError(QuarantineError):
+    """The release of a reported study whose identity changed lacks a (possible) decision."""
+
+
+@dataclass(frozen=True)
+class Resolution:
+    orthanc_id: str
+    study_instance_uid: str
+    detail: str  # the identity decision, for the audit trail
+
+
 def resolve_quarantine(
-    session: Session, key: str, state: str, by: str, now: datetime.datetime
-) -> str:
-    """An admin released (re-validate and ingest, errors overridden) or deleted the study;
-    returns its Orthanc id. A released study is also queued for the next reconciliation,
-    so it is ingested even if no pipeline picks up the request at once."""
+    session: Session,
+    key: str,
+    state: str,
+    by: str,
+    now: datetime.datetime,
+    identity: IdentityDecision | None = None,
+) -> Resolution:
+    """An admin released (re-validate and ingest, errors overridden) or deleted the study.
+
+    A released study is also queued for the next reconciliation, so it is ingested even
+    if no pipeline picks up the request at once. Releasing a reported study whose
+    identity changed needs `identity`: keep the recorded identity or accept the new one.
+    """
     entry = find_quarantine_entry(session, key)
     if entry is None or entry.state != QuarantineState.OPEN:
         raise QuarantineError(f"no open quarantine entry for {key}")
-    entry.state, entry.resolved_by, entry.resolved_at = state, by, now
+    detail = ""
     if state == QuarantineState.RELEASED:
+        detail = decide_identity(session, entry, identity, by, now)
         record_retry(session, entry.orthanc_id, f"released by {by}", now)
-    return entry.orthanc_id
+    entry.state, entry.resolved_by, entry.resolved_at = state, by, now
+    return Resolution(entry.orthanc_id, entry.study_instance_uid, detail)
+
+
+def decide_identity(
+    session: Session,
+    entry: QuarantinedStudy,
+    decision: IdentityDecision | None,
+    by: str,
+    now: datetime.datetime,
+) -> str:
+    """Apply the admin's decision on a reported study's identity change; what was decided."""
+    changes = [IdentityChange(**change) for change in entry.identity_changes or []]
+    if not changes:
+        if decision is not None:
+            raise IdentityDecisionError(f"{entry.orthanc_id} has no identity change to decide on")
+        return ""
+    described = "; ".join(change.describe() for change in changes)
+    if decision is None:
+        raise IdentityDecisionError(
+            f"the identity of reported study {entry.study_instance_uid} changed ({described}): "
+            "release it keeping the recorded identity or accepting the new one"
+        )
+    study = session.scalar(
+        select(Study).where(Study.study_instance_uid == entry.study_instance_uid)
+    )
+    if study is None:
+        raise IdentityDecisionError(f"study {entry.study_instance_uid} is no longer listed")
+    if decision == IdentityDecision.ACCEPT:
+        try:
+            accepted = accepted_identity(changes)
+        except ValueError as error:
+            raise IdentityDecisionError(str(error)) from None
+        for name, value in accepted.items():
+            setattr(study, name, value)
+        detail = f"accepted the new identity: {described}"
+    else:
+        detail = f"kept the recorded identity: {described}"
+    study.identity_acknowledged = acknowledge(study.identity_acknowledged or {}, changes)
+    study.events.append(
+        StudyEvent(at=now, kind=f"identity_{decision}", user_email=by, detail=detail[:512])
+    )
+    return detail
 
 
 def record_study_opened(

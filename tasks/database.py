@@ -9,8 +9,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from config.settings import Settings
+from core import tags as tg
 from core.ingest import assess_study
-from core.records import ArchivedStudy
+from core.records import ArchivedStudy, pick_common
 from core.validation import ValidationPolicy
 from storage.database import open_session
 from storage.studies import (
@@ -19,6 +20,7 @@ from storage.studies import (
     is_released,
     list_known_study_ids,
     list_retries,
+    load_recorded_identity,
     mark_study_removed,
     read_change_cursor,
     record_retry,
@@ -67,7 +69,9 @@ def record_study(
     now = datetime.datetime.now(datetime.UTC)
     with open_session(settings.database_url) as session:
         released = is_released(session, study.orthanc_id)
-        assessment = assess_study(study, policy, released=released)
+        study_uid = pick_common(study.instances, tg.STUDY_INSTANCE_UID)
+        recorded = load_recorded_identity(session, study.orthanc_id, study_uid)
+        assessment = assess_study(study, policy, released=released, recorded=recorded)
         outcome = save_assessment(session, assessment, now, complete=study.is_stable)
         clear_retry(session, study.orthanc_id)
     return StudyOutcome(

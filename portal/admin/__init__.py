@@ -3,7 +3,6 @@ DICOM modalities the archive accepts."""
 
 from __future__ import annotations
 
-import csv
 import datetime
 import io
 
@@ -24,7 +23,10 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from core.accounts import Role, find_password_problems
+from core.csv_cells import SafeCsvWriter
+from core.identity import IdentityDecision
 from core.modalities import ModalityError, check_aet, check_modality
+from portal.archive_errors import report_archive_error
 from portal.extensions import db
 from portal.quarantine import delete_quarantined, release_quarantined
 from portal.security import audit, roles, utc_now
@@ -101,12 +103,20 @@ def show_quarantine():
     return render_template("admin/quarantine.html", entries=entries)
 
 
+# The page's release buttons: a reported study whose identity changed needs a decision.
+RELEASES = {
+    "release": None,
+    "release-keep": IdentityDecision.KEEP,
+    "release-accept": IdentityDecision.ACCEPT,
+}
+
+
 @bp.post("/quarantine/<orthanc_id>/<action>")
 @roles(Role.ADMIN)
 def resolve_quarantined(orthanc_id: str, action: str):
     try:
-        if action == "release":
-            release_quarantined(orthanc_id)
+        if action in RELEASES:
+            release_quarantined(orthanc_id, RELEASES[action])
             flash("Released: the study is being validated and ingested again.", "info")
         elif action == "delete":
             delete_quarantined(orthanc_id)
@@ -116,7 +126,7 @@ def resolve_quarantined(orthanc_id: str, action: str):
     except QuarantineError as error:
         flash(str(error), "error")
     except ArchiveError as error:
-        flash(f"The archive refused: {error}", "error")
+        flash(report_archive_error(error), "error")
     return redirect(url_for("admin.show_quarantine"))
 
 
@@ -296,20 +306,15 @@ def apply_modalities_to_archive() -> None:
 
 def audit_csv(events) -> Response:
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = SafeCsvWriter(buffer)
     writer.writerow(AUDIT_COLUMNS)
     for event in events:
-        writer.writerow([neutralise_formula(str(getattr(event, c))) for c in AUDIT_COLUMNS])
+        writer.writerow([str(getattr(event, c)) for c in AUDIT_COLUMNS])
     return Response(
         buffer.getvalue(),
         mimetype="text/csv",
         headers={"Content-Disposition": "attachment; filename=audit.csv"},
     )
-
-
-def neutralise_formula(value: str) -> str:
-    """Cells a spreadsheet would run as formulas get a leading quote (CSV injection)."""
-    return f"'{value}" if value[:1] in ("=", "+", "-", "@") else value
 
 
 def to_datetime(

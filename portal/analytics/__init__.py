@@ -8,7 +8,6 @@ are for admins only: the warehouse has none, they come from the operational data
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Callable
 from dataclasses import replace
@@ -31,6 +30,7 @@ from flask_login import current_user
 from marshmallow import ValidationError
 
 from core.accounts import ANALYTICS_ROLES, Role
+from core.csv_cells import SafeCsvWriter
 from core.records import Priority, format_person_name
 from core.turnaround import PERIODS, TurnaroundFilters
 from portal.analytics import charts
@@ -157,9 +157,7 @@ def download_csv(chart: str):
           detail=request.query_string.decode()[:1024])
     db.session.commit()
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["no rows"])
-    writer.writeheader()
-    writer.writerows(rows)
+    SafeCsvWriter(out).write_dicts(list(rows[0]) if rows else ["no rows"], rows)
     return Response(
         out.getvalue(),
         mimetype="text/csv",

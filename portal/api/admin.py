@@ -6,17 +6,19 @@ from typing import Any
 
 from apiflask import Schema, abort
 from apiflask.fields import DateTime, Integer, List, Nested, Raw, String
-from apiflask.validators import Length, Range
+from apiflask.validators import Length, OneOf, Range
 from marshmallow import RAISE
 
 from core.accounts import Role
+from core.identity import IdentityDecision
 from portal.api import bp
+from portal.archive_errors import report_archive_error
 from portal.extensions import db
 from portal.quarantine import delete_quarantined, release_quarantined
 from portal.security import audit, roles
 from storage.accounts import query_audit
 from storage.archive import ArchiveError
-from storage.studies import QuarantineError, list_quarantine
+from storage.studies import IdentityDecisionError, QuarantineError, list_quarantine
 
 
 class QuarantineOut(Schema):
@@ -29,6 +31,7 @@ class QuarantineOut(Schema):
     description = String()
     instance_count = Integer()
     reasons = List(Raw())
+    identity_changes = List(Raw(), metadata={"description": "{field, old, new} of each change"})
     quarantined_at = DateTime()
     checked_at = DateTime()
 
@@ -102,12 +105,29 @@ class Resolved(Schema):
     state = String()
 
 
+class ReleaseIn(Schema):
+    identity = String(
+        validate=OneOf(list(IdentityDecision)),
+        load_default=None,
+        metadata={
+            "description": "for a reported study whose identity changed (IDENTITY_CHANGED): "
+            "keep the recorded identity or accept the new one"
+        },
+    )
+
+
 @bp.post("/quarantine/<key>/release")
 @roles(Role.ADMIN)
+@bp.input(ReleaseIn, arg_name="body", unknown=RAISE)
 @bp.output(Resolved, status_code=202)
 @bp.doc(summary="Release a quarantined study: re-validate and ingest, errors overridden")
-def release(key: str) -> dict[str, str]:
-    return {"orthanc_id": resolve_or_404(release_quarantined, key), "state": "released"}
+def release(key: str, body: dict[str, Any]) -> dict[str, str]:
+    identity = IdentityDecision(body["identity"]) if body.get("identity") else None
+    try:
+        orthanc_id = resolve_or_404(release_quarantined, key, identity)
+    except IdentityDecisionError as error:
+        abort(409, str(error))
+    return {"orthanc_id": orthanc_id, "state": "released"}
 
 
 @bp.delete("/quarantine/<key>")
@@ -118,11 +138,13 @@ def delete(key: str) -> dict[str, str]:
     return {"orthanc_id": resolve_or_404(delete_quarantined, key), "state": "deleted"}
 
 
-def resolve_or_404(action, key: str) -> str:
+def resolve_or_404(action, key: str, *args: Any) -> str:
     try:
-        return action(key)
+        return action(key, *args)
+    except IdentityDecisionError:
+        raise
     except QuarantineError as error:
         abort(404, str(error))
     except ArchiveError as error:
         db.session.rollback()
-        abort(502, f"the archive refused: {error}")
+        abort(502, report_archive_error(error))

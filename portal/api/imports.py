@@ -13,6 +13,7 @@ from core.accounts import Role
 from portal.api import bp
 from portal.extensions import db
 from portal.import_service import (
+    IMPORT_REFUSAL,
     UploadError,
     accepts_uploads,
     describe_import,
@@ -54,7 +55,7 @@ def require_import_right() -> None:
     if not may_import(current_user):
         audit("access", "denied", object_type="route", object_id="/api/v1/imports")
         db.session.commit()
-        abort(403, "importing is for admins (radiologists when PACS_IMPORT_RADIOLOGISTS=1)")
+        abort(403, IMPORT_REFUSAL)
 
 
 @bp.post("/imports")
@@ -67,7 +68,7 @@ def require_import_right() -> None:
     "in all (413 beyond). Answers the summary: one entry per file, and the studies.",
 )
 def create_import() -> dict[str, Any]:
-    require_import_right()
+    # enforce_access checked the import right before anything read the body.
     try:
         # The upload page sends its files here with the session cookie.
         run = import_uploads("api" if g.get("pacs_bearer") else "portal")

@@ -12,6 +12,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from core.accounts import Role
 from portal.extensions import db
 from portal.import_service import (
+    IMPORT_REFUSAL,
     UploadError,
     accepts_uploads,
     describe_import,
@@ -33,7 +34,7 @@ def refuse_unless_allowed():
         return None
     audit("access", "denied", object_type="route", object_id=request.path)
     db.session.commit()
-    return deny(403, "importing is for admins (radiologists when PACS_IMPORT_RADIOLOGISTS=1)")
+    return deny(403, IMPORT_REFUSAL)
 
 
 @bp.get("")
@@ -49,9 +50,7 @@ def show_upload():
 @roles(Role.ADMIN, Role.RADIOLOGIST)
 @accepts_uploads
 def upload():
-    refusal = refuse_unless_allowed()
-    if refusal is not None:
-        return refusal
+    # enforce_access checked the import right before anything read the body.
     try:
         run = import_uploads("portal")
     except UploadError as error:

@@ -26,6 +26,8 @@ class QuarantinedStudy(Base):
     description: Mapped[str] = mapped_column(String(256), default="")
     instance_count: Mapped[int] = mapped_column(Integer, default=0)
     reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # A reported study's identity changes ({field, old, new}), for the admin's decision.
+    identity_changes: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     quarantined_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime)
     checked_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime)
     resolved_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime)

@@ -35,6 +35,7 @@ class Study(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     patient_name: Mapped[str] = mapped_column(String(324), default="")
     patient_id: Mapped[str] = mapped_column(String(64), default="", index=True)
+    issuer_of_patient_id: Mapped[str] = mapped_column(String(64), default="")
     patient_birth_date: Mapped[datetime.date | None] = mapped_column(Date)
     patient_sex: Mapped[str] = mapped_column(String(16), default="")
     accession_number: Mapped[str] = mapped_column(String(64), default="", index=True)
@@ -55,6 +56,9 @@ class Study(Base):
     series_count: Mapped[int] = mapped_column(Integer, default=0)
     instance_count: Mapped[int] = mapped_column(Integer, default=0)
     warnings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # Identity values an admin decided on after reporting (column -> DICOM texts): seen
+    # again, they do not quarantine the study again (core/identity.py).
+    identity_acknowledged: Mapped[dict[str, list[str]]] = mapped_column(JSON, default=dict)
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
 
     assignee: Mapped[User | None] = relationship()
