@@ -20,7 +20,7 @@ import sys
 import time
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -55,7 +55,7 @@ from storage.models.accounts import AuditEvent
 from storage.models.quarantine import QuarantinedStudy
 from storage.models.studies import Study
 from tasks.database import make_policy, record_study
-from tests.support.reports import part10_of
+from tests.support.reports import part10_of, wait_until_archived
 from tests.support.services import find_free_port, run_pacs
 from tests.support.studies import clone_study
 
@@ -211,7 +211,7 @@ def store(archive: ArchiveClient, datasets: list[Dataset]) -> str:
 
 def reingest(reported: Reported, archive: ArchiveClient, orthanc_id: str) -> str:
     """What the ingestion flow does for a stable study (its task's function, no Prefect)."""
-    study = archive.get_archived_study(orthanc_id)
+    study = replace(archive.get_archived_study(orthanc_id), is_stable=True)
     return record_study(reported.settings, study, make_policy(reported.settings)).outcome
 
 
@@ -258,7 +258,8 @@ def reported(
     )
     assert saved.status_code == 200, saved.json
     final = client.post(f"{url}/finalize", headers={**rad, "If-Match": saved.headers["ETag"]})
-    assert final.status_code == 201 and final.json["archived"] is True, final.json
+    assert final.status_code == 201, final.json
+    assert wait_until_archived(client, url, rad)["archived"] is True
     # Our own SR, now in the study, is no identity change.
     assert reingest(setup, archive, setup.orthanc_id) == "updated"
     return setup
