@@ -6,12 +6,11 @@ import datetime
 from typing import TextIO
 
 from config.settings import Settings
+from core.quarantine import QuarantineError, QuarantineState
 from pacs.pipeline import without_heartbeats
 from storage.archive import ArchiveClient
 from storage.database import open_session
 from storage.studies import (
-    QuarantineError,
-    QuarantineState,
     count_pipeline,
     list_quarantine,
     resolve_quarantine,

@@ -5,10 +5,11 @@ from __future__ import annotations
 from flask import current_app
 from flask_login import current_user
 
+from core.quarantine import QuarantineState
 from portal.extensions import db
 from portal.security import audit, utc_now
 from storage.archive import ArchiveClient
-from storage.studies import QuarantineState, resolve_quarantine
+from storage.studies import resolve_quarantine
 
 
 def release_quarantined(key: str) -> str:

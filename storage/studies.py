@@ -9,19 +9,14 @@ from sqlalchemy import func, select, union
 from sqlalchemy.orm import Session
 
 from core.ingest import Assessment
+from core.quarantine import UNRESOLVED_STATES, QuarantineError, QuarantineState
 from core.records import SeriesRecord, StudyStatus
+from core.study_events import StudyEventKind
 from storage.models.pipeline import IngestRetry, PipelineState
 from storage.models.quarantine import QuarantinedStudy
 from storage.models.studies import Series, Study, StudyEvent
 
 CHANGE_CURSOR = "orthanc_changes_seq"
-
-
-class QuarantineState:
-    OPEN = "open"
-    RELEASED = "released"
-    CLEARED = "cleared"  # passed validation on a later ingest
-    DELETED = "deleted"
 
 
 def save_assessment(session: Session, assessment: Assessment, now: datetime.datetime) -> str:
@@ -42,7 +37,7 @@ def save_assessment(session: Session, assessment: Assessment, now: datetime.date
     if study is None:
         study = Study(status=StudyStatus.RECEIVED)
         session.add(study)
-        study.events.append(StudyEvent(at=record.received_at, kind="received"))
+        study.events.append(StudyEvent(at=record.received_at, kind=StudyEventKind.RECEIVED))
         outcome = "ingested"
     elif study.status in (StudyStatus.QUARANTINED, StudyStatus.REMOVED):
         study.status = StudyStatus.RECEIVED
@@ -112,7 +107,7 @@ def mark_study_removed(session: Session, orthanc_id: str, now: datetime.datetime
     entry = session.scalar(
         select(QuarantinedStudy).where(QuarantinedStudy.orthanc_id == orthanc_id)
     )
-    if entry is not None and entry.state in (QuarantineState.OPEN, QuarantineState.RELEASED):
+    if entry is not None and entry.state in UNRESOLVED_STATES:
         entry.state, entry.resolved_at = QuarantineState.DELETED, now
     if study is None or study.status == StudyStatus.REMOVED:
         return False
@@ -124,7 +119,7 @@ def select_known_study_ids():
     """Orthanc ids the database accounts for: listed studies and unresolved quarantine."""
     listed = select(Study.orthanc_id).where(Study.status != StudyStatus.REMOVED)
     held = select(QuarantinedStudy.orthanc_id).where(
-        QuarantinedStudy.state.in_((QuarantineState.OPEN, QuarantineState.RELEASED))
+        QuarantinedStudy.state.in_(UNRESOLVED_STATES)
     )
     return union(listed, held)
 
@@ -203,10 +198,6 @@ def find_quarantine_entry(session: Session, key: str) -> QuarantinedStudy | None
     )
 
 
-class QuarantineError(LookupError):
-    """No open quarantine entry answers to that name."""
-
-
 def resolve_quarantine(
     session: Session, key: str, state: str, by: str, now: datetime.datetime
 ) -> str:
@@ -235,11 +226,13 @@ def record_study_opened(
     seen = session.scalar(
         select(StudyEvent.id).where(
             StudyEvent.study_id == study.id,
-            StudyEvent.kind == "opened",
+            StudyEvent.kind == StudyEventKind.OPENED,
             StudyEvent.user_email == user_email,
         )
     )
     if seen is not None:
         return False
-    session.add(StudyEvent(study_id=study.id, at=now, kind="opened", user_email=user_email))
+    session.add(
+        StudyEvent(study_id=study.id, at=now, kind=StudyEventKind.OPENED, user_email=user_email)
+    )
     return True

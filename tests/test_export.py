@@ -16,6 +16,7 @@ from sqlalchemy import select
 from config.settings import Settings, load_settings
 from core.accounts import Role
 from core.cohorts import Cohort
+from core.exports import ExportState
 from flows.export_research import export_research
 from flows.ingest_study import ingest_studies
 from pacs.orthanc_server import start_orthanc, stop_orthanc
@@ -25,7 +26,7 @@ from portal.extensions import db
 from storage.accounts import create_user
 from storage.archive import ArchiveClient
 from storage.database import open_session
-from storage.exports import ExportState, create_export, list_pseudonyms
+from storage.exports import create_export, list_pseudonyms
 from storage.models.exports import ExportPseudonym, ResearchExport
 from tests.support.identified_studies import PATIENTS, build_identified_cohort
 from tests.support.pipeline import upload

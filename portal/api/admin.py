@@ -10,13 +10,14 @@ from apiflask.validators import Length, Range
 from marshmallow import RAISE
 
 from core.accounts import Role
+from core.quarantine import QuarantineError, QuarantineState
 from portal.api import bp
 from portal.extensions import db
 from portal.quarantine import delete_quarantined, release_quarantined
 from portal.security import audit, roles
 from storage.accounts import query_audit
 from storage.archive import ArchiveError
-from storage.studies import QuarantineError, list_quarantine
+from storage.studies import list_quarantine
 
 
 class QuarantineOut(Schema):
@@ -107,7 +108,8 @@ class Resolved(Schema):
 @bp.output(Resolved, status_code=202)
 @bp.doc(summary="Release a quarantined study: re-validate and ingest, errors overridden")
 def release(key: str) -> dict[str, str]:
-    return {"orthanc_id": resolve_or_404(release_quarantined, key), "state": "released"}
+    orthanc_id = resolve_or_404(release_quarantined, key)
+    return {"orthanc_id": orthanc_id, "state": QuarantineState.RELEASED}
 
 
 @bp.delete("/quarantine/<key>")
@@ -115,14 +117,14 @@ def release(key: str) -> dict[str, str]:
 @bp.output(Resolved)
 @bp.doc(summary="Delete a quarantined study from the archive")
 def delete(key: str) -> dict[str, str]:
-    return {"orthanc_id": resolve_or_404(delete_quarantined, key), "state": "deleted"}
+    return {"orthanc_id": resolve_or_404(delete_quarantined, key), "state": QuarantineState.DELETED}
 
 
 def resolve_or_404(action, key: str) -> str:
     try:
         return action(key)
     except QuarantineError as error:
-        abort(404, str(error))
+        abort(error.status, str(error))
     except ArchiveError as error:
         db.session.rollback()
         abort(502, f"the archive refused: {error}")
