@@ -13,20 +13,15 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from config.settings import Settings
-from core.accounts import Role, hash_password
+from core.accounts import Role
 from portal import create_app
 from portal.extensions import db
 from storage.accounts import create_user
 from storage.models.accounts import AuditEvent
 from tests.support.turnaround import NOW, build_operational_database, fixture_settings, refresh
+from tests.support.users import PASSWORD
 
-PASSWORD = "a-long-enough-passphrase"
 ROLES = ("manager", "admin", "radiologist", "researcher", "referrer")
-
-
-@pytest.fixture(scope="module")
-def password_hash() -> str:
-    return hash_password(PASSWORD)
 
 
 def make_app(settings: Settings, password_hash: str, monkeypatch: pytest.MonkeyPatch) -> Flask:
