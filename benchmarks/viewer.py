@@ -54,9 +54,10 @@ from portal.extensions import db  # noqa: E402
 from storage.accounts import create_user  # noqa: E402
 from storage.archive import ArchiveClient  # noqa: E402
 from storage.studies import save_assessment  # noqa: E402
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.support.browser import CHROMIUM_ARGS  # noqa: E402
 from tests.support.services import make_env  # noqa: E402
 from tests.support.studies import demo_study  # noqa: E402
+from tests.support.tools import CHROMIUM  # noqa: E402
 
 PASSWORD = "benchmark-passphrase-1"
 FRAME_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'

@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from core.accounts import Role
 from core.records import StudyStatus
+from core.study_events import StudyEventKind
 
 # The report's sections, in reading order, with the headings people see.
 SECTIONS = {
@@ -87,12 +88,11 @@ STUDY_STATUS_AFTER = {
     ReportAction.ADDENDUM: StudyStatus.AMENDED,
 }
 
-# StudyEvent kinds (the warehouse reads them: keep these names).
-EVENT_REPORT_STARTED = "report_started"
+# The study event each signature records.
 EVENT_KINDS = {
-    ReportAction.PRELIMINARY: "preliminary",
-    ReportAction.FINAL: "final",
-    ReportAction.ADDENDUM: "addendum",
+    ReportAction.PRELIMINARY: StudyEventKind.PRELIMINARY,
+    ReportAction.FINAL: StudyEventKind.FINAL,
+    ReportAction.ADDENDUM: StudyEventKind.ADDENDUM,
 }
 
 

@@ -12,12 +12,11 @@ from typing import TextIO
 from config.settings import Settings
 from core.cohorts import CohortError, parse_cohort
 from core.deidentify import ProfileError, format_profile, parse_profile
+from core.exports import ExportError, ExportState
 from pacs.ingest_commands import CommandError
 from pacs.pipeline import without_heartbeats
 from storage.database import open_session
 from storage.exports import (
-    ExportError,
-    ExportState,
     create_export,
     get_export,
     measure_cohort,

@@ -7,13 +7,12 @@ from typing import TextIO
 
 from config.settings import Settings
 from core.identity import IdentityDecision
+from core.quarantine import QuarantineError, QuarantineState
 from pacs.pipeline import without_heartbeats
 from storage.accounts import write_audit
 from storage.archive import ArchiveClient
 from storage.database import open_session
 from storage.studies import (
-    QuarantineError,
-    QuarantineState,
     count_pipeline,
     list_quarantine,
     resolve_quarantine,

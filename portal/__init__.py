@@ -12,7 +12,10 @@ from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config.settings import load_settings
+from core.assignments import MAX_PRIORITY_REASON
+from core.exports import MAX_PURPOSE_LENGTH, MAX_REASON_LENGTH
 from core.records import format_person_name
+from core.reports import MAX_ADDENDUM_LENGTH, MAX_SECTION_LENGTH
 from portal.extensions import csrf, db, login_manager
 from portal.import_service import UploadRequest
 from portal.report_delivery import ReportDelivery
@@ -23,6 +26,14 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
+# The limits the pages' inputs show (maxlength), from the rules that check them.
+FIELD_LIMITS = {
+    "MAX_PRIORITY_REASON": MAX_PRIORITY_REASON,
+    "MAX_PURPOSE_LENGTH": MAX_PURPOSE_LENGTH,
+    "MAX_REASON_LENGTH": MAX_REASON_LENGTH,
+    "MAX_ADDENDUM_LENGTH": MAX_ADDENDUM_LENGTH,
+    "MAX_SECTION_LENGTH": MAX_SECTION_LENGTH,
+}
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
@@ -71,6 +82,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         init_database(db.engine)
 
     app.jinja_env.filters["person_name"] = format_person_name
+    app.jinja_env.globals.update(FIELD_LIMITS)
     app.before_request(enforce_access)
     app.after_request(add_security_headers)
 

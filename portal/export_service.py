@@ -15,12 +15,11 @@ from flask_login import current_user
 from core.accounts import Role
 from core.cohorts import Cohort
 from core.deidentify import format_profile, parse_profile
+from core.exports import ExportError, ExportNotFound, ExportState
 from portal.extensions import db
 from portal.security import audit, utc_now
 from storage.exports import (
     CohortSize,
-    ExportError,
-    ExportState,
     create_export,
     decide_export,
     get_export,
@@ -66,7 +65,7 @@ def decide(export_id: int, *, approve: bool, reason: str) -> ResearchExport:
         )
     except ExportError as error:
         db.session.rollback()
-        abort(404 if "no export" in str(error) else 409, str(error))
+        abort(error.status, str(error))
     action = "export_approve" if approve else "export_reject"
     audit(action, object_type="export", object_id=str(export_id), detail=reason)
     db.session.commit()
@@ -113,7 +112,7 @@ def downloadable_zip(export_id: int) -> Path:
 def find_export(export_id: int) -> ResearchExport | None:
     try:
         return get_export(db.session, export_id)
-    except ExportError:
+    except ExportNotFound:
         return None
 
 

@@ -6,10 +6,11 @@ from flask import current_app
 from flask_login import current_user
 
 from core.identity import IdentityDecision
+from core.quarantine import QuarantineState
 from portal.extensions import db
 from portal.security import audit, utc_now
 from storage.archive import ArchiveClient
-from storage.studies import QuarantineState, resolve_quarantine
+from storage.studies import resolve_quarantine
 
 
 def release_quarantined(key: str, identity: IdentityDecision | None = None) -> str:

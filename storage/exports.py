@@ -1,4 +1,5 @@
-"""Research exports in the operational database: cohorts, requests, progress, pseudonyms."""
+"""Research exports in the operational database: cohorts, requests, progress, pseudonyms
+(their states and transitions: core/exports.py)."""
 
 from __future__ import annotations
 
@@ -12,22 +13,16 @@ from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from core.cohorts import Cohort
+from core.exports import (
+    ExportNotFound,
+    ExportState,
+    state_after_decision,
+    state_after_run,
+    state_at_start,
+)
 from core.records import StudyStatus
 from storage.models.exports import ExportPseudonym, ResearchExport
 from storage.models.studies import Study
-
-
-class ExportState:
-    REQUESTED = "requested"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-
-
-class ExportError(ValueError):
-    """The export cannot do what was asked (unknown, or not in the right state)."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +129,7 @@ def create_export(
 def get_export(session: Session, export_id: int) -> ResearchExport:
     export = session.get(ResearchExport, export_id)
     if export is None:
-        raise ExportError(f"no export {export_id}")
+        raise ExportNotFound(f"no export {export_id}")
     return export
 
 
@@ -156,9 +151,7 @@ def decide_export(
     now: datetime.datetime,
 ) -> ResearchExport:
     export = get_export(session, export_id)
-    if export.state != ExportState.REQUESTED:
-        raise ExportError(f"export {export_id} is {export.state}, not awaiting a decision")
-    export.state = ExportState.APPROVED if approve else ExportState.REJECTED
+    export.state = state_after_decision(export_id, export.state, approve=approve)
     export.reason, export.decided_by, export.decided_at = reason, by, now
     return export
 
@@ -168,9 +161,8 @@ def start_export(
 ) -> ResearchExport:
     """Running from scratch (a re-run starts its counts again, with the same salt)."""
     export = get_export(session, export_id)
-    if export.state in (ExportState.REQUESTED, ExportState.REJECTED):
-        raise ExportError(f"export {export_id} is {export.state}: it needs an admin's approval")
-    export.state, export.started_at, export.finished_at = ExportState.RUNNING, now, None
+    export.state = state_at_start(export_id, export.state)
+    export.started_at, export.finished_at = now, None
     export.total_instances = total
     export.processed_instances = export.exported_instances = 0
     export.excluded_instances = export.withheld_instances = 0
@@ -203,7 +195,7 @@ def finish_export(
     now: datetime.datetime,
 ) -> ResearchExport:
     export = get_export(session, export_id)
-    export.state = ExportState.DONE if ok else ExportState.FAILED
+    export.state = state_after_run(ok)
     export.destination, export.report, export.reason = destination, report, reason
     export.finished_at = now
     return export

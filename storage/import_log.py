@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.import_rules import ImportSummary
+from core.quarantine import QuarantineState
 from core.records import StudyStatus
 from storage.accounts import write_audit
 from storage.models.accounts import User
@@ -77,7 +78,8 @@ def locate_studies(session: Session, study_uids: list[str]) -> dict[str, StudyPl
             places[uid] = StudyPlace.WORKLIST
     for uid in session.scalars(
         select(QuarantinedStudy.study_instance_uid).where(
-            QuarantinedStudy.study_instance_uid.in_(study_uids), QuarantinedStudy.state == "open"
+            QuarantinedStudy.study_instance_uid.in_(study_uids),
+            QuarantinedStudy.state == QuarantineState.OPEN,
         )
     ):
         places[uid] = StudyPlace.QUARANTINE

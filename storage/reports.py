@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 from core.report_templates import TemplateSpec, load_default_templates
 from core.reports import (
     EVENT_KINDS,
-    EVENT_REPORT_STARTED,
     STUDY_STATUS_AFTER,
     ReportAction,
     ReportStatus,
@@ -31,6 +30,7 @@ from core.reports import (
     study_status_after_edit,
 )
 from core.sr import Addendum, DocumentReference, SignedReport, person_name
+from core.study_events import StudyEventKind
 from storage.models.accounts import User
 from storage.models.reports import Report, ReportDocument, ReportTemplate
 from storage.models.studies import Series, Study, StudyEvent
@@ -85,11 +85,15 @@ def save_draft(
             updated_at=now,
         )
         session.add(report)
-        study.events.append(StudyEvent(at=now, kind=EVENT_REPORT_STARTED, user_email=actor.email))
+        study.events.append(
+            StudyEvent(at=now, kind=StudyEventKind.REPORT_STARTED, user_email=actor.email)
+        )
     if study.assignee_id is None:
         study.assignee_id = actor.id
         study.events.append(
-            StudyEvent(at=now, kind="assigned", user_email=actor.email, detail=actor.email)
+            StudyEvent(
+                at=now, kind=StudyEventKind.ASSIGNED, user_email=actor.email, detail=actor.email
+            )
         )
     study.status = study_status_after_edit(study.status)
     report.sections = cleaned
@@ -205,7 +209,9 @@ def load_signed_report(session: Session, document_id: int) -> tuple[SignedReport
         raise LookupError(f"no report document {document_id}")
     documents = document.report.documents
     earlier = [d for d in documents if d.sequence < document.sequence]
-    addenda = [d for d in documents if d.kind == "addendum" and d.sequence <= document.sequence]
+    addenda = [
+        d for d in documents if d.kind == ReportAction.ADDENDUM and d.sequence <= document.sequence
+    ]
     signed = SignedReport(
         kind=document.kind,
         sections=document.sections,

@@ -18,7 +18,14 @@ from core.identity import (
     acknowledge,
 )
 from core.ingest import Assessment
+from core.quarantine import (
+    UNRESOLVED_STATES,
+    IdentityDecisionError,
+    QuarantineError,
+    QuarantineState,
+)
 from core.records import SeriesRecord, StudyStatus
+from core.study_events import StudyEventKind
 from storage.evidence import save_evidence
 from storage.models.arrivals import StudyArrival
 from storage.models.pipeline import IngestRetry, PipelineState
@@ -26,13 +33,6 @@ from storage.models.quarantine import QuarantinedStudy
 from storage.models.studies import Series, Study, StudyEvent
 
 CHANGE_CURSOR = "orthanc_changes_seq"
-
-
-class QuarantineState:
-    OPEN = "open"
-    RELEASED = "released"
-    CLEARED = "cleared"  # passed validation on a later ingest
-    DELETED = "deleted"
 
 
 def save_assessment(
@@ -98,7 +98,7 @@ def record_arrival(
         return "arriving"
     if arrival is not None:
         session.delete(arrival)
-    study.events.append(StudyEvent(at=study.received_at, kind="received"))
+    study.events.append(StudyEvent(at=study.received_at, kind=StudyEventKind.RECEIVED))
     return "ingested"
 
 
@@ -172,7 +172,7 @@ def mark_study_removed(session: Session, orthanc_id: str, now: datetime.datetime
     entry = session.scalar(
         select(QuarantinedStudy).where(QuarantinedStudy.orthanc_id == orthanc_id)
     )
-    if entry is not None and entry.state in (QuarantineState.OPEN, QuarantineState.RELEASED):
+    if entry is not None and entry.state in UNRESOLVED_STATES:
         entry.state, entry.resolved_at = QuarantineState.DELETED, now
     if study is None or study.status == StudyStatus.REMOVED:
         return False
@@ -184,7 +184,7 @@ def select_known_study_ids():
     """Orthanc ids the database accounts for: listed studies and unresolved quarantine."""
     listed = select(Study.orthanc_id).where(Study.status != StudyStatus.REMOVED)
     held = select(QuarantinedStudy.orthanc_id).where(
-        QuarantinedStudy.state.in_((QuarantineState.OPEN, QuarantineState.RELEASED))
+        QuarantinedStudy.state.in_(UNRESOLVED_STATES)
     )
     return union(listed, held)
 
@@ -261,14 +261,6 @@ def find_quarantine_entry(session: Session, key: str) -> QuarantinedStudy | None
             (QuarantinedStudy.orthanc_id == key) | (QuarantinedStudy.study_instance_uid == key)
         )
     )
-
-
-class QuarantineError(LookupError):
-    """No open quarantine entry answers to that name."""
-
-
-class IdentityDecisionError(QuarantineError):
-    """The release of a reported study whose identity changed lacks a (possible) decision."""
 
 
 @dataclass(frozen=True)
@@ -357,11 +349,13 @@ def record_study_opened(
     seen = session.scalar(
         select(StudyEvent.id).where(
             StudyEvent.study_id == study.id,
-            StudyEvent.kind == "opened",
+            StudyEvent.kind == StudyEventKind.OPENED,
             StudyEvent.user_email == user_email,
         )
     )
     if seen is not None:
         return False
-    session.add(StudyEvent(study_id=study.id, at=now, kind="opened", user_email=user_email))
+    session.add(
+        StudyEvent(study_id=study.id, at=now, kind=StudyEventKind.OPENED, user_email=user_email)
+    )
     return True

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from config.settings import Settings
 from core.records import ArchivedStudy
@@ -14,31 +10,9 @@ from storage.archive import (
     ArchiveClient,
     ArchiveNotFound,
     ArchiveRejected,
-    ArchiveUnavailable,
     ChangesPage,
 )
-
-RETRY_DELAYS = [1, 2, 4, 8]
-
-
-def retry_if_unavailable(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry outages (down, timeout, 5xx); anything else will not improve by waiting."""
-    try:
-        state.result()
-    except ArchiveUnavailable:
-        return True
-    except Exception:
-        return False
-    return False
-
-
-# Every archive read: retried with backoff while the archive is unavailable, never cached.
-archive_task = task(
-    retries=len(RETRY_DELAYS),
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_if_unavailable,
-    cache_policy=NO_CACHE,
-)
+from tasks.retries import archive_task
 
 
 @dataclass(frozen=True)

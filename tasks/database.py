@@ -5,9 +5,6 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from config.settings import Settings
 from core import tags as tg
 from core.ingest import assess_study
@@ -27,6 +24,7 @@ from storage.studies import (
     save_assessment,
     write_change_cursor,
 )
+from tasks.retries import database_task, once_task
 
 
 @dataclass(frozen=True)
@@ -50,7 +48,7 @@ class RecordedStudies:
     failed: dict[str, str]  # Orthanc id -> why it could not be recorded
 
 
-@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+@database_task
 def record_studies(settings: Settings, studies: list[ArchivedStudy]) -> RecordedStudies:
     """Validate each study and upsert it, or its quarantine entry, one transaction a study."""
     policy = make_policy(settings)
@@ -83,7 +81,7 @@ def record_study(
     )
 
 
-@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+@database_task
 def record_removed_studies(settings: Settings, orthanc_ids: list[str]) -> int:
     now = datetime.datetime.now(datetime.UTC)
     with open_session(settings.database_url) as session:
@@ -92,7 +90,7 @@ def record_removed_studies(settings: Settings, orthanc_ids: list[str]) -> int:
         return sum(mark_study_removed(session, orthanc_id, now) for orthanc_id in orthanc_ids)
 
 
-@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+@database_task
 def remember_retries(settings: Settings, reasons: dict[str, str]) -> None:
     """Keep studies that could not be ingested yet, so that reconciliation tries them again."""
     now = datetime.datetime.now(datetime.UTC)
@@ -101,31 +99,31 @@ def remember_retries(settings: Settings, reasons: dict[str, str]) -> None:
             record_retry(session, orthanc_id, reason, now)
 
 
-@task(cache_policy=NO_CACHE)
+@once_task
 def load_retries(settings: Settings) -> list[str]:
     with open_session(settings.database_url) as session:
         return list_retries(session)
 
 
-@task(cache_policy=NO_CACHE)
+@once_task
 def load_change_cursor(settings: Settings) -> int:
     with open_session(settings.database_url) as session:
         return read_change_cursor(session)
 
 
-@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+@database_task
 def save_change_cursor(settings: Settings, seq: int) -> None:
     with open_session(settings.database_url) as session:
         write_change_cursor(session, seq)
 
 
-@task(cache_policy=NO_CACHE)
+@once_task
 def count_ingested_studies(settings: Settings) -> int:
     with open_session(settings.database_url) as session:
         return count_known_studies(session)
 
 
-@task(cache_policy=NO_CACHE)
+@once_task
 def load_ingested_study_ids(settings: Settings) -> set[str]:
     with open_session(settings.database_url) as session:
         return list_known_study_ids(session)

@@ -8,9 +8,6 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from config.settings import Settings
 from core.cohorts import parse_cohort
 from core.deidentify import Deidentifier, parse_profile
@@ -27,10 +24,9 @@ from storage.exports import (
     select_cohort,
     start_export,
 )
-from tasks.archive import archive_task
+from tasks.retries import archive_task, once_task
 
 STOW_BATCH = 50
-database_task = task(cache_policy=NO_CACHE)
 
 
 @dataclass(frozen=True)
@@ -98,7 +94,7 @@ def deidentify_batch(
     return summaries
 
 
-@task(cache_policy=NO_CACHE)
+@once_task
 def write_export_zip(
     settings: Settings, plan: ExportPlan, summaries: list[InstanceSummary], out_path: str | None
 ) -> str:
@@ -127,7 +123,7 @@ def send_to_research_archive(
     return settings.research_orthanc_url
 
 
-@database_task
+@once_task
 def record_export_result(
     settings: Settings,
     plan: ExportPlan,

@@ -5,15 +5,12 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from config.settings import Settings
 from storage.archive import ArchiveClient, ArchiveUnavailable
 from storage.database import open_session
 from storage.report_archive import try_send_report_document
 from storage.reports import list_pending_documents
-from tasks.archive import RETRY_DELAYS, retry_if_unavailable
+from tasks.retries import archive_task
 
 
 @dataclass
@@ -22,12 +19,7 @@ class OutboxOutcome:
     failed: dict[int, str] = field(default_factory=dict)  # document id -> last error
 
 
-@task(
-    retries=len(RETRY_DELAYS),
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=retry_if_unavailable,
-    cache_policy=NO_CACHE,
-)
+@archive_task
 def send_pending_reports(settings: Settings, limit: int = 100) -> OutboxOutcome:
     """STOW each pending SR, one transaction a document. An unavailable archive fails (and
     retries) the task; a document the archive refuses keeps its error and waits."""

@@ -21,10 +21,17 @@ from pacs.pipeline import EmbeddedPipeline
 from portal import create_app
 from storage.archive import ArchiveClient
 from tests.support.apps import add_users_and_studies
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.browser import CHROMIUM_ARGS
 from tests.support.services import make_env, start_prefect_server
 from tests.support.studies import register_test_callers
+from tests.support.tools import CHROMIUM, require_tool
 from tests.support.users import PASSWORD
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`@pytest.mark.requires(tool)`: skipped without the tool, failed under CI."""
+    for mark in item.iter_markers("requires"):
+        require_tool(*mark.args)
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +83,7 @@ def archive(settings: Settings) -> Iterator[ArchiveClient]:
 def browser() -> Iterator[Any]:
     """One headless Debian Chromium for all browser tests: Playwright's sync API allows a
     single driver per process, so every test module shares this one."""
+    require_tool("chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

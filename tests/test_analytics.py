@@ -10,23 +10,17 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 
 from config.settings import Settings
-from core.accounts import Role, hash_password
+from core.accounts import Role
 from portal import create_app
 from portal.extensions import db
 from storage.accounts import create_user
 from storage.models.accounts import AuditEvent
 from tests.support.turnaround import NOW, build_operational_database, fixture_settings, refresh
+from tests.support.users import PASSWORD, token_for
 
-PASSWORD = "a-long-enough-passphrase"
 ROLES = ("manager", "admin", "radiologist", "researcher", "referrer")
-
-
-@pytest.fixture(scope="module")
-def password_hash() -> str:
-    return hash_password(PASSWORD)
 
 
 def make_app(settings: Settings, password_hash: str, monkeypatch: pytest.MonkeyPatch) -> Flask:
@@ -48,18 +42,10 @@ def app(tmp_path: Path, password_hash: str, monkeypatch: pytest.MonkeyPatch) -> 
     yield app
 
 
-def token(client: FlaskClient, role: str) -> dict[str, str]:
-    response = client.post(
-        "/api/v1/auth/token", json={"email": f"{role}@example.org", "password": PASSWORD}
-    )
-    assert response.status_code == 201, response.json
-    return {"Authorization": f"Bearer {response.json['token']}"}
-
-
 def test_only_managers_and_admins_reach_the_analytics(app: Flask) -> None:
     client = app.test_client()
     for role in ROLES:
-        headers = token(client, role)
+        headers = token_for(client, role)
         allowed = role in ("manager", "admin")
         for url in (
             "/analytics",
@@ -74,7 +60,7 @@ def test_only_managers_and_admins_reach_the_analytics(app: Flask) -> None:
 
 def test_api_turnaround_by_group_and_period(app: Flask) -> None:
     client = app.test_client()
-    headers = token(client, "manager")
+    headers = token_for(client, "manager")
     response = client.get(
         "/api/v1/analytics/turnaround?group_by=modality&period=week", headers=headers
     )
@@ -111,7 +97,7 @@ def test_api_turnaround_by_group_and_period(app: Flask) -> None:
 
 def test_dashboard_data_and_patient_names_for_admins_only(app: Flask) -> None:
     client = app.test_client()
-    manager = client.get("/analytics/data.json", headers=token(client, "manager")).json
+    manager = client.get("/analytics/data.json", headers=token_for(client, "manager")).json
     assert set(manager["figures"]) == {
         "turnaround_modality",
         "turnaround_priority",
@@ -132,7 +118,7 @@ def test_dashboard_data_and_patient_names_for_admins_only(app: Flask) -> None:
     assert "patient_name" not in breach and "url" not in breach
     admin_client = app.test_client()
     [admin_breach] = admin_client.get(
-        "/analytics/data.json", headers=token(admin_client, "admin")
+        "/analytics/data.json", headers=token_for(admin_client, "admin")
     ).json["breaches"]
     assert admin_breach["patient_name"] == "Tat, Patient2"
     assert admin_breach["url"] == "/studies/1.2.826.0.1.3680043.10.77.2"
@@ -142,7 +128,7 @@ def test_dashboard_data_and_patient_names_for_admins_only(app: Flask) -> None:
 
 def test_every_chart_downloads_as_csv(app: Flask) -> None:
     client = app.test_client()
-    headers = token(client, "manager")
+    headers = token_for(client, "manager")
     for chart in (
         "turnaround_modality",
         "turnaround_priority",
@@ -169,7 +155,7 @@ def test_without_a_warehouse_the_pages_say_how_to_build_it(
 ) -> None:
     app, _ = make_app(fixture_settings(tmp_path), password_hash, monkeypatch)
     client = app.test_client()
-    headers = token(client, "manager")
+    headers = token_for(client, "manager")
     page = client.get("/analytics", headers=headers)
     assert page.status_code == 200
     assert "no data yet: run `pacs warehouse refresh`" in page.get_data(as_text=True)

@@ -17,6 +17,8 @@ from tests.support.browser import TIMEOUT_MS, screenshot, serve_portal, sign_in
 from tests.support.turnaround import NOW, build_operational_database, fixture_settings, refresh
 from tests.support.users import PASSWORD
 
+pytestmark = pytest.mark.slow  # Chromium
+
 CHARTS = ("turnaround_modality", "turnaround_priority", "volume", "backlog", "productivity")
 
 

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask import Flask
+from playwright.sync_api import Browser, Page
 from sqlalchemy import select
 
 from config.settings import load_settings
@@ -26,13 +27,11 @@ from portal.extensions import db
 from storage.accounts import create_user
 from storage.models.accounts import AuditEvent, User
 from storage.models.studies import Study
-from tests.support.browser import TIMEOUT_MS, require_chromium, screenshot, serve_portal, sign_in
+from tests.support.browser import TIMEOUT_MS, screenshot, serve_portal, sign_in
 from tests.support.services import make_env
 from tests.support.users import PASSWORD
 
-require_chromium()
-
-from playwright.sync_api import Browser, Page  # noqa: E402
+pytestmark = pytest.mark.slow  # Chromium
 
 NOW = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 

@@ -297,7 +297,7 @@ def count_dciodvfy_errors(path: Path) -> list[str]:
     return [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("Error")]
 
 
-@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) missing")
+@pytest.mark.requires("dciodvfy")
 def test_dciodvfy_reports_no_new_errors(cohort, tmp_path: Path) -> None:
     deidentifier = Deidentifier(salt=SALT, options=ALL_OPTIONS)
     sources = cohort.datasets + [

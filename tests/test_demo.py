@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import re
-import shutil
 import subprocess
 import warnings
 from collections import Counter
@@ -249,7 +248,7 @@ def test_pixel_data_matches_the_header_and_shows_something(datasets: list[Datase
             assert ds.WindowWidth > 0
 
 
-@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) missing")
+@pytest.mark.requires("dciodvfy")
 def test_dciodvfy_finds_no_errors_in_any_sop_class(datasets: list[Dataset], tmp_path: Path) -> None:
     """One instance per SOP class and image type (so CT localizers are checked too)."""
     samples = {(ds.SOPClassUID, tuple(ds.ImageType)): ds for ds in datasets}

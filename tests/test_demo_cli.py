@@ -7,10 +7,14 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from config.settings import Settings
 from demo.studies import build_demo_studies
 from storage.archive import ArchiveClient
 from tests.support.services import run_pacs
+
+pytestmark = pytest.mark.slow  # the pacs command against an Orthanc of its own
 
 
 def test_demo_loads_every_study_once(orthanc_env: dict[str, str], archive: ArchiveClient) -> None:

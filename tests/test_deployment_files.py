@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -51,10 +50,7 @@ PLATFORM_SETTINGS = {
     "PREFECT_API_URL",
 }
 
-needs_compose = pytest.mark.skipif(
-    shutil.which("docker-compose") is None,
-    reason="docker-compose is not on PATH (Debian package `docker-compose` validates the file)",
-)
+needs_compose = pytest.mark.requires("docker-compose")  # `docker-compose config` validates
 
 
 def _compose(tmp_path: Path, secrets: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from config.settings import Settings, load_settings
 from core.accounts import Role
 from core.cohorts import Cohort
+from core.exports import ExportState
 from flows.export_research import export_research
 from flows.ingest_study import ingest_studies
 from pacs.orthanc_server import start_orthanc, stop_orthanc
@@ -25,7 +26,7 @@ from portal.extensions import db
 from storage.accounts import create_user
 from storage.archive import ArchiveClient
 from storage.database import open_session
-from storage.exports import ExportState, create_export, list_pseudonyms
+from storage.exports import create_export, list_pseudonyms
 from storage.models.exports import ExportPseudonym, ResearchExport
 from tests.support.identified_studies import PATIENTS, build_identified_cohort
 from tests.support.pipeline import upload
@@ -93,6 +94,7 @@ def assert_clean(data: bytes, identifiers: set[str]) -> None:
             assert needle not in lowered, value
 
 
+@pytest.mark.slow
 def test_pacs_export_writes_a_clean_zip_and_a_rerun_gives_the_same(
     export_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -165,6 +167,7 @@ def test_a_leaking_instance_is_withheld_and_the_report_says_why(
     assert not (settings.exports_dir / f"export-{export_id}.staging").exists()
 
 
+@pytest.mark.slow
 def test_export_goes_to_the_research_orthanc_when_one_is_configured(
     export_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -239,6 +242,7 @@ def test_portal_request_approval_runs_the_export_and_the_researcher_downloads_it
             assert_clean(archive.read(name), cohort.identifiers | cohort.source_uids)
 
 
+@pytest.mark.slow
 def test_pacs_export_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
     env = make_env(tmp_path)
     for args, message in (

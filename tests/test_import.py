@@ -123,6 +123,7 @@ def test_importing_twice_skips_what_the_archive_holds(env: dict[str, str], tmp_p
     }
 
 
+@pytest.mark.slow
 def test_same_uid_with_other_content_is_refused_and_the_archive_keeps_its_own(
     env: dict[str, str], archive: ArchiveClient, tmp_path: Path
 ) -> None:
@@ -254,6 +255,7 @@ def test_every_file_is_reported_when_the_archive_is_unreachable(
     assert all(f.reason.startswith("not sent:") for f in not_sent)
 
 
+@pytest.mark.slow
 def test_the_command_fails_in_one_line_when_the_archive_is_down(
     env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -23,8 +23,10 @@ from storage.archive import ArchiveClient
 from tests.support.browser import TIMEOUT_MS, screenshot, serve_portal
 from tests.support.services import find_free_port
 from tests.support.studies import clone_study
+from tests.support.users import PASSWORD
 
-PASSWORD = "a-long-enough-passphrase"
+pytestmark = pytest.mark.slow  # Chromium
+
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from pydicom.fileset import FileSet
 from sqlalchemy import select
 
 from config.settings import Settings, load_settings
-from core.accounts import Role, hash_password
+from core.accounts import Role
 from portal import create_app
 from portal.extensions import db
 from storage.accounts import create_user
@@ -26,14 +26,9 @@ from storage.models.accounts import AuditEvent
 from storage.models.quarantine import QuarantinedStudy
 from storage.models.studies import Study
 from tests.support.studies import clone_study
+from tests.support.users import PASSWORD
 
-PASSWORD = "a-long-enough-passphrase"
 NOW = datetime.datetime.now(datetime.UTC)
-
-
-@pytest.fixture(scope="module")
-def password_hash() -> str:
-    return hash_password(PASSWORD)
 
 
 def make_app(

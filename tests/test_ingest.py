@@ -123,6 +123,7 @@ def test_deleting_in_the_archive_marks_the_study_removed(pipeline_settings: Sett
     assert removed.status == "removed" and removed.removed_at is not None
 
 
+@pytest.mark.slow
 def test_nothing_is_lost_while_the_platform_or_orthanc_is_down(
     tmp_path: Path, prefect_api: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -197,6 +198,7 @@ def test_webhook_refuses_wrong_secret_and_bad_ids(pipeline_settings: Settings) -
     assert submitted == [notice["ID"], notice["ID"]]
 
 
+@pytest.mark.slow
 def test_quarantine_release_and_delete_from_the_cli(
     pipeline_settings: Settings, orthanc_env: dict[str, str]
 ) -> None:

@@ -6,6 +6,8 @@ import json
 import socket
 from pathlib import Path
 
+import pytest
+
 from config.settings import load_settings
 from pacs.orthanc_server import render_config
 from storage.archive import ArchiveClient
@@ -82,6 +84,7 @@ def test_status_of_a_stopped_archive_says_how_to_start(tmp_path: Path) -> None:
     assert_one_line_error(run_pacs(make_env(tmp_path), "orthanc", "status"), "pacs orthanc start")
 
 
+@pytest.mark.slow
 def test_stale_pid_file_is_replaced_and_storage_survives_restart(tmp_path: Path) -> None:
     env = make_env(tmp_path)
     pid_file = tmp_path / "orthanc" / "orthanc.pid"

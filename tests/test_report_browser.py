@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -30,8 +29,7 @@ from tests.support.reports import dciodvfy_errors, fetch_sr, ingest, store_study
 from tests.support.services import find_free_port
 from tests.support.users import PASSWORD
 
-if shutil.which("dciodvfy") is None:
-    pytest.skip("needs dicom3tools", allow_module_level=True)
+pytestmark = [pytest.mark.slow, pytest.mark.requires("dciodvfy")]
 
 NOW = datetime.datetime.now(datetime.UTC)
 TYPED = " Ünïcödé: naïve café, Ωμέγα."

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import io
-import shutil
 
 import pydicom
 import pytest
@@ -28,7 +27,7 @@ from tests.support.reports import (
 )
 from tests.support.studies import clone_study
 
-pytestmark = pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="needs dicom3tools")
+pytestmark = pytest.mark.requires("dciodvfy")
 
 SIGNED_AT = datetime.datetime(2026, 11, 27, 14, 30, 5, 123456, tzinfo=datetime.UTC)
 SECTIONS = {

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime
 import json
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from config.settings import Settings, load_settings
-from core.accounts import Role, hash_password
+from core.accounts import Role
 from core.evidence import StudyHeader, read_study_evidence
 from core.sr import SignedReport, build_report_sr, encode_part10
 from portal import create_app
@@ -45,10 +44,10 @@ from tests.support.reports import (
 )
 from tests.support.services import find_free_port
 from tests.support.studies import clone_study
+from tests.support.users import PASSWORD
 
-pytestmark = pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="needs dicom3tools")
+pytestmark = pytest.mark.requires("dciodvfy")
 
-PASSWORD = "a-long-enough-passphrase"
 NOW = datetime.datetime.now(datetime.UTC)
 REFERRER_PN = "Šimůnek^Zdeňka"
 DRAFT = {
@@ -57,11 +56,6 @@ DRAFT = {
     "findings": "Lungs clear. Pas d'épanchement pleural.",
     "impression": "No acute cardiopulmonary process.",
 }
-
-
-@pytest.fixture(scope="module")
-def password_hash() -> str:
-    return hash_password(PASSWORD)
 
 
 @dataclass

@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from config.settings import load_settings
@@ -15,6 +16,8 @@ from pacs.orthanc_server import OrthancPaths, is_running
 from tests.support.pipeline import find_study
 from tests.support.services import PACS_COMMAND, make_env
 from tests.support.studies import clone_study, register_test_callers, run_storescu, write_files
+
+pytestmark = pytest.mark.slow  # pacs up, Orthanc and the portal as processes
 
 
 def wait_for(url: str, timeout: float = 30.0) -> requests.Response:

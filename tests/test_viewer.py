@@ -30,16 +30,13 @@ from storage.archive import ArchiveClient
 from storage.models.accounts import AuditEvent
 from storage.models.studies import Study, StudyEvent
 from storage.studies import save_assessment
-from tests.support.browser import CHROMIUM, screenshot, serve_portal, sign_in
+from tests.support.browser import screenshot, serve_portal, sign_in
 from tests.support.services import find_free_port
 from tests.support.studies import demo_study
 
 PASSWORD = "a-long-enough-passphrase"
 NOW = datetime.datetime.now(datetime.UTC)
 VIEWER_TIMEOUT_MS = 60_000
-needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: scripts/install --test installs it"
-)
 MULTIPART_FRAME = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
 
 
@@ -376,7 +373,8 @@ def open_largest_series(page) -> int:
     return max(counts)
 
 
-@needs_chromium
+@pytest.mark.slow
+@pytest.mark.requires("chromium")
 @pytest.mark.parametrize("modality", ["CT", "MR", "US"])
 def test_a_radiologist_opens_a_study_from_the_worklist_and_scrolls_through_it(
     viewer: ViewerPortal, browser, modality: str
@@ -414,7 +412,8 @@ def test_a_radiologist_opens_a_study_from_the_worklist_and_scrolls_through_it(
         context.close()
 
 
-@needs_chromium
+@pytest.mark.slow
+@pytest.mark.requires("chromium")
 def test_a_referrer_is_refused_another_physicians_study_in_the_viewer(
     viewer: ViewerPortal, browser
 ) -> None:

@@ -238,6 +238,7 @@ def test_readers_keep_the_old_file_while_a_refresh_swaps_in_the_new(built) -> No
     assert leftovers == []
 
 
+@pytest.mark.slow
 def test_pacs_warehouse_refresh_runs_the_flow(tmp_path: Path, prefect_api: str) -> None:
     env = fixture_env(tmp_path)
     settings = load_settings(env)
@@ -254,6 +255,7 @@ def test_pacs_warehouse_refresh_runs_the_flow(tmp_path: Path, prefect_api: str) 
     assert "warehouse: full refresh" in full.stdout
 
 
+@pytest.mark.slow
 def test_pacs_warehouse_refresh_refuses_a_bad_time_zone(tmp_path: Path) -> None:
     result = run_pacs(
         {**fixture_env(tmp_path), "PACS_TIMEZONE": "Mars/Olympus"}, "warehouse", "refresh"
@@ -357,6 +359,7 @@ def test_no_warehouse_yet_is_a_clear_error(tmp_path: Path) -> None:
         open_warehouse(tmp_path / "missing.duckdb")
 
 
+@pytest.mark.slow
 def test_pacs_up_refreshes_the_warehouse_at_start_and_then_periodically(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -35,10 +35,15 @@ STAGING_KEYS = {
     "stg_assignments": ("event_id",),
     "stg_users": ("user_id",),
 }
+# The turnaround aggregates: one model (agg_turnaround.sql), a table per period with its
+# key column and the local date that starts it.
+TURNAROUND_PERIODS = {
+    "agg_turnaround_daily": ("day", "final_date"),
+    "agg_turnaround_weekly": ("week", "date_trunc('week', final_date)::date"),
+}
 MART_KEYS = {
     "fct_study_turnaround": ("study_id",),
-    "agg_turnaround_daily": ("day", "dimension", "value"),
-    "agg_turnaround_weekly": ("week", "dimension", "value"),
+    **{name: (period, "dimension", "value") for name, (period, _) in TURNAROUND_PERIODS.items()},
     "agg_backlog": ("age_bucket", "modality", "priority"),
 }
 MODEL_KEYS = {**STAGING_KEYS, **MART_KEYS}
@@ -206,10 +211,7 @@ def update_models(con: duckdb.DuckDBPyConnection) -> None:
             + read_model("marts", "fct_study_turnaround")
         )
     con.execute(f"insert into affected_days {days} and {in_affected}")
-    for model, key, bucket in (
-        ("agg_turnaround_daily", "day", "final_date"),
-        ("agg_turnaround_weekly", "week", "date_trunc('week', final_date)::date"),
-    ):
+    for model, (key, bucket) in TURNAROUND_PERIODS.items():
         touched = f"select distinct {bucket.replace('final_date', 'day')} from affected_days"
         with narrowed(con, {"fct_study_turnaround": f"{bucket} in ({touched})"}):
             con.execute(f"delete from {model} where {key} in ({touched})")
@@ -301,6 +303,11 @@ def quote_path(path: Path) -> str:
 
 
 def read_model(layer: str, name: str) -> str:
+    """A model's SQL; a turnaround aggregate's is the one model with its period filled in."""
+    if name in TURNAROUND_PERIODS:
+        period, start = TURNAROUND_PERIODS[name]
+        sql = (MODELS_DIR / layer / "agg_turnaround.sql").read_text()
+        return sql.format(period=period, period_start=start)
     return (MODELS_DIR / layer / f"{name}.sql").read_text()
 
 

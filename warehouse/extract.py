@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import polars as pl
 from sqlalchemy import Connection, Engine, bindparam, text
 
+from core.study_events import StudyEventKind
 from storage.models.base import UtcDateTime
 
 # Rows committed slightly out of id or time order (PostgreSQL sequences, clocks) are read
@@ -68,14 +69,20 @@ class Extract:
 
 # The events analytics reads: reporting steps and assignments (not `received` or `priority`).
 EVENT_KINDS = (
-    "opened",
-    "report_started",
-    "preliminary",
-    "final",
-    "addendum",
-    "assigned",
-    "released",
+    StudyEventKind.OPENED,
+    StudyEventKind.REPORT_STARTED,
+    StudyEventKind.PRELIMINARY,
+    StudyEventKind.FINAL,
+    StudyEventKind.ADDENDUM,
+    StudyEventKind.ASSIGNED,
+    StudyEventKind.RELEASED,
 )
+
+
+
+def quote_kind(kind: StudyEventKind) -> str:
+    return f"'{kind.value}'"
+
 
 STUDIES_SQL = f"SELECT {', '.join(STUDY_COLUMNS)} FROM studies"
 CHANGED_STUDIES_SQL = (
@@ -84,9 +91,9 @@ CHANGED_STUDIES_SQL = (
 )
 EVENTS_SQL = (
     "SELECT id, study_id, at, kind, user_email,"
-    " CASE WHEN kind = 'assigned' THEN detail ELSE '' END AS detail"
+    f" CASE WHEN kind = {quote_kind(StudyEventKind.ASSIGNED)} THEN detail ELSE '' END AS detail"
     " FROM study_events WHERE id > :event_id AND id <= :last_event"
-    f" AND kind IN ({', '.join(repr(kind) for kind in EVENT_KINDS)})"
+    f" AND kind IN ({', '.join(map(quote_kind, EVENT_KINDS))})"
 )
 LAST_EVENT_SQL = "SELECT coalesce(max(id), 0) FROM study_events"
 USERS_SQL = "SELECT id, email, display_name, role FROM users"

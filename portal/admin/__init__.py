@@ -26,6 +26,7 @@ from core.accounts import Role, find_password_problems
 from core.csv_cells import SafeCsvWriter
 from core.identity import IdentityDecision
 from core.modalities import ModalityError, check_aet, check_modality
+from core.quarantine import QuarantineError
 from portal.archive_errors import report_archive_error
 from portal.extensions import db
 from portal.quarantine import delete_quarantined, release_quarantined
@@ -50,7 +51,7 @@ from storage.modalities import (
 )
 from storage.models.accounts import User
 from storage.sign_in import find_throttled
-from storage.studies import QuarantineError, list_quarantine
+from storage.studies import list_quarantine
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="../templates")
 AUDIT_COLUMNS = (

@@ -11,6 +11,7 @@ from marshmallow import RAISE
 
 from core.accounts import Role
 from core.identity import IdentityDecision
+from core.quarantine import QuarantineError, QuarantineState
 from portal.api import bp
 from portal.archive_errors import report_archive_error
 from portal.extensions import db
@@ -18,7 +19,7 @@ from portal.quarantine import delete_quarantined, release_quarantined
 from portal.security import audit, roles
 from storage.accounts import query_audit
 from storage.archive import ArchiveError
-from storage.studies import IdentityDecisionError, QuarantineError, list_quarantine
+from storage.studies import list_quarantine
 
 
 class QuarantineOut(Schema):
@@ -123,11 +124,8 @@ class ReleaseIn(Schema):
 @bp.doc(summary="Release a quarantined study: re-validate and ingest, errors overridden")
 def release(key: str, body: dict[str, Any]) -> dict[str, str]:
     identity = IdentityDecision(body["identity"]) if body.get("identity") else None
-    try:
-        orthanc_id = resolve_or_404(release_quarantined, key, identity)
-    except IdentityDecisionError as error:
-        abort(409, str(error))
-    return {"orthanc_id": orthanc_id, "state": "released"}
+    orthanc_id = resolve_or_404(release_quarantined, key, identity)
+    return {"orthanc_id": orthanc_id, "state": QuarantineState.RELEASED}
 
 
 @bp.delete("/quarantine/<key>")
@@ -135,16 +133,14 @@ def release(key: str, body: dict[str, Any]) -> dict[str, str]:
 @bp.output(Resolved)
 @bp.doc(summary="Delete a quarantined study from the archive")
 def delete(key: str) -> dict[str, str]:
-    return {"orthanc_id": resolve_or_404(delete_quarantined, key), "state": "deleted"}
+    return {"orthanc_id": resolve_or_404(delete_quarantined, key), "state": QuarantineState.DELETED}
 
 
 def resolve_or_404(action, key: str, *args: Any) -> str:
     try:
         return action(key, *args)
-    except IdentityDecisionError:
-        raise
     except QuarantineError as error:
-        abort(404, str(error))
+        abort(error.status, str(error))
     except ArchiveError as error:
         db.session.rollback()
         abort(502, report_archive_error(error))

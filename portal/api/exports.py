@@ -13,6 +13,7 @@ from marshmallow import RAISE
 from core.accounts import Role
 from core.cohorts import CohortError, parse_cohort
 from core.deidentify import ProfileError
+from core.exports import MAX_PURPOSE_LENGTH, MAX_REASON_LENGTH, MIN_PURPOSE_LENGTH
 from portal.api import bp
 from portal.export_service import (
     decide,
@@ -58,11 +59,13 @@ class CohortSizeOut(Schema):
 class ExportRequestIn(Schema):
     cohort = Nested(CohortIn, load_default=dict)
     profile = String(load_default="basic", validate=Length(max=255))
-    purpose = String(required=True, validate=Length(min=10, max=2048))
+    purpose = String(
+        required=True, validate=Length(min=MIN_PURPOSE_LENGTH, max=MAX_PURPOSE_LENGTH)
+    )
 
 
 class DecisionIn(Schema):
-    reason = String(load_default="", validate=Length(max=1024))
+    reason = String(load_default="", validate=Length(max=MAX_REASON_LENGTH))
 
 
 class ProgressOut(Schema):

@@ -13,6 +13,7 @@ from marshmallow import RAISE
 
 from core.accounts import CLINICAL_READERS, Role
 from core.reports import (
+    MAX_ADDENDUM_LENGTH,
     MAX_SECTION_LENGTH,
     SECTIONS,
     ReportAction,
@@ -37,7 +38,7 @@ class DraftIn(Schema.from_dict({name: SectionField for name in SECTIONS}, name="
 
 
 class AddendumIn(Schema):
-    text = String(required=True, validate=Length(min=1, max=20_000))
+    text = String(required=True, validate=Length(min=1, max=MAX_ADDENDUM_LENGTH))
 
 
 class DocumentOut(Schema):

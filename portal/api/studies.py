@@ -11,11 +11,12 @@ from flask_login import current_user
 from marshmallow import RAISE
 
 from core.accounts import WORKLIST_ROLES, Role
+from core.assignments import MAX_PRIORITY_REASON, MIN_PRIORITY_REASON, AssignmentError
 from core.records import Priority, format_person_name
 from portal.api import bp
 from portal.extensions import db
 from portal.security import audit, audit_study, roles, utc_now
-from storage.assignments import AssignmentError, assign_study, find_listed_study, set_priority
+from storage.assignments import assign_study, find_listed_study, set_priority
 from storage.models.studies import Study
 from storage.worklist import (
     SORT_COLUMNS,
@@ -103,7 +104,9 @@ class Assignment(Schema):
 
 class PriorityChange(Schema):
     priority = String(required=True, validate=OneOf(PRIORITIES))
-    reason = String(required=True, validate=Length(min=3, max=500))
+    reason = String(
+        required=True, validate=Length(min=MIN_PRIORITY_REASON, max=MAX_PRIORITY_REASON)
+    )
 
 
 STUDY_COLUMNS = tuple(name for name in StudyOut().fields if hasattr(Study, name))
@@ -176,7 +179,7 @@ def assign(study_uid: str, assignment: dict[str, Any]) -> dict[str, Any]:
     except AssignmentError as error:
         audit_study("assign", study_uid, "denied", detail=str(error))
         db.session.commit()
-        abort(409 if "assigned to another" in str(error) else 403, str(error))
+        abort(error.status, str(error))
     audit_study("assign", study_uid, detail=f"assignee={assignment['assignee']}")
     db.session.commit()
     return describe_study(study)

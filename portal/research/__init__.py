@@ -11,6 +11,7 @@ from werkzeug.datastructures import MultiDict
 from core.accounts import Role
 from core.cohorts import CohortError, parse_cohort
 from core.deidentify import Option, ProfileError
+from core.exports import MAX_REASON_LENGTH, PENDING_STATES, PurposeError, check_purpose
 from portal.export_service import (
     decide,
     describe_export,
@@ -53,7 +54,7 @@ def profile_from(form: MultiDict[str, str]) -> str:
 
 def render_page(form: MultiDict[str, str], size: Any = None, status: int = 200) -> Any:
     exports = [describe_export(export) for export in visible_exports()]
-    running = any(export["state"] in ("approved", "running") for export in exports)
+    running = any(export["state"] in PENDING_STATES for export in exports)
     return (
         render_template(
             "research/exports.html",
@@ -87,15 +88,12 @@ def measure_cohort() -> Any:
 @bp.post("/requests")
 @roles(Role.RESEARCHER, Role.ADMIN)
 def submit_request() -> Any:
-    purpose = request.form.get("purpose", "").strip()
-    if not 10 <= len(purpose) <= 2048:
-        flash("Say what the data is for (10 to 2048 characters).", "error")
-        return render_page(request.form, status=422)
     try:
+        purpose = check_purpose(request.form.get("purpose", ""))
         export = request_export(
             parse_cohort(cohort_from(request.form)), profile_from(request.form), purpose
         )
-    except (CohortError, ProfileError) as error:
+    except (PurposeError, CohortError, ProfileError) as error:
         flash(str(error), "error")
         return render_page(request.form, status=422)
     flash(f"Request {export.id} submitted: an admin will review it.", "info")
@@ -106,7 +104,7 @@ def submit_request() -> Any:
 @roles(Role.ADMIN)
 def decide_request(export_id: int) -> Any:
     approve = request.form.get("decision") == "approve"
-    reason = request.form.get("reason", "").strip()[:1024]
+    reason = request.form.get("reason", "").strip()[:MAX_REASON_LENGTH]
     if not approve and not reason:
         flash("A rejection needs a reason.", "error")
         return redirect(url_for("research.show_exports"))

@@ -18,17 +18,13 @@ from flask import (
 from flask_login import current_user
 
 from core.accounts import ALL_ROLES, WORKLIST_ROLES, Role
+from core.assignments import AssignmentError, check_priority_reason
 from core.records import Priority, StudyStatus
 from portal.extensions import db
 from portal.security import audit, audit_study, audit_study_read, roles, utc_now
 from storage.accounts import list_radiologists
 from storage.archive import ArchiveClient, ArchiveError, ArchiveNotFound
-from storage.assignments import (
-    AssignmentError,
-    assign_study,
-    find_listed_study,
-    set_priority,
-)
+from storage.assignments import assign_study, find_listed_study, set_priority
 from storage.models.studies import Study
 from storage.referrals import list_referred_studies
 from storage.reports import find_report, list_external_reports
@@ -103,20 +99,15 @@ def assign(study_uid: str):
 @roles(*WORKLIST_ROLES)
 def change_priority(study_uid: str):
     study = require_listed_study(study_uid)
-    reason = (request.form.get("reason") or "").strip()
-    if not 3 <= len(reason) <= 500:
-        flash("Give a reason (3 to 500 characters) for the new priority.", "error")
+    previous = study.priority
+    try:
+        reason = check_priority_reason(request.form.get("reason") or "")
+        set_priority(study, request.form.get("priority", ""), current_user.user, reason, utc_now())
+    except AssignmentError as error:
+        flash(str(error), "error")
     else:
-        previous = study.priority
-        try:
-            set_priority(
-                study, request.form.get("priority", ""), current_user.user, reason, utc_now()
-            )
-        except AssignmentError as error:
-            flash(str(error), "error")
-        else:
-            audit_study("priority", study_uid, detail=f"{previous} -> {study.priority}: {reason}")
-            db.session.commit()
+        audit_study("priority", study_uid, detail=f"{previous} -> {study.priority}: {reason}")
+        db.session.commit()
     return redirect(url_for("worklist.show_study", study_uid=study_uid))
 
 

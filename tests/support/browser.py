@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
@@ -18,7 +17,6 @@ from tests.support.users import PASSWORD
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-CHROMIUM = Path("/usr/bin/chromium")
 TIMEOUT_MS = 10_000  # Playwright default timeout of the browser tests
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -32,16 +30,6 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
-
-
-def require_chromium() -> None:
-    """Skip the calling test module when Debian's Chromium is not installed."""
-    if not CHROMIUM.exists():
-        pytest.skip(
-            f"{CHROMIUM} is missing: install Debian's chromium package "
-            "(scripts/install --test does; CI has it)",
-            allow_module_level=True,
-        )
 
 
 @contextmanager

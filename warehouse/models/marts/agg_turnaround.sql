@@ -1,8 +1,10 @@
--- Reports finalized per local day, with received -> final percentiles, by modality, by
--- priority, by radiologist and in all (`dimension` says which; `value` is its value).
+-- Reports finalized per local {period} (`agg_turnaround_daily`, `agg_turnaround_weekly`: one
+-- model, the period a parameter; weeks are ISO weeks, starting Monday), with received ->
+-- final percentiles, by modality, by priority, by radiologist and in all (`dimension` says
+-- which; `value` is its value).
 -- Percentiles do not add up across groups: filtered views compute from fct_study_turnaround.
 select
-    final_date as day,
+    {period_start} as {period},
     case
         when grouping(modality) = 0 then 'modality'
         when grouping(priority) = 0 then 'priority'
@@ -17,5 +19,5 @@ select
 from fct_study_turnaround
 where final_at_utc is not null
 group by grouping sets (
-    (final_date, modality), (final_date, priority), (final_date, radiologist_email), (final_date)
+    ({period}, modality), ({period}, priority), ({period}, radiologist_email), ({period})
 )
