@@ -27,6 +27,7 @@ def escape(text: str) -> str:
     they are (the message is UTF-8), where the library would write single-byte hex escapes."""
     return "".join(char if ord(char) > 0x7E else ESCAPER.escape(char) for char in text)
 
+
 SUPPORTED_TYPES = frozenset({"ORM^O01", "OMI^O23", "ADT^A08", "ADT^A40"})
 
 # MSH-18 character sets (HL7 table 0211) and Python's codec for each. Unnamed: UTF-8,
