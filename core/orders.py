@@ -6,6 +6,7 @@ Pure rules, tested without a database.
 
 from __future__ import annotations
 
+import datetime
 import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
@@ -75,6 +76,19 @@ MPPS_STATUS = {
     PerformedStatus.COMPLETED: OrderStatus.COMPLETED,
     PerformedStatus.DISCONTINUED: OrderStatus.DISCONTINUED,
 }
+
+
+@dataclass(frozen=True)
+class WorklistQuery:
+    """The matching keys modalities send; '*' and '?' wildcards in names and ids."""
+
+    modality: str = ""
+    station_aet: str = ""
+    date_from: datetime.date | None = None
+    date_to: datetime.date | None = None
+    patient_id: str = ""
+    patient_name: str = ""
+    accession_number: str = ""
 
 
 # -- matching a study to its order ---------------------------------------------------------

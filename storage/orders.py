@@ -36,6 +36,7 @@ from core.orders import (
     OrderedIdentity,
     OrderStatus,
     PerformedStatus,
+    WorklistQuery,
     compare_with_order,
     status_after_control,
 )
@@ -273,19 +274,6 @@ def register_modality(session: Session, aet: str, host: str, port: int = 104) ->
         session.add(WorklistModality(aet=aet, host=host, port=port))
     else:
         existing.host, existing.port = host, port
-
-
-@dataclass(frozen=True)
-class WorklistQuery:
-    """The matching keys modalities send; '*' and '?' wildcards in names and ids."""
-
-    modality: str = ""
-    station_aet: str = ""
-    date_from: datetime.date | None = None
-    date_to: datetime.date | None = None
-    patient_id: str = ""
-    patient_name: str = ""
-    accession_number: str = ""
 
 
 def like_pattern(value: str) -> str:
