@@ -405,7 +405,12 @@ def find_order_for_study(session: Session, accession: str, study_uid: str) -> Or
 
 
 def save_study_with_order(
-    session: Session, assessment: Assessment, now: datetime.datetime, *, released: bool = False
+    session: Session,
+    assessment: Assessment,
+    now: datetime.datetime,
+    *,
+    released: bool = False,
+    complete: bool = True,
 ) -> str:
     """Save the assessed study (storage.studies.save_assessment) after meeting its order:
     identity, referring physician and priority come from the order, contradictions become
@@ -413,7 +418,7 @@ def save_study_with_order(
     record = assessment.record
     order = find_order_for_study(session, record.accession_number, record.study_instance_uid)
     if order is None:
-        return save_assessment(session, assessment, now)
+        return save_assessment(session, assessment, now, complete=complete)
     ordered = OrderedIdentity(
         patient_id=order.patient_id,
         patient_name=order.patient_name,
@@ -430,7 +435,9 @@ def save_study_with_order(
     if released:
         findings = [override_error(finding) for finding in findings]
     assessment = Assessment(record=record, findings=(*assessment.findings, *findings))
-    if not assessment.quarantined:
+    wrong_patient = any(finding.code == "ORDER_PATIENT_MISMATCH" for finding in findings)
+    # Released by an admin despite another patient's order: the images keep their identity.
+    if not assessment.quarantined and not wrong_patient:
         assessment = Assessment(
             record=dataclasses.replace(
                 record,
@@ -444,7 +451,7 @@ def save_study_with_order(
             ),
             findings=assessment.findings,
         )
-    outcome = save_assessment(session, assessment, now)
+    outcome = save_assessment(session, assessment, now, complete=complete)
     if outcome != "quarantined":
         link_order(session, order, record.orthanc_id, record.study_datetime, now)
     return outcome
@@ -468,3 +475,28 @@ def link_order(
 
 def find_study_order(session: Session, study_id: int) -> Order | None:
     return session.scalar(select(Order).where(Order.study_id == study_id).order_by(Order.id.desc()))
+
+
+def list_orders_without_studies(session: Session, *, limit: int = 200) -> list[Order]:
+    """Orders still waiting for their images (cancelled ones aside), oldest scheduled first."""
+    return list(
+        session.scalars(
+            select(Order)
+            .where(Order.study_id.is_(None), Order.status != OrderStatus.CANCELLED)
+            .order_by(Order.scheduled_at, Order.id)
+            .limit(limit)
+        )
+    )
+
+
+def list_studies_without_orders(session: Session, *, limit: int = 200) -> list[Study]:
+    """Studies on the worklist that no order claims, newest first."""
+    ordered = select(Order.study_id).where(Order.study_id.is_not(None))
+    return list(
+        session.scalars(
+            select(Study)
+            .where(Study.id.not_in(ordered), Study.status != "removed")
+            .order_by(Study.received_at.desc())
+            .limit(limit)
+        )
+    )
