@@ -468,23 +468,41 @@ def build_oru(report: ResultReport, *, now: datetime.datetime, facility: str = "
         f"{escape(report.control_id)}|P|2.5.1||||||UNICODE UTF-8"
     )
     patient = report.patient
-    name = (report.patient.name.split("^") + [""] * 5)[:5]
-    signer = (report.signer_name.split("^") + [""] * 5)[:5]
-    pid = (
-        f"PID|1||{escape(patient.patient_id)}^^^{escape(patient.issuer)}||"
-        f"{escape(name[0])}^{escape(name[1])}^{escape(name[2])}^{escape(name[4])}"
-        f"^{escape(name[3])}||"
-        f"{patient.birth_date.strftime('%Y%m%d') if patient.birth_date else ''}|{patient.sex}"
+    signer_family, signer_given = ([*report.signer_name.split("^"), "", ""])[:2]
+    pid = build_segment(
+        "PID",
+        {
+            1: "1",
+            3: f"{escape(patient.patient_id)}^^^{escape(patient.issuer)}",
+            5: xpn(patient.name),
+            7: patient.birth_date.strftime("%Y%m%d") if patient.birth_date else "",
+            8: patient.sex,
+        },
     )
-    signed = format_hl7_datetime(report.signed_at)
-    orc = f"ORC|RE|{escape(report.placer_order_number)}|{escape(report.filler_order_number)}||CM"
-    interpreter = f"&{escape(signer[0])}&{escape(signer[1])}"
-    obr = (
-        f"OBR|1|{escape(report.placer_order_number)}|{escape(report.filler_order_number)}|"
-        f"{escape(report.procedure_code)}^{escape(report.procedure_text)}"
-        f"^{escape(report.procedure_scheme)}|||||||||||"
-        f"{escape(report.accession_number)}||||{signed}|||{status}"
-        f"||||||||{interpreter}"
+    orc = build_segment(
+        "ORC",
+        {
+            1: "RE",
+            2: escape(report.placer_order_number),
+            3: escape(report.filler_order_number),
+            5: "CM",
+        },
+    )
+    obr = build_segment(
+        "OBR",
+        {
+            1: "1",
+            2: escape(report.placer_order_number),
+            3: escape(report.filler_order_number),
+            4: "^".join(
+                escape(value)
+                for value in (report.procedure_code, report.procedure_text, report.procedure_scheme)
+            ),
+            18: escape(report.accession_number),
+            22: format_hl7_datetime(report.signed_at),
+            25: status,
+            32: f"&{escape(signer_family)}&{escape(signer_given)}",
+        },
     )
     segments = [msh, pid, orc, obr]
     if report.study_instance_uid:
