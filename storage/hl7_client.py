@@ -21,6 +21,8 @@ def send_messages(
         return asyncio.run(asyncio.wait_for(exchange(host, port, messages), timeout))
     except TimeoutError:
         raise Hl7SendError(f"no answer from {host}:{port} within {timeout:g} s") from None
+    except ConnectionRefusedError:
+        raise Hl7SendError(f"nothing listens on {host}:{port} (connection refused)") from None
     except (OSError, asyncio.IncompleteReadError) as error:
         raise Hl7SendError(f"HL7 peer {host}:{port}: {error}") from None
 

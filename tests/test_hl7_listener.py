@@ -23,6 +23,7 @@ from pacs.hl7_listener import Hl7Listener
 from storage.database import open_session
 from storage.hl7_client import send_message, send_messages
 from storage.order_models import Hl7Message, Order
+from tests.conftest import find_free_port, run_pacs
 from tests.orders_helpers import NOW, PATIENT, make_order, order_message
 
 SB, EB, CR = b"\x0b", b"\x1c", b"\r"
@@ -282,3 +283,27 @@ def test_a_flood_of_ten_thousand_messages_is_neither_lost_nor_applied_twice(
     with open_session(database_url) as session:
         assert session.scalar(select(func.count()).select_from(Order)) == 10_000
     assert count_messages(database_url) == {"AA": 10_500}
+
+
+def test_pacs_hl7_send_prints_the_ack(listener, database_url, tmp_path) -> None:
+    message_file = tmp_path / "order.hl7"
+    # As written by hand: one segment a line, LF endings.
+    message_file.write_bytes(order_message(make_order(20), control_id="CLI1").replace(CR, b"\n"))
+    env = {"PACS_HOME": str(tmp_path), "PACS_DATABASE_URL": database_url}
+    sent = run_pacs(env, "hl7", "send", str(message_file), "--port", str(listener.port))
+    assert sent.returncode == 0, sent.stderr
+    assert "MSA|AA|CLI1|order PO20 placed" in sent.stdout
+    assert set(load_orders(database_url)) == {"PO20"}
+
+    message_file.write_bytes(b"MSH|^~\\&|HIS|H|PACS|R|20261130||ORU^R01|U9|P|2.3\nPID|||1\n")
+    refused = run_pacs(env, "hl7", "send", str(message_file), "--port", str(listener.port))
+    assert refused.returncode == 1
+    assert "MSA|AR|U9|" in refused.stdout
+    assert refused.stderr.startswith("pacs: AR: unsupported message type ORU^R01")
+
+    missing = run_pacs(env, "hl7", "send", str(tmp_path / "nope.hl7"), "--port", "1")
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("pacs: cannot read")
+    closed = run_pacs(env, "hl7", "send", str(message_file), "--port", str(find_free_port()))
+    assert closed.returncode == 1
+    assert "refused" in closed.stderr.lower()

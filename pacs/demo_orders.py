@@ -1,0 +1,35 @@
+"""`pacs demo` places the demo department's orders (core/demo_orders.py) before its studies
+arrive, through the listener's own path (stored, answered, applied once), and registers the
+demo modalities for the worklist."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from typing import TextIO
+from zoneinfo import ZoneInfo
+
+from core.demo import DemoStudy
+from core.demo_orders import UPCOMING, build_demo_order_messages
+from pacs.settings import Settings
+from storage.database import open_session
+from storage.orders import receive_message, register_modality
+
+
+def place_demo_orders(settings: Settings, studies: Sequence[DemoStudy], *, out: TextIO) -> int:
+    """Returns how many orders were accepted (placed, or known already)."""
+    now = datetime.datetime.now(ZoneInfo(settings.timezone)).replace(tzinfo=None)
+    answers = [
+        receive_message(settings.database_url, message, "pacs-demo")
+        for message in build_demo_order_messages(studies, now)
+    ]
+    accepted = sum("MSA|AA|" in answer for answer in answers)
+    with open_session(settings.database_url) as session:
+        for _, station, _, _ in UPCOMING:
+            register_modality(session, station, "127.0.0.1")
+    stations = ", ".join(station for _, station, _, _ in UPCOMING)
+    out.write(
+        f"demo: {accepted} of {len(answers)} orders placed or already known, "
+        f"{len(UPCOMING)} of them scheduled later today (worklist for {stations} at 127.0.0.1)\n"
+    )
+    return accepted
