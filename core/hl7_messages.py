@@ -141,7 +141,10 @@ def decode_message(raw: bytes) -> ReceivedMessage:
     and the header when it could be read (so that the answer names the message)."""
     if not raw.strip():
         raise MessageRejected(AckCode.REJECT, "empty message")
-    provisional = parse_text(raw.decode("latin-1"))  # every byte maps: just to read MSH
+    # The header alone first, decoded byte for byte (Latin-1 maps every byte): its MSH-18
+    # says how to decode the whole message.
+    first_segment = raw.replace(b"\n", b"\r").split(b"\r", 1)[0].decode("latin-1")
+    provisional = parse_text(first_segment)
     header = read_header(provisional, raw.decode("latin-1"))
     try:
         charset = read_field(provisional.segment("MSH"), 18).strip().upper()

@@ -30,7 +30,7 @@ from core.worklist_items import (
     read_worklist_query,
 )
 from storage.database import get_engine, open_session
-from storage.order_models import WorklistModality
+from storage.order_models import Order, WorklistModality
 from storage.orders import (
     PerformedStep,
     PerformedStepError,
@@ -49,6 +49,7 @@ PROCESSING_FAILURE = 0x0110
 NO_SUCH_OBJECT = 0x0112
 DUPLICATE_INSTANCE = 0x0111
 INVALID_ATTRIBUTE_VALUE = 0x0106
+MAX_CACHED_ITEMS = 50_000
 # An AE title never registered: AE titles are at most 16 characters.
 NOBODY = "-" * 17
 
@@ -84,6 +85,7 @@ class ModalityServices:
             self.ae.add_supported_context(context)
         self.ae.add_supported_context(Verification)
         self.server: Any = None
+        self.items: dict[tuple[int, datetime.datetime], Dataset] = {}
 
     def start(self) -> None:
         get_engine(self.database_url)  # the tables, made once before the first request
@@ -101,6 +103,17 @@ class ModalityServices:
         if self.server is not None:
             self.server.shutdown()
             self.server = None
+
+    def build_item(self, order: Order) -> Dataset:
+        """The order's worklist item, built once per version of the order: modalities ask
+        for the same day's list every minute or so."""
+        key = (order.id, order.updated_at)
+        item = self.items.get(key)
+        if item is None:
+            if len(self.items) >= MAX_CACHED_ITEMS:
+                self.items.clear()
+            item = self.items[key] = build_worklist_item(order)
+        return item
 
     def is_allowed(self, event: Any) -> bool:
         requestor = event.assoc.requestor
@@ -127,7 +140,7 @@ class ModalityServices:
             yield UNABLE_TO_PROCESS, None
             return
         with open_session(self.database_url) as session:
-            items = [build_worklist_item(order) for order in find_worklist_orders(session, query)]
+            items = [self.build_item(order) for order in find_worklist_orders(session, query)]
         for item in items:
             if event.is_cancelled:
                 yield 0xFE00, None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 
 from hl7.mllp import open_hl7_connection
@@ -42,6 +43,8 @@ async def exchange(host: str, port: int, messages: Sequence[bytes]) -> list[byte
         return answers
     finally:  # the library's writer is no async context manager
         writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
 
 def frame_segments(content: bytes) -> bytes:
