@@ -38,9 +38,9 @@ from pacs.hl7_listener import Hl7Listener  # noqa: E402
 from pacs.modality_services import ModalityServices  # noqa: E402
 from storage.database import get_engine, open_session  # noqa: E402
 from storage.hl7_client import send_messages  # noqa: E402
-from storage.order_models import Order  # noqa: E402
+from storage.models.orders import Order  # noqa: E402
 from storage.orders import register_modality  # noqa: E402
-from tests.orders_helpers import make_order, order_message  # noqa: E402
+from tests.support.orders import make_order, order_message  # noqa: E402
 
 MODALITIES = ("CT", "MR", "CR", "US", "DX")
 # 10,000 orders over 20 stations and 25 days: about 20 a station a day, as in a busy department.

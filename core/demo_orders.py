@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 from pydicom import Dataset
 
-from core.demo import DemoStudy
 from core.hl7_messages import OrderControl, OrderFields, PatientIdentity, build_order_message
 from core.records import DICOM_PRIORITIES, Priority
+from demo.studies import DemoStudy
 
 # Upcoming exams for the Scheduled tab and `findscu -W`: (modality, station AE, procedure).
 UPCOMING = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from pacs.settings import load_settings
+from config.settings import load_settings
 from tasks.results import ResultsOutcome, send_pending_results
 
 

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
-from core.demo import DemoStudy
+from config.settings import Settings
 from core.demo_orders import UPCOMING, build_demo_order_messages
-from pacs.settings import Settings
+from demo.studies import DemoStudy
 from storage.database import open_session
 from storage.orders import receive_message, register_modality
 

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from config.settings import Settings
 from core.hl7_messages import MessageRejected, read_ack
-from pacs.settings import Settings
 from storage.hl7_client import frame_segments, send_message
 
 

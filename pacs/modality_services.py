@@ -30,7 +30,7 @@ from core.worklist_items import (
     read_worklist_query,
 )
 from storage.database import get_engine, open_session
-from storage.order_models import Order, WorklistModality
+from storage.models.orders import Order, WorklistModality
 from storage.orders import (
     PerformedStep,
     PerformedStepError,

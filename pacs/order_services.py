@@ -4,9 +4,9 @@ archive's DICOM port does: the hospital's systems and the modalities are elsewhe
 
 from __future__ import annotations
 
+from config.settings import Settings
 from pacs.hl7_listener import Hl7Listener
 from pacs.modality_services import ModalityServices
-from pacs.settings import Settings
 
 ALL_INTERFACES = "0.0.0.0"
 

@@ -41,8 +41,9 @@ from core.orders import (
     status_after_control,
 )
 from core.records import Priority
-from storage.database import Study, open_session
-from storage.order_models import Hl7Message, Order, WorklistModality
+from storage.database import open_session
+from storage.models.orders import Hl7Message, Order, WorklistModality
+from storage.models.studies import Study
 from storage.studies import save_assessment
 
 log = logging.getLogger(__name__)

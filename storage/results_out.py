@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.hl7_messages import PatientIdentity, ResultReport, build_oru
-from storage.database import Report, ReportDocument
-from storage.order_models import Order, ResultMessage
+from storage.models.orders import Order, ResultMessage
+from storage.models.reports import Report, ReportDocument
 
 RESULT_KINDS = ("final", "addendum")
 SECTION_TITLES = {

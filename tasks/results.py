@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from config.settings import Settings
 from core.hl7_messages import MessageRejected, read_ack
-from pacs.settings import Settings
 from storage.database import open_session
 from storage.hl7_client import Hl7SendError, send_message
 from storage.results_out import (

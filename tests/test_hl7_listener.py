@@ -22,9 +22,9 @@ from core.hl7_messages import (
 from pacs.hl7_listener import Hl7Listener
 from storage.database import open_session
 from storage.hl7_client import send_message, send_messages
-from storage.order_models import Hl7Message, Order
-from tests.conftest import find_free_port, run_pacs
-from tests.orders_helpers import NOW, PATIENT, make_order, order_message
+from storage.models.orders import Hl7Message, Order
+from tests.support.orders import NOW, PATIENT, make_order, order_message
+from tests.support.services import find_free_port, run_pacs
 
 SB, EB, CR = b"\x0b", b"\x1c", b"\r"
 

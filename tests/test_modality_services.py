@@ -22,9 +22,9 @@ from core.hl7_messages import OrderControl, PatientIdentity
 from core.records import Priority
 from pacs.modality_services import ModalityServices
 from storage.database import get_engine, open_session
-from storage.order_models import Order
+from storage.models.orders import Order
 from storage.orders import receive_message, register_modality
-from tests.orders_helpers import make_order, order_message
+from tests.support.orders import make_order, order_message
 
 TODAY = datetime.datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
 FINDSCU = shutil.which("findscu")

@@ -10,18 +10,20 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from config.settings import Settings, load_settings
 from core.hl7_messages import PatientIdentity
 from core.orders import OrderedIdentity, compare_with_order
 from core.records import Priority
-from pacs.settings import Settings, load_settings
 from storage.archive import ArchiveClient
-from storage.database import QuarantinedStudy, Study, get_engine, open_session
-from storage.order_models import Order
+from storage.database import get_engine, open_session
+from storage.models.orders import Order
+from storage.models.quarantine import QuarantinedStudy
+from storage.models.studies import Study
 from storage.orders import list_orders_without_studies, list_studies_without_orders, receive_message
 from tasks.archive import fetch_archived_studies
 from tasks.database import record_studies
-from tests.orders_helpers import make_order, order_message
-from tests.studies import clone_study
+from tests.support.orders import make_order, order_message
+from tests.support.studies import clone_study
 
 ORDERED = OrderedIdentity("P1", "Dupont^Jérôme", datetime.date(1970, 1, 2), "")
 

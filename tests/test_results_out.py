@@ -14,14 +14,16 @@ import pytest
 from hl7.mllp import start_hl7_server
 from sqlalchemy import select
 
+from config.settings import Settings, load_settings
 from core.hl7_messages import AckCode, build_ack, parse_text, read_field
-from pacs.settings import Settings, load_settings
-from storage.database import Report, ReportDocument, Study, get_engine, open_session
-from storage.order_models import Order, ResultMessage
+from storage.database import get_engine, open_session
+from storage.models.orders import Order, ResultMessage
+from storage.models.reports import Report, ReportDocument
+from storage.models.studies import Study
 from storage.orders import receive_message
 from tasks.results import send_pending_results
-from tests.conftest import find_free_port
-from tests.orders_helpers import make_order, order_message
+from tests.support.orders import make_order, order_message
+from tests.support.services import find_free_port
 
 UTC = datetime.UTC
 

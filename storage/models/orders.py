@@ -1,5 +1,5 @@
-"""Models of orders from the hospital, the HL7 messages that brought them, the modalities
-allowed to query the worklist, and the ORU^R01 results outbox (queries: storage/orders.py)."""
+"""Orders from the hospital, the HL7 messages that brought them, the modalities allowed to
+query the worklist, and the ORU^R01 results outbox (queries: storage/orders.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from sqlalchemy import Date, DateTime, ForeignKey, Index, Integer, LargeBinary, 
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.records import Priority
-from storage.database import Base, Study, UtcDateTime
+from storage.models.base import Base, UtcDateTime
+from storage.models.studies import Study
 
 
 class Order(Base):
