@@ -30,6 +30,7 @@ from storage.assignments import (
     set_priority,
 )
 from storage.models.studies import Study
+from storage.orders import find_study_order
 from storage.referrals import list_referred_studies
 from storage.reports import find_report, list_external_reports
 from storage.worklist import (
@@ -170,6 +171,7 @@ def show_study(study_uid: str):
         report=find_report(db.session, study),
         external_reports=list_external_reports(db.session, study),
         arriving=bool(find_arriving(db.session, [study.id])),
+        order=find_study_order(db.session, study.id),
     )
 
 
