@@ -241,3 +241,31 @@ def test_mpps_moves_orders_through_their_states(services, database_url) -> None:
         assert mpps_set(assoc, second, "FINISHED") == 0x0106
     finally:
         assoc.release()
+
+
+def test_a_malformed_query_is_refused_and_the_scp_goes_on(services) -> None:
+    ae = AE("CTSCANNER")
+    ae.add_requested_context(ModalityWorklistInformationFind)
+    assoc = ae.associate("127.0.0.1", services.port, ae_title="PACSMWL")
+    assert assoc.is_established
+    try:
+        query = Dataset()
+        query.ScheduledProcedureStepSequence = [Dataset()]
+        query.ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate = "2026-13-45"
+        (status, _), *_ = list(assoc.send_c_find(query, ModalityWorklistInformationFind))
+        assert status.Status == 0xC000
+    finally:
+        assoc.release()
+    assert find_with_pynetdicom(services, "CTSCANNER")[-1] == 0x0000
+
+
+def test_mpps_from_a_registered_title_at_another_address_is_refused(services, database_url) -> None:
+    ae = AE("FARAWAY")
+    ae.add_requested_context(ModalityPerformedProcedureStep)
+    assoc = ae.associate("127.0.0.1", services.port, ae_title="PACSMWL")
+    assert assoc.is_established
+    try:
+        assert mpps_create(assoc, generate_uid(), "ACC1") == 0x0124
+    finally:
+        assoc.release()
+    assert load_order(database_url, "PO1").status == "scheduled"
