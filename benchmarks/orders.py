@@ -33,13 +33,14 @@ from pynetdicom import AE  # noqa: E402
 from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification  # noqa: E402
 
 from core.hl7_messages import AckCode, build_ack, read_ack, read_header_or_none  # noqa: E402
+from core.modalities import Modality  # noqa: E402
 from core.records import Priority  # noqa: E402
 from pacs.hl7_listener import Hl7Listener  # noqa: E402
 from pacs.modality_services import ModalityServices  # noqa: E402
 from storage.database import get_engine, open_session  # noqa: E402
 from storage.hl7_client import send_messages  # noqa: E402
+from storage.modalities import ensure_modality  # noqa: E402
 from storage.models.orders import Order  # noqa: E402
-from storage.orders import register_modality  # noqa: E402
 from tests.support.orders import make_order, order_message  # noqa: E402
 
 MODALITIES = ("CT", "MR", "CR", "US", "DX")
@@ -168,7 +169,7 @@ def fill_orders(url: str, count: int, today: datetime.datetime) -> None:
                     updated_at=now,
                 )
             )
-        register_modality(session, "BENCHSCU", "127.0.0.1")
+        ensure_modality(session, Modality("BENCHSCU", "127.0.0.1", 104), now)
 
 
 def percentile(values: list[float], fraction: float) -> float:

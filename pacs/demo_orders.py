@@ -11,9 +11,11 @@ from zoneinfo import ZoneInfo
 
 from config.settings import Settings
 from core.demo_orders import UPCOMING, build_demo_order_messages
+from core.modalities import Modality
 from demo.studies import DemoStudy
 from storage.database import open_session
-from storage.orders import receive_message, register_modality
+from storage.modalities import ensure_modality
+from storage.orders import receive_message
 
 
 def place_demo_orders(settings: Settings, studies: Sequence[DemoStudy], *, out: TextIO) -> int:
@@ -24,9 +26,11 @@ def place_demo_orders(settings: Settings, studies: Sequence[DemoStudy], *, out: 
         for message in build_demo_order_messages(studies, now)
     ]
     accepted = sum("MSA|AA|" in answer for answer in answers)
+    registered_at = datetime.datetime.now(datetime.UTC)
     with open_session(settings.database_url) as session:
-        for _, station, _, _ in UPCOMING:
-            register_modality(session, station, "127.0.0.1")
+        for modality, station, _, _ in UPCOMING:
+            demo_modality = Modality(station, "127.0.0.1", 104, f"demo {modality} (worklist)")
+            ensure_modality(session, demo_modality, registered_at)
     stations = ", ".join(station for _, station, _, _ in UPCOMING)
     out.write(
         f"demo: {accepted} of {len(answers)} orders placed or already known, "

@@ -1,8 +1,9 @@
 """The platform's modality-services SCP (pynetdicom): Modality Worklist C-FIND answered
 from the orders, and MPPS N-CREATE / N-SET moving them through their states.
 
-Only registered modalities may use it: an unknown calling AE title is rejected at
-association, and a known one calling from another address is refused each request.
+Only registered modalities (`pacs modality add`) may use it: an unknown calling AE title is
+rejected at association, and a known one calling from another address is refused each
+request; PACS_DICOM_ACCEPT_ANY and PACS_DICOM_CHECK_HOST apply as on the archive's port.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from core.worklist_items import (
     read_worklist_query,
 )
 from storage.database import get_engine, open_session
-from storage.models.orders import Order, WorklistModality
+from storage.models.modalities import RegisteredModality
+from storage.models.orders import Order
 from storage.orders import (
     PerformedStep,
     PerformedStepError,
@@ -58,14 +60,17 @@ class ModalityServicesAE(AE):
     """An AE whose allowed calling AE titles are the registered modalities, read at each
     association (pynetdicom rejects the others: "calling AE title not recognised")."""
 
-    def __init__(self, ae_title: str, database_url: str) -> None:
+    def __init__(self, ae_title: str, database_url: str, *, accept_any: bool = False) -> None:
         self.database_url = database_url
+        self.accept_any = accept_any
         super().__init__(ae_title)
 
     @property
     def require_calling_aet(self) -> list[str]:
+        if self.accept_any:  # PACS_DICOM_ACCEPT_ANY: every AE title
+            return []
         with open_session(self.database_url) as session:
-            titles = list(session.scalars(select(WorklistModality.aet)))
+            titles = list(session.scalars(select(RegisteredModality.aet)))
         return titles or [NOBODY]  # an empty list would let everyone in
 
     @require_calling_aet.setter
@@ -76,11 +81,24 @@ class ModalityServicesAE(AE):
 class ModalityServices:
     """`start()` binds the port and serves in pynetdicom's threads; `stop()` shuts it down."""
 
-    def __init__(self, database_url: str, ae_title: str, host: str, port: int) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        ae_title: str,
+        host: str,
+        port: int,
+        *,
+        accept_any: bool = False,
+        check_host: bool = True,
+    ) -> None:
+        """`accept_any` and `check_host` are the archive's own rules for its DICOM port
+        (PACS_DICOM_ACCEPT_ANY, PACS_DICOM_CHECK_HOST)."""
         self.database_url = database_url
         self.host = host
         self.port = port
-        self.ae = ModalityServicesAE(ae_title, database_url)
+        self.accept_any = accept_any
+        self.check_host = check_host
+        self.ae = ModalityServicesAE(ae_title, database_url, accept_any=accept_any)
         for context in (ModalityWorklistInformationFind, ModalityPerformedProcedureStep):
             self.ae.add_supported_context(context)
         self.ae.add_supported_context(Verification)
@@ -116,9 +134,13 @@ class ModalityServices:
         return item
 
     def is_allowed(self, event: Any) -> bool:
+        if self.accept_any:
+            return True
         requestor = event.assoc.requestor
         with open_session(self.database_url) as session:
-            allowed = is_registered_modality(session, requestor.ae_title, requestor.address)
+            allowed = is_registered_modality(
+                session, requestor.ae_title, requestor.address, check_host=self.check_host
+            )
         if not allowed:
             log.warning(
                 "modality services: %s from %s refused (not registered from that address)",

@@ -19,7 +19,12 @@ class OrderServices:
             else None
         )
         self.modality_services = ModalityServices(
-            settings.database_url, settings.mwl_aet, host, settings.mwl_port
+            settings.database_url,
+            settings.mwl_aet,
+            host,
+            settings.mwl_port,
+            accept_any=settings.dicom_accept_any,
+            check_host=settings.dicom_check_host,
         )
 
     def start(self) -> None:

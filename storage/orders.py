@@ -42,7 +42,8 @@ from core.orders import (
 )
 from core.records import Priority
 from storage.database import open_session
-from storage.models.orders import Hl7Message, Order, WorklistModality
+from storage.modalities import find_modality
+from storage.models.orders import Hl7Message, Order
 from storage.models.studies import Study
 from storage.studies import save_assessment
 
@@ -260,21 +261,13 @@ def store_rejection(
 # -- the Modality Worklist and MPPS ---------------------------------------------------------
 
 
-def is_registered_modality(session: Session, aet: str, host: str) -> bool:
+def is_registered_modality(
+    session: Session, aet: str, host: str, *, check_host: bool = True
+) -> bool:
     """A modality may query the worklist and report MPPS when its AE title is registered
-    with the address it calls from."""
-    registered = session.scalar(
-        select(WorklistModality.host).where(WorklistModality.aet == aet.strip())
-    )
-    return registered is not None and registered == host
-
-
-def register_modality(session: Session, aet: str, host: str, port: int = 104) -> None:
-    existing = session.scalar(select(WorklistModality).where(WorklistModality.aet == aet))
-    if existing is None:
-        session.add(WorklistModality(aet=aet, host=host, port=port))
-    else:
-        existing.host, existing.port = host, port
+    (`pacs modality add`), calling from its registered address unless `check_host` is off."""
+    registered = find_modality(session, aet.strip())
+    return registered is not None and (not check_host or registered.host == host)
 
 
 def like_pattern(value: str) -> str:

@@ -19,11 +19,13 @@ from pynetdicom.sop_class import ModalityPerformedProcedureStep, ModalityWorklis
 from sqlalchemy import select
 
 from core.hl7_messages import OrderControl, PatientIdentity
+from core.modalities import Modality
 from core.records import Priority
 from pacs.modality_services import ModalityServices
 from storage.database import get_engine, open_session
+from storage.modalities import ensure_modality
 from storage.models.orders import Order
-from storage.orders import receive_message, register_modality
+from storage.orders import receive_message
 from tests.support.orders import make_order, order_message
 
 TODAY = datetime.datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
@@ -59,8 +61,9 @@ def database_url(tmp_path: Path) -> str:
     cancel = order_message(make_order(6, control=OrderControl.CANCEL))
     assert "MSA|AA" in receive_message(url, cancel, "test")
     with open_session(url) as session:
-        register_modality(session, "CTSCANNER", "127.0.0.1", 11112)
-        register_modality(session, "FARAWAY", "10.1.2.3", 11112)
+        now = datetime.datetime.now(datetime.UTC)
+        ensure_modality(session, Modality("CTSCANNER", "127.0.0.1", 11112), now)
+        ensure_modality(session, Modality("FARAWAY", "10.1.2.3", 11112), now)
     return url
 
 

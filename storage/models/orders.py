@@ -1,5 +1,5 @@
-"""Orders from the hospital, the HL7 messages that brought them, the modalities allowed to
-query the worklist, and the ORU^R01 results outbox (queries: storage/orders.py)."""
+"""Orders from the hospital, the HL7 messages that brought them, and the ORU^R01 results
+outbox (queries: storage/orders.py)."""
 
 from __future__ import annotations
 
@@ -84,20 +84,6 @@ class Hl7Message(Base):
     ack_code: Mapped[str] = mapped_column(String(2))
     ack_text: Mapped[str] = mapped_column(String(256), default="")
     dedup_key: Mapped[str | None] = mapped_column(String(200), unique=True)
-
-
-class WorklistModality(Base):
-    """A modality allowed to query the worklist and report MPPS (AE title and its host).
-
-    Minimal until the archive's registered modalities (`pacs modality add`) replace it.
-    """
-
-    __tablename__ = "worklist_modalities"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    aet: Mapped[str] = mapped_column(String(16), unique=True)
-    host: Mapped[str] = mapped_column(String(255))
-    port: Mapped[int] = mapped_column(Integer, default=104)
 
 
 class ResultMessage(Base):
