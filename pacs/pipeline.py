@@ -121,7 +121,8 @@ class EmbeddedPipeline:
 
             self.run_safely(reconcile_archive)
             self.run_safely(archive_reports)
-            self.run_safely(send_results)
+            if sends_results():
+                self.run_safely(send_results)
             next_reconcile = time.monotonic() + self.reconcile_every
             while True:
                 try:
@@ -129,7 +130,8 @@ class EmbeddedPipeline:
                 except queue.Empty:
                     self.run_safely(reconcile_archive)
                     self.run_safely(archive_reports)  # the SR outbox
-                    self.run_safely(send_results)  # the ORU^R01 outbox
+                    if sends_results():
+                        self.run_safely(send_results)  # the ORU^R01 outbox
                     next_reconcile = time.monotonic() + self.reconcile_every
                     continue
                 if item is None:
@@ -167,6 +169,14 @@ class EmbeddedPipeline:
         except Exception:
             log.exception("pipeline: %s%r failed", flow.name, args)
             return None
+
+
+def sends_results() -> bool:
+    """Only with PACS_HL7_RESULTS_HOST set is there an ORU^R01 outbox to empty (a flow run
+    that does nothing still costs Prefect's bookkeeping)."""
+    from config.settings import load_settings
+
+    return bool(load_settings().hl7_results_host)
 
 
 def without_heartbeats() -> AbstractContextManager[Any]:
