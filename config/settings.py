@@ -72,6 +72,13 @@ class Settings:
     dicom_check_host: bool = True
     session_idle_minutes: int = 30  # a portal session unused this long ends
     session_max_hours: int = 12  # and none lives longer than this
+    # HL7 v2 orders in (MLLP; 0 = off) and ORU^R01 results out (no host = nowhere).
+    hl7_port: int = 2575
+    hl7_results_host: str = ""
+    hl7_results_port: int = 2575
+    # The modality-services SCP: Modality Worklist C-FIND and MPPS.
+    mwl_port: int = 4243
+    mwl_aet: str = "ORTHANC"
 
     @property
     def orthanc_dir(self) -> Path:
@@ -138,6 +145,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dicom_check_host=_read_flag(env, "PACS_DICOM_CHECK_HOST", default=True),
         session_idle_minutes=_read_int(env, "PACS_SESSION_IDLE_MINUTES", 30, minimum=1),
         session_max_hours=_read_int(env, "PACS_SESSION_MAX_HOURS", 12, minimum=1),
+        hl7_port=_read_port(env, "PACS_HL7_PORT", 2575, allow_off=True),
+        hl7_results_host=env.get("PACS_HL7_RESULTS_HOST", "").strip(),
+        hl7_results_port=_read_port(env, "PACS_HL7_RESULTS_PORT", 2575),
+        mwl_port=_read_port(env, "PACS_MWL_PORT", 4243),
+        mwl_aet=_read_aet(
+            env.get("PACS_MWL_AET") or env.get("PACS_ORTHANC_AET", "ORTHANC"), "PACS_MWL_AET"
+        ),
     )
 
 
@@ -198,8 +212,9 @@ def _read_int(env: Mapping[str, str], name: str, default: int, *, minimum: int) 
     return value
 
 
-def _read_port(env: Mapping[str, str], name: str, default: int) -> int:
-    port = _read_int(env, name, default, minimum=1)
+def _read_port(env: Mapping[str, str], name: str, default: int, *, allow_off: bool = False) -> int:
+    """A TCP port; with `allow_off`, 0 turns the service off."""
+    port = _read_int(env, name, default, minimum=0 if allow_off else 1)
     if port > 65535:
         raise SettingsError(f"{name}={port} is not a TCP port (1-65535)")
     return port
@@ -254,9 +269,7 @@ def _read_choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], de
     return value
 
 
-def _read_aet(value: str) -> str:
+def _read_aet(value: str, name: str = "PACS_ORTHANC_AET") -> str:
     if not 1 <= len(value) <= 16 or not value.isascii() or "\\" in value or value != value.strip():
-        raise SettingsError(
-            f"PACS_ORTHANC_AET={value!r} is not a DICOM AE title (1-16 ASCII characters)"
-        )
+        raise SettingsError(f"{name}={value!r} is not a DICOM AE title (1-16 ASCII characters)")
     return value

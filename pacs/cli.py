@@ -24,6 +24,7 @@ from pacs import (
     warehouse_commands,
 )
 from pacs.export_commands import add_export_parser
+from pacs.hl7_commands import Hl7CommandError, add_hl7_parser
 from storage.archive import ArchiveError
 from storage.dicom_sender import DicomSendError
 from storage.import_sender import DEFAULT_WORKERS
@@ -37,6 +38,7 @@ EXPECTED_ERRORS = (
     DicomSendError,
     ModalityError,
     WarehouseError,
+    Hl7CommandError,
     OSError,
 )
 
@@ -224,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     imports.set_defaults(handler=run_import)
 
     add_export_parser(commands)
+    add_hl7_parser(commands)
 
     user = commands.add_parser("user", help="portal accounts")
     user_actions = user.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -13,6 +13,7 @@ from typing import TextIO
 from config.settings import Settings
 from core.accounts import Role
 from demo.studies import REFERRING_HOUSE, DemoStudy, build_demo_studies
+from pacs.demo_orders import place_demo_orders
 from pacs.modality_commands import register_local_callers
 from storage.accounts import create_user, find_user
 from storage.archive import ArchiveClient
@@ -28,6 +29,7 @@ def load_demo(settings: Settings, *, out: TextIO) -> int:
     The demo's calling AE is registered on 127.0.0.1 first, as a modality would be.
     """
     studies = build_demo_studies(datetime.date.today())
+    place_demo_orders(settings, studies, out=out)
     with ArchiveClient.from_settings(settings) as client:
         missing = [study for study in studies if not is_stored(client, study)]
     if not missing:

@@ -3,7 +3,8 @@
 With a Prefect API configured (`PREFECT_API_URL`), a notification becomes a run
 of the `ingest-study` deployment, picked up by the workers. Without one (a single
 machine), a long-lived thread in `pacs up` runs `ingest_study` in-process, the
-low-latency path, and `reconcile_archive` and `archive_reports` (the SR outbox) every minute.
+low-latency path, and `reconcile_archive`, `archive_reports` (the SR outbox) and
+`send_results` (the ORU^R01 outbox) every minute.
 """
 
 from __future__ import annotations
@@ -116,9 +117,12 @@ class EmbeddedPipeline:
             from flows.archive_reports import archive_reports
             from flows.ingest_study import ingest_studies, ingest_study
             from flows.reconcile_archive import reconcile_archive
+            from flows.send_results import send_results
 
             self.run_safely(reconcile_archive)
             self.run_safely(archive_reports)
+            if sends_results():
+                self.run_safely(send_results)
             next_reconcile = time.monotonic() + self.reconcile_every
             while True:
                 try:
@@ -126,6 +130,8 @@ class EmbeddedPipeline:
                 except queue.Empty:
                     self.run_safely(reconcile_archive)
                     self.run_safely(archive_reports)  # the SR outbox
+                    if sends_results():
+                        self.run_safely(send_results)  # the ORU^R01 outbox
                     next_reconcile = time.monotonic() + self.reconcile_every
                     continue
                 if item is None:
@@ -163,6 +169,14 @@ class EmbeddedPipeline:
         except Exception:
             log.exception("pipeline: %s%r failed", flow.name, args)
             return None
+
+
+def sends_results() -> bool:
+    """Only with PACS_HL7_RESULTS_HOST set is there an ORU^R01 outbox to empty (a flow run
+    that does nothing still costs Prefect's bookkeeping)."""
+    from config.settings import load_settings
+
+    return bool(load_settings().hl7_results_host)
 
 
 def without_heartbeats() -> AbstractContextManager[Any]:

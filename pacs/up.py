@@ -13,6 +13,7 @@ from config.settings import Settings
 from pacs import orthanc_server
 from pacs.demo import create_demo_users, load_demo
 from pacs.modality_commands import apply_to_archive
+from pacs.order_services import OrderServices
 from pacs.pipeline import EmbeddedPipeline
 from pacs.wsgi import make_app
 
@@ -29,8 +30,10 @@ def run_platform(settings: Settings, *, load_demo_data: bool) -> int:
         print(f"pacs: {apply_to_archive(settings)}", flush=True)
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     pipeline = EmbeddedPipeline(refresh_every=settings.warehouse_refresh_every)
+    order_services = OrderServices(settings)
     try:
         pipeline.start()
+        order_services.start()
         if load_demo_data:
             load_demo(settings, out=sys.stdout)
             create_demo_users(settings, out=sys.stdout)
@@ -44,6 +47,7 @@ def run_platform(settings: Settings, *, load_demo_data: bool) -> int:
     except KeyboardInterrupt:
         print("pacs: stopping", flush=True)
     finally:
+        order_services.stop()
         pipeline.stop()
         if process is not None:
             orthanc_server.stop_orthanc(settings)

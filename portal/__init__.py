@@ -100,6 +100,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     from portal.api import bp as api_bp
     from portal.auth import bp as auth_bp
     from portal.imports import bp as imports_bp
+    from portal.orders import bp as orders_bp
     from portal.reports import bp as reports_bp
     from portal.research import bp as research_bp
     from portal.viewer import bp as viewer_bp
@@ -116,6 +117,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(api_bp)
     app.register_blueprint(imports_bp)
     app.register_blueprint(analytics_bp)
+    app.register_blueprint(orders_bp)
     return app
 
 

@@ -11,6 +11,7 @@ from core.ingest import assess_study
 from core.records import ArchivedStudy, pick_common
 from core.validation import ValidationPolicy
 from storage.database import open_session
+from storage.orders import save_study_with_order
 from storage.studies import (
     clear_retry,
     count_known_studies,
@@ -21,7 +22,6 @@ from storage.studies import (
     mark_study_removed,
     read_change_cursor,
     record_retry,
-    save_assessment,
     write_change_cursor,
 )
 from tasks.retries import database_task, once_task
@@ -70,7 +70,9 @@ def record_study(
         study_uid = pick_common(study.instances, tg.STUDY_INSTANCE_UID)
         recorded = load_recorded_identity(session, study.orthanc_id, study_uid)
         assessment = assess_study(study, policy, released=released, recorded=recorded)
-        outcome = save_assessment(session, assessment, now, complete=study.is_stable)
+        outcome = save_study_with_order(
+            session, assessment, now, released=released, complete=study.is_stable
+        )
         clear_retry(session, study.orthanc_id)
     return StudyOutcome(
         orthanc_id=study.orthanc_id,

@@ -26,6 +26,7 @@ from storage.accounts import list_radiologists
 from storage.archive import ArchiveClient, ArchiveError, ArchiveNotFound
 from storage.assignments import assign_study, find_listed_study, set_priority
 from storage.models.studies import Study
+from storage.orders import find_study_order
 from storage.referrals import list_referred_studies
 from storage.reports import find_report, list_external_reports
 from storage.worklist import (
@@ -161,6 +162,7 @@ def show_study(study_uid: str):
         report=find_report(db.session, study),
         external_reports=list_external_reports(db.session, study),
         arriving=bool(find_arriving(db.session, [study.id])),
+        order=find_study_order(db.session, study.id),
     )
 
 
