@@ -1,4 +1,4 @@
-"""`pacs demo` places the demo department's orders (core/demo_orders.py) before its studies
+"""`pacs demo` places the demo department's orders (demo/orders.py) before its studies
 arrive, through the listener's own path (stored, answered, applied once), and registers the
 demo modalities for the worklist."""
 
@@ -10,8 +10,8 @@ from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from config.settings import Settings
-from core.demo_orders import UPCOMING, build_demo_order_messages
 from core.modalities import Modality
+from demo.orders import UPCOMING, build_demo_order_messages
 from demo.studies import DemoStudy
 from storage.database import open_session
 from storage.modalities import ensure_modality
