@@ -67,6 +67,17 @@ class Settings:
     dicom_check_host: bool = True
     session_idle_minutes: int = 30  # a portal session unused this long ends
     session_max_hours: int = 12  # and none lives longer than this
+    # The site's Prefect server: PREFECT_API_URL when the platform is scaled out, else the one
+    # `pacs up` supervises on loopback at PACS_PREFECT_PORT.
+    prefect_api_url: str = ""
+    prefect_port: int = 4200
+    # Scaled out: the address `pacs engine up` binds (loopback unless workers are elsewhere),
+    # the Prefect server's own database (SQLite under PACS_HOME/prefect when unset), the
+    # portal's gunicorn processes, and Orthanc's index on PostgreSQL (unset: SQLite index).
+    prefect_host: str = "127.0.0.1"
+    prefect_database_url: str = ""
+    portal_workers: int = 4
+    orthanc_database_url: str = ""
 
     @property
     def orthanc_dir(self) -> Path:
@@ -77,6 +88,16 @@ class Settings:
     def exports_dir(self) -> Path:
         """Where research exports (ZIP files and their staging folders) are written."""
         return self.home / "exports"
+
+    @property
+    def prefect_dir(self) -> Path:
+        """The embedded Prefect server's PREFECT_HOME: its database, log and pid file."""
+        return self.home / "prefect"
+
+    @property
+    def engine_url(self) -> str:
+        """The API of the site's one Prefect server."""
+        return self.prefect_api_url or f"http://127.0.0.1:{self.prefect_port}/api"
 
     @property
     def portal_url(self) -> str:
@@ -132,6 +153,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dicom_check_host=_read_flag(env, "PACS_DICOM_CHECK_HOST", default=True),
         session_idle_minutes=_read_int(env, "PACS_SESSION_IDLE_MINUTES", 30, minimum=1),
         session_max_hours=_read_int(env, "PACS_SESSION_MAX_HOURS", 12, minimum=1),
+        prefect_api_url=env.get("PREFECT_API_URL", "").rstrip("/"),
+        prefect_port=_read_port(env, "PACS_PREFECT_PORT", 4200),
+        prefect_host=env.get("PACS_PREFECT_HOST") or "127.0.0.1",
+        prefect_database_url=env.get("PACS_PREFECT_DATABASE_URL", ""),
+        portal_workers=_read_int(env, "PACS_PORTAL_WORKERS", 4, minimum=1),
+        orthanc_database_url=_read_postgresql_url(env.get("PACS_ORTHANC_DATABASE_URL", "")),
     )
 
 
@@ -210,6 +237,15 @@ def _read_viewer_user(env: Mapping[str, str], orthanc_user: str) -> str:
             "and contain no colon"
         )
     return user
+
+
+def _read_postgresql_url(value: str) -> str:
+    """Orthanc's index database: `postgresql://user:password@host:port/database` or empty."""
+    if value and not value.startswith(("postgresql://", "postgres://")):
+        raise SettingsError(
+            "PACS_ORTHANC_DATABASE_URL must look like postgresql://user:password@host:port/db"
+        )
+    return value
 
 
 def _read_aet(value: str) -> str:

@@ -12,8 +12,8 @@ from typing import TextIO
 from config.settings import Settings
 from core.cohorts import CohortError, parse_cohort
 from core.deidentify import ProfileError, format_profile, parse_profile
+from pacs.engine import use_engine
 from pacs.ingest_commands import CommandError
-from pacs.pipeline import without_heartbeats
 from storage.database import open_session
 from storage.exports import (
     ExportError,
@@ -81,7 +81,7 @@ def run_export(settings: Settings, args: argparse.Namespace, out: TextIO) -> int
     )
     progress.start()
     try:
-        with without_heartbeats():
+        with use_engine(settings):
             from flows.export_research import export_research
 
             try:

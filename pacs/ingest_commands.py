@@ -6,7 +6,7 @@ import datetime
 from typing import TextIO
 
 from config.settings import Settings
-from pacs.pipeline import without_heartbeats
+from pacs.engine import use_engine
 from storage.archive import ArchiveClient
 from storage.database import open_session
 from storage.studies import (
@@ -24,7 +24,7 @@ class CommandError(RuntimeError):
 
 def run_reconcile(settings: Settings, since: int | None, out: TextIO) -> int:
     """Run `reconcile_archive` in-process; exit status 1 when some studies failed."""
-    with without_heartbeats():
+    with use_engine(settings):
         from flows.reconcile_archive import reconcile_archive
 
         summary = reconcile_archive(since=since)
@@ -70,7 +70,7 @@ def print_quarantine(settings: Settings, out: TextIO) -> int:
 def release_study(settings: Settings, key: str, by: str, out: TextIO) -> int:
     """Release a quarantined study: re-validate it and put it on the worklist."""
     orthanc_id = resolve_open_entry(settings, key, QuarantineState.RELEASED, by)
-    with without_heartbeats():
+    with use_engine(settings):
         from flows.ingest_study import ingest_study
 
         try:

@@ -35,6 +35,7 @@ def make_env(home: Path, **overrides: str) -> dict[str, str]:
         "PACS_ORTHANC_DICOM_PORT": str(find_free_port()),
         "PACS_ORTHANC_STABLE_AGE": "2",
         "PACS_PORTAL_PORT": str(find_free_port()),
+        "PACS_PREFECT_PORT": str(find_free_port()),
     }
     env.update(overrides)
     return env
