@@ -137,6 +137,7 @@ def test_up_keeps_ingesting_when_its_prefect_server_is_killed(tmp_path: Path) ->
     assert prefect_servers_of(tmp_path) == []
     status = run_pacs(env, "status")
     assert status.returncode == 1
-    for part in ("archive", "prefect server", "pipeline", "portal"):
+    # Not the Prefect server: on a shared machine its freed port may serve another one.
+    for part in ("archive", "pipeline", "portal"):
         assert f"{part:<15} DOWN" in status.stdout, status.stdout
     assert "database        up" in status.stdout
