@@ -22,7 +22,7 @@ COPY pyproject.toml ./
 RUN python -c "import tomllib; \
 print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt "gunicorn>=23,<24" "psycopg[binary]>=3.2,<4" \
+    && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
 # Then the project itself (see .dockerignore for what stays out).

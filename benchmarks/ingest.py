@@ -16,7 +16,13 @@ dcmtk's storescu (TCP_NODELAY) and prints, for the same run:
   complete row (the stable age included), and the pipeline's peak memory ingesting one
   study (tracemalloc, Python allocations, in a run of its own).
 
-    .venv/bin/python benchmarks/ingest.py [--studies 20] [--instances 100]
+With --scaled-out, the same measures through the engine, as `pacs portal`, `pacs engine
+up` and `pacs worker` run them (PostgreSQL, Orthanc on its PostgreSQL index): studies
+notified to the gunicorn portal are queued in the database and ingested by the workers;
+stable -> worklist p50/p95 with one worker, then the processing rate (archive quiet,
+every study queued again) with one worker and with two, in the same run.
+
+    .venv/bin/python benchmarks/ingest.py [--studies 20] [--instances 100] [--scaled-out]
     .venv/bin/python benchmarks/ingest.py --instances 3000      # 2 studies unless --studies
 """
 
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -39,6 +46,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from tests.support.big_studies import BigStudy  # noqa: E402
 from tests.support.services import make_env, start_prefect_server  # noqa: E402
 from tests.support.studies import register_test_callers, run_storescu  # noqa: E402
+
+LATENCY_LINE = re.compile(r"consumer: study (\S+) done ([0-9.]+) s after it was queued")
 
 
 class TimedPipeline:
@@ -120,8 +129,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, help="default 20, or 2 beyond 300 instances")
     parser.add_argument("--instances", type=int, default=100)
+    parser.add_argument("--scaled-out", action="store_true", help="through the engine")
     args = parser.parse_args()
     args.studies = args.studies or (20 if args.instances <= 300 else 2)
+    if args.scaled_out:
+        run_scaled_out(args.studies, args.instances)
+        return
 
     with tempfile.TemporaryDirectory(prefix="pacs-bench-") as tmp:
         home = Path(tmp)
@@ -198,9 +211,9 @@ def main() -> None:
             live_fetch, live_record = fetch_clock.seconds, record_clock.seconds
             ids = [row.orthanc_id for row in rows]
             from flows.ingest_study import ingest_studies, ingest_study
-            from pacs.pipeline import without_heartbeats
+            from pacs.engine import engine_settings
 
-            with without_heartbeats():
+            with engine_settings(None):
                 started = time.perf_counter()
                 for orthanc_id in ids:
                     ingest_study(orthanc_id)
@@ -273,6 +286,111 @@ def main() -> None:
     )
     print(f"load average              {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"date                      {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
+
+
+def make_study_folders(home: Path, studies: int, instances: int) -> list[Path]:
+    """`studies` studies of `instances` single-frame CT instances each, as files."""
+    folders = []
+    for index in range(studies):
+        datasets = clone_study("CT", limit=1)
+        template = datasets[0]
+        for number in range(1, instances):
+            clone = clone_study("CT", limit=1)[0]
+            clone.StudyInstanceUID = template.StudyInstanceUID
+            clone.SeriesInstanceUID = template.SeriesInstanceUID
+            clone.InstanceNumber = number + 1
+            datasets.append(clone)
+        folders.append(home / f"study{index}")
+        write_files(datasets, folders[-1])
+    return folders
+
+
+def run_scaled_out(studies: int, instances: int) -> None:
+    from sqlalchemy import func, select
+
+    from storage.database import open_session
+    from storage.models.studies import Study
+    from storage.pipeline_queue import QueueDispatcher, count_queued
+    from tests.support import postgres
+    from tests.support.platform import Platform
+
+    total = studies * instances
+    database = postgres.start_postgres("pacs", "orthanc", "prefect")
+    with tempfile.TemporaryDirectory(prefix="pacs-bench-") as tmp:
+        home = Path(tmp)
+        (home / "pacs").mkdir()
+        platform = Platform(home / "pacs", database)
+        try:
+            folders = make_study_folders(home, studies, instances)
+            assert platform.start_orthanc().returncode == 0
+            platform.start("engine", "engine", "up")
+            platform.wait_for_line("engine", "Prefect server ready", timeout=600)
+            platform.start("portal", "portal")
+            platform.start("worker-1", "worker")
+            platform.wait_for_line("worker-1", "pacs: worker", timeout=300)
+            time.sleep(5)  # the worker's first poll and imports
+
+            started = time.perf_counter()
+            run_storescu(platform.settings, folders)
+            send_seconds = time.perf_counter() - started
+
+            def listed() -> int:
+                with open_session(platform.settings.database_url) as session:
+                    return session.scalar(select(func.count()).select_from(Study)) or 0
+
+            wait_until(lambda: listed() >= studies, 300 + studies * 10)
+            latencies = [float(m[1]) for m in LATENCY_LINE.findall(platform.log("worker-1"))]
+
+            with open_session(platform.settings.database_url) as session:
+                ids = list(session.scalars(select(Study.orthanc_id)))
+            dispatcher = QueueDispatcher(platform.settings.database_url)
+
+            def drain_seconds() -> float:
+                """Queue every study again (the archive quiet) and time the queue emptying."""
+                started = time.perf_counter()
+                for orthanc_id in ids:
+                    dispatcher.submit(orthanc_id)
+
+                def empty() -> bool:
+                    with open_session(platform.settings.database_url) as session:
+                        return not count_queued(session)
+
+                wait_until(empty, 300 + studies * 10)
+                return time.perf_counter() - started
+
+            one_worker = drain_seconds()
+            platform.start("worker-2", "worker")
+            platform.wait_for_line("worker-2", "pacs: worker", timeout=300)
+            time.sleep(5)
+            two_workers = drain_seconds()
+        finally:
+            platform.stop_all()
+            database.stop()
+
+    receive = total / send_seconds
+    print(f"studies x instances       {studies} x {instances} ({len(ids)} on the worklist)")
+    print(f"archive receive rate      {receive:8.1f} instances/s (storescu)")
+    if latencies:
+        print(
+            f"stable -> worklist        p50 {statistics.median(latencies):.3f} s, "
+            f"p95 {percentile(latencies, 0.95):.3f} s, max {max(latencies):.3f} s "
+            f"(queued by the portal -> done by the worker, one worker, {len(latencies)} studies)"
+        )
+    for label, seconds in (("one worker", one_worker), ("two workers", two_workers)):
+        print(
+            f"processing, {label:<12}  {total / seconds:8.1f} instances/s "
+            f"({seconds:.1f} s for every study again), {total / seconds / receive:.2f}x receive"
+        )
+    print(f"load average              {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"date                      {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
+
+
+def wait_until(condition, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the platform did not finish in time")
+        time.sleep(0.2)
 
 
 if __name__ == "__main__":

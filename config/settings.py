@@ -79,6 +79,17 @@ class Settings:
     # The modality-services SCP: Modality Worklist C-FIND and MPPS.
     mwl_port: int = 4243
     mwl_aet: str = "ORTHANC"
+    # The site's Prefect server: PREFECT_API_URL when the platform is scaled out, else the one
+    # `pacs up` supervises on loopback at PACS_PREFECT_PORT.
+    prefect_api_url: str = ""
+    prefect_port: int = 4200
+    # Scaled out: the address `pacs engine up` binds (loopback unless workers are elsewhere),
+    # the Prefect server's own database (SQLite under PACS_HOME/prefect when unset), the
+    # portal's gunicorn processes, and Orthanc's index on PostgreSQL (unset: SQLite index).
+    prefect_host: str = "127.0.0.1"
+    prefect_database_url: str = ""
+    portal_workers: int = 4
+    orthanc_database_url: str = ""
 
     @property
     def orthanc_dir(self) -> Path:
@@ -89,6 +100,16 @@ class Settings:
     def exports_dir(self) -> Path:
         """Where research exports (ZIP files and their staging folders) are written."""
         return self.home / "exports"
+
+    @property
+    def prefect_dir(self) -> Path:
+        """The embedded Prefect server's PREFECT_HOME: its database, log and pid file."""
+        return self.home / "prefect"
+
+    @property
+    def engine_url(self) -> str:
+        """The API of the site's one Prefect server."""
+        return self.prefect_api_url or f"http://127.0.0.1:{self.prefect_port}/api"
 
     @property
     def portal_url(self) -> str:
@@ -152,6 +173,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mwl_aet=_read_aet(
             env.get("PACS_MWL_AET") or env.get("PACS_ORTHANC_AET", "ORTHANC"), "PACS_MWL_AET"
         ),
+        prefect_api_url=env.get("PREFECT_API_URL", "").rstrip("/"),
+        prefect_port=_read_port(env, "PACS_PREFECT_PORT", 4200),
+        prefect_host=env.get("PACS_PREFECT_HOST") or "127.0.0.1",
+        prefect_database_url=env.get("PACS_PREFECT_DATABASE_URL", ""),
+        portal_workers=_read_int(env, "PACS_PORTAL_WORKERS", 4, minimum=1),
+        orthanc_database_url=_read_postgresql_url(env.get("PACS_ORTHANC_DATABASE_URL", "")),
     )
 
 
@@ -266,6 +293,15 @@ def _read_choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], de
     value = (env.get(name) or default).strip().lower()
     if value not in choices:
         raise SettingsError(f"{name}={value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _read_postgresql_url(value: str) -> str:
+    """Orthanc's index database: `postgresql://user:password@host:port/database` or empty."""
+    if value and not value.startswith(("postgresql://", "postgres://")):
+        raise SettingsError(
+            "PACS_ORTHANC_DATABASE_URL must look like postgresql://user:password@host:port/db"
+        )
     return value
 
 

@@ -23,6 +23,7 @@ from pacs import (
     user_commands,
     warehouse_commands,
 )
+from pacs.engine import EngineError
 from pacs.export_commands import add_export_parser
 from pacs.hl7_commands import Hl7CommandError, add_hl7_parser
 from storage.archive import ArchiveError
@@ -39,6 +40,7 @@ EXPECTED_ERRORS = (
     ModalityError,
     WarehouseError,
     Hl7CommandError,
+    EngineError,
     OSError,
 )
 
@@ -76,6 +78,30 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
     from pacs.up import run_platform
 
     return run_platform(settings, load_demo_data=args.demo)
+
+
+def run_status(settings: Settings, args: argparse.Namespace) -> int:
+    from pacs.status_command import print_status
+
+    return print_status(settings, sys.stdout)
+
+
+def run_engine_up(settings: Settings, args: argparse.Namespace) -> int:
+    from pacs.engine_commands import run_engine_up
+
+    return run_engine_up(settings)
+
+
+def run_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from pacs.worker import run_worker
+
+    return run_worker(settings, healthcheck=args.healthcheck)
+
+
+def run_portal(settings: Settings, args: argparse.Namespace) -> int:
+    from pacs.portal_server import run_portal
+
+    return run_portal(settings, args.workers)
 
 
 def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
@@ -183,6 +209,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--demo", action="store_true", help="load the demo studies once up")
     up.set_defaults(handler=run_up)
+
+    status = commands.add_parser(
+        "status", help="each part (archive, database, Prefect, pipeline, portal) and the backlog"
+    )
+    status.set_defaults(handler=run_status)
+
+    engine = commands.add_parser("engine", help="the site's Prefect server (scaled out)")
+    engine.add_subparsers(dest="action", required=True, metavar="ACTION").add_parser(
+        "up", help="run it in the foreground, with the work pool and deployments registered"
+    ).set_defaults(handler=run_engine_up)
+
+    worker = commands.add_parser(
+        "worker", help="a pipeline worker for PREFECT_API_URL's server (run as many as you like)"
+    )
+    worker.add_argument(
+        "--healthcheck", action="store_true", help="serve the Prefect worker's health on 8080"
+    )
+    worker.set_defaults(handler=run_worker)
+
+    portal = commands.add_parser("portal", help="the portal alone, under gunicorn (scaled out)")
+    portal.add_argument("--workers", type=int, help="processes (default PACS_PORTAL_WORKERS, 4)")
+    portal.set_defaults(handler=run_portal)
 
     demo = commands.add_parser("demo", help="send the demo studies to the archive by C-STORE")
     demo.set_defaults(handler=run_demo)

@@ -13,8 +13,8 @@ from config.settings import Settings
 from core.cohorts import CohortError, parse_cohort
 from core.deidentify import ProfileError, format_profile, parse_profile
 from core.exports import ExportError, ExportState
+from pacs.engine import use_engine
 from pacs.ingest_commands import CommandError
-from pacs.pipeline import without_heartbeats
 from storage.database import open_session
 from storage.exports import (
     create_export,
@@ -80,7 +80,7 @@ def run_export(settings: Settings, args: argparse.Namespace, out: TextIO) -> int
     )
     progress.start()
     try:
-        with without_heartbeats():
+        with use_engine(settings):
             from flows.export_research import export_research
 
             try:

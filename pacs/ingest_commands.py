@@ -8,7 +8,7 @@ from typing import TextIO
 from config.settings import Settings
 from core.identity import IdentityDecision
 from core.quarantine import QuarantineError, QuarantineState
-from pacs.pipeline import without_heartbeats
+from pacs.engine import use_engine
 from storage.accounts import write_audit
 from storage.archive import ArchiveClient
 from storage.database import open_session
@@ -25,7 +25,7 @@ class CommandError(RuntimeError):
 
 def run_reconcile(settings: Settings, since: int | None, out: TextIO) -> int:
     """Run `reconcile_archive` in-process; exit status 1 when some studies failed."""
-    with without_heartbeats():
+    with use_engine(settings):
         from flows.reconcile_archive import reconcile_archive
 
         summary = reconcile_archive(since=since)
@@ -78,7 +78,7 @@ def release_study(
     """Release a quarantined study: re-validate it and put it on the worklist (a reported
     study whose identity changed: keeping the recorded identity or accepting the new one)."""
     orthanc_id = resolve_open_entry(settings, key, QuarantineState.RELEASED, by, identity)
-    with without_heartbeats():
+    with use_engine(settings):
         from flows.ingest_study import ingest_study
 
         try:

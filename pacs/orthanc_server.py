@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+from urllib.parse import unquote, urlsplit
 
 from config.settings import Settings, write_private_file
 from core.modalities import Modality
@@ -29,6 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_TEMPLATE = REPO_ROOT / "orthanc" / "orthanc.json.template"
 PLUGIN_SCRIPT = REPO_ROOT / "orthanc" / "plugin.py"
 PLUGIN_FILES = ("libOrthancDicomWeb.so", "libOrthancPython.so")
+POSTGRESQL_PLUGIN = "libOrthancPostgreSQLIndex.so"  # Debian orthanc-postgresql
 APT_PACKAGES = "orthanc orthanc-dicomweb orthanc-python"
 
 
@@ -91,10 +93,14 @@ def find_missing_parts(settings: Settings) -> list[str]:
         missing.append(f"the Orthanc binary {settings.orthanc_binary}")
     missing += [
         f"the plugin {settings.orthanc_plugins_dir / name}"
-        for name in PLUGIN_FILES
+        for name in plugin_files(settings)
         if not (settings.orthanc_plugins_dir / name).exists()
     ]
     return missing
+
+
+def plugin_files(settings: Settings) -> tuple[str, ...]:
+    return PLUGIN_FILES + ((POSTGRESQL_PLUGIN,) if settings.orthanc_database_url else ())
 
 
 def render_config(settings: Settings, modalities: Sequence[Modality] = ()) -> str:
@@ -103,7 +109,7 @@ def render_config(settings: Settings, modalities: Sequence[Modality] = ()) -> st
     values = {
         "name": f"PACS archive {settings.orthanc_aet}",
         "storage_dir": str(paths.storage),
-        "plugins": [str(settings.orthanc_plugins_dir / name) for name in PLUGIN_FILES],
+        "plugins": [str(settings.orthanc_plugins_dir / name) for name in plugin_files(settings)],
         "http_port": settings.orthanc_http_port,
         "registered_users": {
             settings.orthanc_user: settings.orthanc_password,
@@ -122,7 +128,27 @@ def render_config(settings: Settings, modalities: Sequence[Modality] = ()) -> st
         "notify_arriving": settings.worklist_arriving,
     }
     encoded = {key: json.dumps(value) for key, value in values.items()}
-    return Template(CONFIG_TEMPLATE.read_text()).substitute(encoded)
+    config = json.loads(Template(CONFIG_TEMPLATE.read_text()).substitute(encoded))
+    if settings.orthanc_database_url:
+        config["PostgreSQL"] = postgresql_index(settings.orthanc_database_url)
+    return json.dumps(config, indent=2)
+
+
+def postgresql_index(url: str) -> dict[str, object]:
+    """The PostgreSQL plugin's section: the index there, the files still in the storage
+    folder; no lock, so that several Orthancs may share the index."""
+    parts = urlsplit(url)
+    return {
+        "EnableIndex": True,
+        "EnableStorage": False,
+        "Host": parts.hostname or "127.0.0.1",
+        "Port": parts.port or 5432,
+        "Database": parts.path.lstrip("/") or "orthanc",
+        "Username": unquote(parts.username or ""),
+        "Password": unquote(parts.password or ""),
+        "Lock": False,
+        "IndexConnectionsCount": 4,
+    }
 
 
 def start_orthanc(settings: Settings, *, timeout: float = 30.0) -> subprocess.Popen[bytes]:
@@ -132,6 +158,7 @@ def start_orthanc(settings: Settings, *, timeout: float = 30.0) -> subprocess.Po
         raise OrthancServerError(
             f"Orthanc is not installed: missing {', '.join(missing)}. "
             f"Install it with: apt-get install -y {APT_PACKAGES}"
+            + (" orthanc-postgresql" if settings.orthanc_database_url else "")
         )
     paths = OrthancPaths(settings.orthanc_dir)
     paths.storage.mkdir(parents=True, exist_ok=True)

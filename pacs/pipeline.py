@@ -1,52 +1,30 @@
-"""Where stable-study notifications go, and the embedded pipeline that runs the flows.
+"""The embedded pipeline of `pacs up`: the flows run in-process, against the site's engine.
 
-With a Prefect API configured (`PREFECT_API_URL`), a notification becomes a run
-of the `ingest-study` deployment, picked up by the workers. Without one (a single
-machine), a long-lived thread in `pacs up` runs `ingest_study` in-process, the
-low-latency path, and `reconcile_archive`, `archive_reports` (the SR outbox) and
-`send_results` (the ORU^R01 outbox) every minute.
+A long-lived thread runs `ingest_study` as soon as a study is notified (the
+low-latency path), and `reconcile_archive`, `archive_reports` (the SR outbox) and
+`send_results` (the ORU^R01 outbox, when a results host is set) every minute. A run
+that fails because the Prefect server does not answer is put back and retried once it
+answers again: nothing is dropped.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
-import os
 import queue
 import threading
 import time
-from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any
 
-from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from pacs.engine import engine_settings, is_engine_down, wait_until_healthy
+from storage.database import open_session
+from storage.pipeline_queue import beat, consumer_name, forget_worker
 
 log = logging.getLogger(__name__)
 
-INGEST_DEPLOYMENT = "ingest-study/ingest-study"
-EXPORT_DEPLOYMENT = "export-research/export-research"
 MAX_BATCH = 50
-
-
-class IngestDispatcher(Protocol):
-    def submit(self, orthanc_study_id: str) -> None: ...
-
-    def submit_export(self, export_id: int) -> None: ...
-
-
-class DeploymentDispatcher:
-    """Hands each study to the `ingest-study` deployment of a Prefect server."""
-
-    def submit(self, orthanc_study_id: str) -> None:
-        from prefect.deployments import run_deployment
-
-        run_deployment(
-            INGEST_DEPLOYMENT, parameters={"orthanc_study_id": orthanc_study_id}, timeout=0
-        )
-
-    def submit_export(self, export_id: int) -> None:
-        """An approved research export becomes a run of the `export-research` deployment."""
-        from prefect.deployments import run_deployment
-
-        run_deployment(EXPORT_DEPLOYMENT, parameters={"export_id": export_id}, timeout=0)
+BEAT_EVERY = 5.0  # seconds between the pipeline's heartbeats in the database
+ENGINE_DOWN = object()  # what run_safely returns when the Prefect server did not answer
 
 
 class EmbeddedPipeline:
@@ -55,10 +33,19 @@ class EmbeddedPipeline:
     refreshes the analytics warehouse that often (a full build must not hold up ingestion)."""
 
     def __init__(
-        self, *, reconcile_every: float = 60.0, refresh_every: float | None = None
+        self,
+        *,
+        reconcile_every: float = 60.0,
+        refresh_every: float | None = None,
+        engine_url: str | None = None,
+        database_url: str | None = None,
     ) -> None:
         self.reconcile_every = reconcile_every
         self.refresh_every = refresh_every
+        self.engine_url = engine_url  # None: Prefect's own settings say where
+        self.database_url = database_url  # given: heartbeats for `pacs status`
+        self.name = consumer_name("embedded")
+        self.last_beat = 0.0
         self.stopping = threading.Event()
         self.refresher = threading.Thread(
             target=self.refresh_periodically, name="pacs-warehouse", daemon=True
@@ -77,17 +64,22 @@ class EmbeddedPipeline:
     def stop(self, timeout: float = 30.0) -> None:
         self.pending.put(None)
         self.stopping.set()
-        self.thread.join(timeout)
+        if self.thread.is_alive():
+            self.thread.join(timeout)
         if self.refresher.is_alive():
             self.refresher.join(timeout)
+        if self.database_url:
+            with open_session(self.database_url) as session:
+                forget_worker(session, self.name)
 
     def refresh_periodically(self) -> None:
         """The warehouse now (dashboards need a first build), then every `refresh_every` s."""
-        with without_heartbeats():
+        with engine_settings(self.engine_url):
             from flows.refresh_warehouse import refresh_warehouse
 
             while True:
-                self.run_safely(refresh_warehouse)
+                if self.run_safely(refresh_warehouse) is ENGINE_DOWN and self.wait_for_engine():
+                    continue
                 if self.stopping.wait(self.refresh_every):
                     return
 
@@ -107,32 +99,40 @@ class EmbeddedPipeline:
         ).start()
 
     def run_export(self, export_id: int) -> None:
-        with without_heartbeats():
+        with engine_settings(self.engine_url):
             from flows.export_research import export_research
 
-            self.run_safely(export_research, export_id)
+            while self.run_safely(export_research, export_id) is ENGINE_DOWN:
+                if not self.wait_for_engine():
+                    return
 
     def run(self) -> None:
-        with without_heartbeats():
+        with engine_settings(self.engine_url):
             from flows.archive_reports import archive_reports
             from flows.ingest_study import ingest_studies, ingest_study
             from flows.reconcile_archive import reconcile_archive
             from flows.send_results import send_results
 
+            self.beat()
+            if not self.wait_for_engine(quiet=True):
+                return
             self.run_safely(reconcile_archive)
             self.run_safely(archive_reports)
             if sends_results():
                 self.run_safely(send_results)
             next_reconcile = time.monotonic() + self.reconcile_every
             while True:
+                self.beat()
+                wait = min(BEAT_EVERY, max(0.0, next_reconcile - time.monotonic()))
                 try:
-                    item = self.pending.get(timeout=max(0.0, next_reconcile - time.monotonic()))
+                    item = self.pending.get(timeout=wait)
                 except queue.Empty:
-                    self.run_safely(reconcile_archive)
-                    self.run_safely(archive_reports)  # the SR outbox
-                    if sends_results():
-                        self.run_safely(send_results)  # the ORU^R01 outbox
-                    next_reconcile = time.monotonic() + self.reconcile_every
+                    if time.monotonic() >= next_reconcile:
+                        self.run_safely(reconcile_archive)
+                        self.run_safely(archive_reports)  # the SR outbox
+                        if sends_results():
+                            self.run_safely(send_results)  # the ORU^R01 outbox
+                        next_reconcile = time.monotonic() + self.reconcile_every
                     continue
                 if item is None:
                     return
@@ -140,11 +140,42 @@ class EmbeddedPipeline:
                 started = time.perf_counter()
                 if len(batch) == 1:
                     outcome = self.run_safely(ingest_study, batch[0])
-                    instances = outcome.instances if outcome else 0
                 else:
                     outcome = self.run_safely(ingest_studies, batch)
-                    instances = sum(o.instances for o in outcome.outcomes) if outcome else 0
+                if outcome is ENGINE_DOWN:
+                    for orthanc_id in batch:  # put back, in order, before anything newer
+                        self.submit(orthanc_id)
+                    self.wait_for_engine()
+                    continue
+                if outcome is None:
+                    instances = 0
+                elif len(batch) == 1:
+                    instances = outcome.instances
+                else:
+                    instances = sum(o.instances for o in outcome.outcomes)
                 self.run_seconds.append((time.perf_counter() - started, instances))
+
+    def wait_for_engine(self, *, quiet: bool = False) -> bool:
+        """Until the Prefect server answers (its supervisor restarts it); False when the
+        pipeline is stopping instead."""
+        if not quiet:
+            log.warning("pipeline: the Prefect server does not answer; waiting for it")
+        while not self.stopping.is_set():
+            if self.engine_url is None or wait_until_healthy(self.engine_url, 5.0):
+                return True
+            self.beat()
+        return False
+
+    def beat(self) -> None:
+        """Tell `pacs status` this pipeline is alive (every few seconds at most)."""
+        if not self.database_url or time.monotonic() - self.last_beat < BEAT_EVERY:
+            return
+        try:
+            with open_session(self.database_url) as session:
+                beat(session, self.name, "embedded", datetime.datetime.now(datetime.UTC))
+            self.last_beat = time.monotonic()
+        except Exception:
+            log.exception("pipeline: cannot record its heartbeat")
 
     def drain(self, batch: list[str | None]) -> list[str]:
         """Take what else is queued (up to a batch), so a burst costs one flow run."""
@@ -161,12 +192,17 @@ class EmbeddedPipeline:
             self.queued.difference_update(batch)
         return [item for item in batch if item is not None]
 
-    @staticmethod
-    def run_safely(flow: Any, *args: Any) -> Any:
-        """A failed run is recorded by Prefect and retried by reconciliation: keep going."""
+    def run_safely(self, flow: Any, *args: Any) -> Any:
+        """A failed run is recorded by Prefect and retried by reconciliation: keep going.
+        A run the engine never took (it did not answer) returns ENGINE_DOWN instead."""
         try:
             return flow(*args)
-        except Exception:
+        except Exception as error:
+            if self.engine_url is not None and is_engine_down(self.engine_url, error):
+                log.warning(
+                    "pipeline: %s%r not run: the Prefect server did not answer", flow.name, args
+                )
+                return ENGINE_DOWN
             log.exception("pipeline: %s%r failed", flow.name, args)
             return None
 
@@ -179,11 +215,3 @@ def sends_results() -> bool:
     return bool(load_settings().hl7_results_host)
 
 
-def without_heartbeats() -> AbstractContextManager[Any]:
-    """Flow heartbeats cost each synchronous in-process run ~1 s; these runs are watched anyway."""
-    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
-
-
-def make_dispatcher() -> IngestDispatcher | None:
-    """The deployment dispatcher when a Prefect server is configured, else None."""
-    return DeploymentDispatcher() if os.environ.get("PREFECT_API_URL") else None

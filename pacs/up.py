@@ -12,6 +12,7 @@ import waitress
 from config.settings import Settings
 from pacs import orthanc_server
 from pacs.demo import create_demo_users, load_demo
+from pacs.engine import SupervisedServer
 from pacs.modality_commands import apply_to_archive
 from pacs.order_services import OrderServices
 from pacs.pipeline import EmbeddedPipeline
@@ -19,7 +20,11 @@ from pacs.wsgi import make_app
 
 
 def run_platform(settings: Settings, *, load_demo_data: bool) -> int:
-    """Start Orthanc (unless already running), the pipeline and the portal; stop them on exit."""
+    """Start Orthanc (unless already running), the site's Prefect server (unless one is
+    configured), the pipeline and the portal; stop them on exit.
+
+    The portal answers at once; the pipeline waits for the Prefect server (3-8 s to start),
+    so studies notified meanwhile wait in its queue."""
     paths = orthanc_server.OrthancPaths(settings.orthanc_dir)
     process = None
     if not orthanc_server.is_running(paths):
@@ -29,9 +34,16 @@ def run_platform(settings: Settings, *, load_demo_data: bool) -> int:
         print(f"pacs: using the Orthanc already running on {paths.folder}", flush=True)
         print(f"pacs: {apply_to_archive(settings)}", flush=True)
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
-    pipeline = EmbeddedPipeline(refresh_every=settings.warehouse_refresh_every)
+    engine = None if settings.prefect_api_url else SupervisedServer(settings)
     order_services = OrderServices(settings)
+    pipeline = EmbeddedPipeline(
+        refresh_every=settings.warehouse_refresh_every,
+        engine_url=settings.engine_url,
+        database_url=settings.database_url,
+    )
     try:
+        if engine is not None:
+            engine.start()
         pipeline.start()
         order_services.start()
         if load_demo_data:
@@ -49,6 +61,9 @@ def run_platform(settings: Settings, *, load_demo_data: bool) -> int:
     finally:
         order_services.stop()
         pipeline.stop()
+        if engine is not None:
+            engine.stop()
+            print("pacs: Prefect server stopped", flush=True)
         if process is not None:
             orthanc_server.stop_orthanc(settings)
             process.wait()

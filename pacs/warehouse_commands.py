@@ -9,13 +9,13 @@ import duckdb
 from sqlalchemy.exc import SQLAlchemyError
 
 from config.settings import Settings
-from pacs.pipeline import without_heartbeats
+from pacs.engine import use_engine
 from warehouse.build import WarehouseError
 
 
 def run_refresh(settings: Settings, full: bool, out: TextIO) -> int:
     started = time.perf_counter()
-    with without_heartbeats():
+    with use_engine(settings):
         from flows.refresh_warehouse import refresh_warehouse
 
         try:

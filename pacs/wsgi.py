@@ -10,18 +10,19 @@ from __future__ import annotations
 from apiflask import APIFlask
 
 from config.settings import Settings, load_settings
-from pacs.pipeline import IngestDispatcher, make_dispatcher
 from portal import create_app
+from storage.pipeline_queue import IngestDispatcher, QueueDispatcher
 
 
 def make_app(
     settings: Settings | None = None, dispatcher: IngestDispatcher | None = None
 ) -> APIFlask:
-    """The portal; without a dispatcher, the Prefect deployments' one when `PREFECT_API_URL`
-    is set (else notifications wait for the next reconciliation)."""
+    """The portal; without a dispatcher (gunicorn), work is queued in the database for the
+    `pacs worker`s, which run the flows against the site's Prefect server."""
+    settings = settings or load_settings()
     return create_app(
         {
-            "PACS_SETTINGS": settings or load_settings(),
-            "PACS_PIPELINE": dispatcher or make_dispatcher(),
+            "PACS_SETTINGS": settings,
+            "PACS_PIPELINE": dispatcher or QueueDispatcher(settings.database_url),
         }
     )

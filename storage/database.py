@@ -15,8 +15,9 @@ from storage.models import Base
 
 
 def create_database_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL, a busy timeout and foreign keys."""
-    engine = create_engine(url)
+    """An engine for `url`; SQLite gets WAL, a busy timeout and foreign keys. A server
+    database's connections are checked before use, so a restart of it costs no request."""
+    engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", configure_sqlite)
     return engine

@@ -219,8 +219,7 @@ def test_services_wait_for_healthy_dependencies(compose: dict[str, Any]) -> None
 def test_worker_and_portal_commands(compose: dict[str, Any]) -> None:
     services = compose["services"]
     worker = services["prefect-worker"]
-    command = " ".join(worker["command"])
-    assert "prefect worker start --pool pacs --type process" in command
+    assert worker["command"] == ["pacs", "worker", "--healthcheck"]
     # Scalable: no fixed name, no host port.
     assert "container_name" not in worker
     assert "ports" not in worker
@@ -240,7 +239,11 @@ def test_dockerfile_builds_a_non_root_image() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert "FROM python:3.11-slim" in text
     assert "gunicorn" in text
-    assert "psycopg[binary]" in text
+    # The portal's server and the PostgreSQL driver are the project's own dependencies
+    # (`pacs portal`, PACS_DATABASE_URL=postgresql+psycopg://), installed with it.
+    dependencies = (ROOT / "pyproject.toml").read_text()
+    assert '"gunicorn>=' in dependencies
+    assert '"psycopg[binary]>=' in dependencies
     assert "PACS_HOME=/data" in text
     assert "USER pacs" in text
 

@@ -143,3 +143,63 @@ def test_turnaround_targets_time_zone_and_refresh_interval(tmp_path: Path) -> No
         load_settings({"PACS_HOME": str(tmp_path), "PACS_TIMEZONE": "Mars/Olympus"})
     with pytest.raises(SettingsError, match="PACS_TAT_TARGET_URGENT"):
         load_settings({"PACS_HOME": str(tmp_path), "PACS_TAT_TARGET_URGENT": "0"})
+
+
+def test_scaled_out_settings(tmp_path: Path) -> None:
+    settings = load_settings({"PACS_HOME": str(tmp_path)})
+    assert settings.engine_url == "http://127.0.0.1:4200/api"
+    assert settings.prefect_dir == tmp_path / "prefect"
+    assert (settings.portal_workers, settings.orthanc_database_url) == (4, "")
+    settings = load_settings(
+        {
+            "PACS_HOME": str(tmp_path),
+            "PREFECT_API_URL": "http://engine:4200/api/",
+            "PACS_PREFECT_PORT": "4300",
+            "PACS_PORTAL_WORKERS": "2",
+            "PACS_ORTHANC_DATABASE_URL": "postgresql://pacs:s%40cret@db:5433/orthanc",
+        }
+    )
+    assert settings.engine_url == "http://engine:4200/api"
+    assert (settings.prefect_port, settings.portal_workers) == (4300, 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PACS_ORTHANC_DATABASE_URL", "mysql://db/orthanc"),
+        ("PACS_PREFECT_PORT", "70000"),
+        ("PACS_PORTAL_WORKERS", "0"),
+    ],
+)
+def test_bad_scaled_out_settings_are_refused(tmp_path: Path, name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        load_settings({"PACS_HOME": str(tmp_path), name: value})
+
+
+def test_orthanc_keeps_its_index_on_postgresql_when_asked(tmp_path: Path) -> None:
+    import json
+
+    from pacs.orthanc_server import render_config
+
+    settings = load_settings(
+        {
+            "PACS_HOME": str(tmp_path),
+            "PACS_ORTHANC_DATABASE_URL": "postgresql://pacs:s%40cret@db:5433/orthanc",
+        }
+    )
+    config = json.loads(render_config(settings))
+    assert config["PostgreSQL"] == {
+        "EnableIndex": True,
+        "EnableStorage": False,
+        "Host": "db",
+        "Port": 5433,
+        "Database": "orthanc",
+        "Username": "pacs",
+        "Password": "s@cret",
+        "Lock": False,
+        "IndexConnectionsCount": 4,
+    }
+    assert config["Plugins"][-1].endswith("libOrthancPostgreSQLIndex.so")
+    assert "PostgreSQL" not in json.loads(
+        render_config(load_settings({"PACS_HOME": str(tmp_path)}))
+    )

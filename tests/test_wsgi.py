@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from config.settings import load_settings
-from pacs.pipeline import DeploymentDispatcher, EmbeddedPipeline
+from pacs.pipeline import EmbeddedPipeline
 from pacs.wsgi import make_app
+from storage.database import open_session
+from storage.pipeline_queue import QueueDispatcher, count_queued
 from tests.support.services import make_env
 
 STARTS_WITHOUT_THE_PIPELINE = """
@@ -21,6 +23,10 @@ from portal import create_app
 app = create_app({"PACS_SETTINGS": load_settings()})
 assert app.extensions["pacs_dispatcher"] is None
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("prefect", "pacs", "flows", "tasks"))
+assert not loaded, loaded
+from pacs.wsgi import make_app
+make_app().extensions["pacs_dispatcher"].submit("0" * 8 + "-1" * 4)
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("prefect", "flows", "tasks"))
 assert not loaded, loaded
 """
 
@@ -36,15 +42,19 @@ def test_the_portal_starts_without_the_pipeline_or_prefect(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
 
 
-def test_make_app_hands_work_to_the_deployments_when_prefect_is_configured(
+def test_make_app_queues_work_for_the_workers_in_the_database(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name, value in make_env(tmp_path).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
-    assert isinstance(make_app().extensions["pacs_dispatcher"], DeploymentDispatcher)
-    monkeypatch.delenv("PREFECT_API_URL")
-    assert make_app().extensions["pacs_dispatcher"] is None
+    dispatcher = make_app().extensions["pacs_dispatcher"]
+    assert isinstance(dispatcher, QueueDispatcher)
+    dispatcher.submit("0" * 8 + "-11111111-22222222-33333333-44444444")
+    dispatcher.submit("0" * 8 + "-11111111-22222222-33333333-44444444")  # repeated: once
+    dispatcher.submit_export(7)
+    with open_session(load_settings().database_url) as session:
+        assert count_queued(session) == {"study": 1, "export": 1}
 
 
 def test_make_app_takes_the_embedded_pipeline_of_pacs_up(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ def make_env(home: Path, **overrides: str) -> dict[str, str]:
         "PACS_PORTAL_PORT": str(find_free_port()),
         "PACS_HL7_PORT": str(find_free_port()),
         "PACS_MWL_PORT": str(find_free_port()),
+        "PACS_PREFECT_PORT": str(find_free_port()),
     }
     env.update(overrides)
     return env

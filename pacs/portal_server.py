@@ -1,0 +1,40 @@
+"""`pacs portal`: the portal alone, under gunicorn with several processes (scaled out).
+
+The processes share the operational database; none runs a pipeline: stable studies and
+approved exports are queued in the database for the `pacs worker`s. Threads per process
+serve the viewer, which fetches a series' frames a few dozen at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from config.settings import Settings
+from storage.database import create_database_engine, init_database
+
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+
+
+def run_portal(settings: Settings, workers: int | None) -> int:
+    """Replace this process by gunicorn (its signals and restarts are gunicorn's own).
+
+    The tables are created here first, once, rather than by N processes at the same time.
+    """
+    init_database(create_database_engine(settings.database_url))
+    command = [
+        str(GUNICORN),
+        "--bind",
+        f"{settings.portal_host}:{settings.portal_port}",
+        "--workers",
+        str(workers or settings.portal_workers),
+        "--threads",
+        "8",
+        "--graceful-timeout",
+        "20",
+        "--no-control-socket",  # one per user by default: two portals on a machine would clash
+        "pacs.wsgi:make_app()",
+    ]
+    os.execv(command[0], command)
+    return 1  # not reached
