@@ -45,7 +45,12 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from tests.support.big_studies import BigStudy  # noqa: E402
 from tests.support.services import make_env, start_prefect_server  # noqa: E402
-from tests.support.studies import register_test_callers, run_storescu  # noqa: E402
+from tests.support.studies import (  # noqa: E402
+    clone_study,
+    register_test_callers,
+    run_storescu,
+    write_files,
+)
 
 LATENCY_LINE = re.compile(r"consumer: study (\S+) done ([0-9.]+) s after it was queued")
 
