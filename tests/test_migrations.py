@@ -29,7 +29,7 @@ from storage.schema import (
     migration_lock,
     upgrade_database,
 )
-from tests.conftest import PACS_COMMAND, run_pacs
+from tests.support.services import PACS_COMMAND, run_pacs
 
 RELEASE_DUMP = Path(__file__).with_name("data") / "bdbaca0-site.sql"
 # Indexes that databases made before the release's last changes lack (and one they had).
