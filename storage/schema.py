@@ -104,6 +104,10 @@ def check_schema(engine: Engine) -> None:
 def upgrade_database(engine: Engine) -> tuple[SchemaState, SchemaState]:
     """Bring the database to this release's head; returns its state before and after."""
     with migration_lock(engine), engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # Batch mode copies a table and drops the original: with foreign keys on, that
+            # drop would cascade to the rows that reference it.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
         before = read_schema_state(connection)
         if before.unknown:
             raise SchemaError(
@@ -118,7 +122,11 @@ def upgrade_database(engine: Engine) -> tuple[SchemaState, SchemaState]:
         command.upgrade(config, "heads")
         connection.commit()
         seed_database(connection)
-        return before, read_schema_state(connection)
+        after = read_schema_state(connection)
+        connection.rollback()
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+        return before, after
 
 
 def seed_database(connection: Connection) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, inspect, text
 from config.settings import load_settings
 from portal import create_app
 from storage.database import create_database_engine, get_engine, open_session
+from storage.migrations.baseline import BASELINE
 from storage.models import Base
 from storage.reports import list_templates
 from storage.schema import (
@@ -66,11 +67,14 @@ def load_release_database(path: Path, *, later_indexes: bool = True) -> str:
 
 
 def fingerprint_rows(engine: Engine) -> dict[str, tuple[int, str]]:
-    """Per table: the row count and a checksum of every row."""
+    """Per table of the release: the row count and a checksum of the columns it still has
+    (later revisions drop the users' lock columns and add the audit chain's links)."""
     result = {}
     with engine.connect() as connection:
-        for table in Base.metadata.sorted_tables:
-            rows = connection.execute(text(f"SELECT * FROM {table.name} ORDER BY 1")).all()
+        for table in BASELINE.sorted_tables:
+            kept = [c.name for c in table.columns if c.name in Base.metadata.tables[table.name].c]
+            query = f"SELECT {', '.join(kept)} FROM {table.name} ORDER BY 1"
+            rows = connection.execute(text(query)).all()
             digest = hashlib.sha256(repr([tuple(row) for row in rows]).encode()).hexdigest()
             result[table.name] = (len(rows), digest)
     return result
