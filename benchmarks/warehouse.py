@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from benchmarks.worklist import RADIOLOGISTS, fill, percentile, stamps  # noqa: E402
 from config.settings import Settings, load_settings  # noqa: E402
 from core.turnaround import TurnaroundFilters  # noqa: E402
+from pacs.db_commands import upgrade_schema  # noqa: E402
 from tests.support.services import make_env  # noqa: E402
 
 CHUNK = 200_000
@@ -298,9 +299,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="pacs-bench-") as tmp:
         home = args.home or Path(tmp)
+        reuse = (home / "pacs.sqlite3").exists()  # before make_env makes a new one
         settings = load_settings(make_env(home, PACS_TIMEZONE="Europe/Paris"))
         database = Path(settings.database_url.removeprefix("sqlite:///"))
-        reuse = database.exists()
+        upgrade_schema(settings)  # a reused database of an older schema
         if not reuse:
             radiologists = create_radiologists(settings)
         else:

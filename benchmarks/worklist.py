@@ -15,7 +15,7 @@ first with the indexes the schema had before the worklist indexes (the baseline:
 same queries, today's storage/worklist.py, on the old indexes), then after creating the
 indexes `Study.__table_args__` declares now. Prints p50/p95 in ms per combination and
 pass, the baseline/indexed ratio of the p95s, and the SQL statements an API call runs.
-No ANALYZE is run: a database made by `create_all` has no planner statistics either.
+No ANALYZE is run: a database made by the migrations has no planner statistics either.
 
     .venv/bin/python benchmarks/worklist.py [--studies 1000000] [--runs 50]
 """

@@ -16,6 +16,7 @@ from core.identity import IdentityDecision
 from core.modalities import ModalityError
 from pacs import (
     audit_commands,
+    db_commands,
     import_commands,
     ingest_commands,
     modality_commands,
@@ -29,6 +30,7 @@ from pacs.hl7_commands import Hl7CommandError, add_hl7_parser
 from storage.archive import ArchiveError
 from storage.dicom_sender import DicomSendError
 from storage.import_sender import DEFAULT_WORKERS
+from storage.schema import SchemaError
 from warehouse.build import WarehouseError
 
 EXPECTED_ERRORS = (
@@ -41,8 +43,14 @@ EXPECTED_ERRORS = (
     WarehouseError,
     Hl7CommandError,
     EngineError,
+    SchemaError,
     OSError,
 )
+
+# Commands that use the operational database bring its schema up to date first (the
+# operator runs them), as `pacs up` does; the portal and the pipeline's flows refuse a
+# database that is behind instead.
+DATABASE_COMMANDS = {"demo", "ingest", "quarantine", "import", "export", "user", "warehouse"}
 
 
 def run_orthanc_start(settings: Settings, args: argparse.Namespace) -> int:
@@ -198,6 +206,18 @@ def run_warehouse_refresh(settings: Settings, args: argparse.Namespace) -> int:
     return warehouse_commands.run_refresh(settings, args.full, sys.stdout)
 
 
+def run_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    return db_commands.run_upgrade(settings, sys.stdout)
+
+
+def run_db_current(settings: Settings, args: argparse.Namespace) -> int:
+    return db_commands.print_current(settings, sys.stdout)
+
+
+def run_db_history(settings: Settings, args: argparse.Namespace) -> int:
+    return db_commands.print_history(settings, sys.stdout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pacs", description="Radiology PACS platform: archive, pipeline, portal."
@@ -350,6 +370,15 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.add_argument("--full", action="store_true", help="rebuild from every row")
     refresh.set_defaults(handler=run_warehouse_refresh)
 
+    db = commands.add_parser("db", help="the operational database's schema (migrations)")
+    db_actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, handler, text in (
+        ("upgrade", run_db_upgrade, "bring the schema up to this release's (waits for another)"),
+        ("current", run_db_current, "the database's revision and whether it is this release's"),
+        ("history", run_db_history, "every revision, newest first"),
+    ):
+        db_actions.add_parser(name, help=text).set_defaults(handler=handler)
+
     orthanc = commands.add_parser("orthanc", help="the project's Orthanc archive")
     actions = orthanc.add_subparsers(dest="action", required=True, metavar="ACTION")
     for name, handler, text in (
@@ -365,7 +394,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[Settings, argparse.Namespace], int] = args.handler
     try:
-        return handler(load_settings(), args)
+        settings = load_settings()
+        if args.command in DATABASE_COMMANDS:
+            db_commands.upgrade_schema(settings)
+        return handler(settings, args)
     except EXPECTED_ERRORS as error:
         print(f"pacs: {error}", file=sys.stderr)
         return 1

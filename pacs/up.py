@@ -11,6 +11,7 @@ import waitress
 
 from config.settings import Settings
 from pacs import orthanc_server
+from pacs.db_commands import run_upgrade
 from pacs.demo import create_demo_users, load_demo
 from pacs.engine import SupervisedServer
 from pacs.modality_commands import apply_to_archive
@@ -20,11 +21,12 @@ from pacs.wsgi import make_app
 
 
 def run_platform(settings: Settings, *, load_demo_data: bool) -> int:
-    """Start Orthanc (unless already running), the site's Prefect server (unless one is
-    configured), the pipeline and the portal; stop them on exit.
+    """Upgrade the database's schema, start Orthanc (unless already running), the site's
+    Prefect server (unless one is configured), the pipeline and the portal; stop them on exit.
 
     The portal answers at once; the pipeline waits for the Prefect server (3-8 s to start),
     so studies notified meanwhile wait in its queue."""
+    run_upgrade(settings, sys.stdout)
     paths = orthanc_server.OrthancPaths(settings.orthanc_dir)
     process = None
     if not orthanc_server.is_running(paths):

@@ -20,7 +20,8 @@ from portal.extensions import csrf, db, login_manager
 from portal.import_service import UploadRequest
 from portal.report_delivery import ReportDelivery
 from portal.security import deny, enforce_access
-from storage.database import configure_sqlite, init_database
+from storage.database import configure_sqlite
+from storage.schema import check_schema
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -79,7 +80,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", configure_sqlite)
-        init_database(db.engine)
+        # Migrations make the schema (`pacs db upgrade`, `pacs up`): refuse one that is behind.
+        check_schema(db.engine)
 
     app.jinja_env.filters["person_name"] = format_person_name
     app.jinja_env.globals.update(FIELD_LIMITS)

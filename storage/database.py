@@ -1,4 +1,8 @@
-"""The operational database's engine and sessions (its models are in `storage/models/`)."""
+"""The operational database's engine and sessions (its models are in `storage/models/`).
+
+The tables are made and changed by the migrations under storage/migrations/ (`pacs db
+upgrade`), never by `create_all`.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from storage.models import Base
+from storage.schema import check_schema
 
 
 def create_database_engine(url: str) -> Engine:
@@ -32,15 +36,6 @@ def configure_sqlite(connection: Any, record: Any) -> None:
     cursor.close()
 
 
-def init_database(engine: Engine) -> None:
-    """Create the tables that do not exist yet, and the audit chain's head."""
-    from storage.audit_chain import start_audit_chain
-
-    Base.metadata.create_all(engine)
-    with Session(engine) as session, session.begin():
-        start_audit_chain(session)
-
-
 def dialect_insert(session: Session) -> Any:
     """The INSERT construct of the session's dialect (both have ON CONFLICT upserts)."""
     name = session.get_bind().dialect.name
@@ -49,9 +44,15 @@ def dialect_insert(session: Session) -> Any:
 
 @functools.cache
 def get_engine(url: str) -> Engine:
-    """The process's one engine (connection pool) for `url`, made and migrated on first use."""
+    """The process's one engine (connection pool) for `url`. A database whose schema is not
+    this release's is refused (SchemaError, naming `pacs db upgrade`): the schema is made and
+    changed by migrations only (storage/schema.py)."""
     engine = create_database_engine(url)
-    init_database(engine)
+    try:
+        check_schema(engine)
+    except Exception:
+        engine.dispose()
+        raise
     return engine
 
 

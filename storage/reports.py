@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.report_templates import TemplateSpec, load_default_templates
+from core.report_templates import TemplateSpec
 from core.reports import (
     EVENT_KINDS,
     STUDY_STATUS_AFTER,
@@ -256,24 +256,8 @@ def list_external_reports(session: Session, study: Study) -> list[Series]:
 # -- templates --------------------------------------------------------------------------
 
 
-def list_templates(session: Session, now: datetime.datetime) -> list[ReportTemplate]:
-    """Every template; a new database gets the defaults from core/report_templates.json."""
-    templates = list(session.scalars(select(ReportTemplate).order_by(ReportTemplate.name)))
-    if templates:
-        return templates
-    for spec in load_default_templates():
-        session.add(
-            ReportTemplate(
-                key=spec.key,
-                name=spec.name,
-                modality=spec.modality,
-                body_part=spec.body_part,
-                sections=spec.sections,
-                updated_at=now,
-                updated_by="",
-            )
-        )
-    session.flush()
+def list_templates(session: Session) -> list[ReportTemplate]:
+    """Every template, by name (a new database gets the defaults from a data migration)."""
     return list(session.scalars(select(ReportTemplate).order_by(ReportTemplate.name)))
 
 

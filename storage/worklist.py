@@ -103,8 +103,8 @@ def find_arriving(session: Session, study_ids: list[int]) -> frozenset[int]:
 
 # How the queries stay fast at a million studies (see benchmarks/worklist.py).
 #
-# SQLite plans without statistics (nothing runs ANALYZE on a `create_all` database): it takes
-# any `column = value` on an indexed column for ~10 rows, so `status IN (5 statuses)` looks
+# SQLite plans without statistics (nothing runs ANALYZE on the database the migrations made): it
+# takes any `column = value` on an indexed column for ~10 rows, so `status IN (5 statuses)` looks
 # as selective as `modality = 'CT'`, though `final` is ~98 % of the table. So each query lets
 # one group of conditions lead, as `_lead` and `_page_lead` decide, and writes the others
 # with `no_index`: the same test, but no index of theirs can drive the plan.

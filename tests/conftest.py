@@ -22,6 +22,7 @@ from portal import create_app
 from storage.archive import ArchiveClient
 from tests.support.apps import add_users_and_studies
 from tests.support.browser import CHROMIUM_ARGS
+from tests.support.databases import new_database
 from tests.support.services import make_env, start_prefect_server
 from tests.support.studies import register_test_callers
 from tests.support.tools import CHROMIUM, require_tool
@@ -113,7 +114,7 @@ def pipeline_settings(
     orthanc_env: dict[str, str], prefect_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Settings:
     """The session's archive with a database of this test's own; flows read it from the env."""
-    env = {**orthanc_env, "PACS_DATABASE_URL": f"sqlite:///{tmp_path / 'pacs.sqlite3'}"}
+    env = {**orthanc_env, "PACS_DATABASE_URL": new_database(tmp_path / "pacs.sqlite3")}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return load_settings(env)

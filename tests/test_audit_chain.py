@@ -15,8 +15,9 @@ from config.settings import load_settings
 from core.audit import chain_audit_hash
 from storage.accounts import write_audit
 from storage.audit_chain import AuditChainError, audit_fields, verify_audit_chain
-from storage.database import create_database_engine, init_database, open_session
+from storage.database import create_database_engine, open_session
 from storage.models.accounts import AuditChainHead, AuditEvent
+from storage.schema import upgrade_database
 from tests.support.services import make_env, run_pacs
 
 NOW = datetime.datetime(2026, 11, 30, 9, 0, tzinfo=datetime.UTC)
@@ -97,7 +98,7 @@ def test_a_deleted_head_is_noticed_and_stops_the_trail(tmp_path: Path) -> None:
     result = run_pacs(env, "audit", "verify")
     assert result.returncode == 1 and "head (table audit_chain) was deleted" in result.stderr
     engine = create_database_engine(load_settings(env).database_url)
-    init_database(engine)  # a restart does not make a new head over the evidence
+    upgrade_database(engine)  # a restart does not make a new head over the evidence
     with Session(engine) as session, pytest.raises(AuditChainError):
         write_audit(session, action="after", outcome="success", now=NOW)
     engine.dispose()
@@ -134,7 +135,7 @@ def test_events_from_before_the_chain_are_chained_at_upgrade(tmp_path: Path) -> 
     tamper(database, "UPDATE audit_events SET chain_hash = NULL")
     tamper(database, "DELETE FROM audit_chain")
     engine = create_database_engine(load_settings(env).database_url)
-    init_database(engine)
+    upgrade_database(engine)
     with Session(engine) as session:
         assert None not in session.scalars(select(AuditEvent.chain_hash)).all()
     engine.dispose()

@@ -55,6 +55,7 @@ from storage.models.accounts import AuditEvent
 from storage.models.quarantine import QuarantinedStudy
 from storage.models.studies import Study
 from tasks.database import make_policy, record_study
+from tests.support.databases import new_database
 from tests.support.reports import part10_of, wait_until_archived
 from tests.support.services import find_free_port, run_pacs
 from tests.support.studies import clone_study
@@ -235,7 +236,7 @@ def reported(
 ) -> Reported:
     """A CR study in the archive, ingested, its report signed final (SR archived)."""
     settings = load_settings(
-        {**orthanc_env, "PACS_DATABASE_URL": f"sqlite:///{tmp_path / 'pacs.sqlite3'}"}
+        {**orthanc_env, "PACS_DATABASE_URL": new_database(tmp_path / "pacs.sqlite3")}
     )
     app = make_portal(settings, password_hash, monkeypatch)
     datasets = clone_study(
@@ -454,7 +455,7 @@ def upload_app(
     settings = load_settings(
         {
             **orthanc_env,
-            "PACS_DATABASE_URL": f"sqlite:///{tmp_path / 'pacs.sqlite3'}",
+            "PACS_DATABASE_URL": new_database(tmp_path / "pacs.sqlite3"),
             "PACS_IMPORT_MAX_MB": "100",
         }
     )
@@ -705,7 +706,7 @@ def gunicorn_portal(tmp_path: Path, orthanc_env: dict[str, str]) -> Iterator[tup
     log = tmp_path / "gunicorn.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PACS_")}
     env.update(orthanc_env)
-    env["PACS_DATABASE_URL"] = f"sqlite:///{tmp_path / 'pacs.sqlite3'}"
+    env["PACS_DATABASE_URL"] = new_database(tmp_path / "pacs.sqlite3")
     with log.open("wb") as out:
         process = subprocess.Popen(
             [

@@ -21,7 +21,7 @@ PREFECT_FILE = ROOT / "prefect.yaml"
 
 SERVICES = {"postgres", "orthanc", "prefect-server", "prefect-worker", "portal"}
 # Services that run the project's own image (built from the Dockerfile).
-PLATFORM_SERVICES = {"prefect-worker", "portal"}
+PLATFORM_SERVICES = {"migrate", "prefect-worker", "portal"}
 SECRETS = {
     "PACS_POSTGRES_PASSWORD": "pg-secret-1",
     "PACS_ORTHANC_PASSWORD": "orthanc-secret-2",
@@ -213,7 +213,20 @@ def test_services_wait_for_healthy_dependencies(compose: dict[str, Any]) -> None
     assert "pg_isready" in services["postgres"]["healthcheck"]["test"]
     for name, service in services.items():
         for dependency, spec in service.get("depends_on", {}).items():
-            assert spec == {"condition": "service_healthy"}, f"{name} -> {dependency}"
+            condition = (
+                "service_completed_successfully" if dependency == "migrate" else "service_healthy"
+            )
+            assert spec == {"condition": condition}, f"{name} -> {dependency}"
+
+
+def test_the_schema_is_upgraded_before_the_workers_and_the_portal_start(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    assert services["migrate"]["command"] == ["pacs", "db", "upgrade"]
+    assert services["migrate"]["restart"] == "no"
+    for name in ("prefect-worker", "portal"):
+        assert "migrate" in services[name]["depends_on"], name
 
 
 def test_worker_and_portal_commands(compose: dict[str, Any]) -> None:

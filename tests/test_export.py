@@ -28,6 +28,7 @@ from storage.archive import ArchiveClient
 from storage.database import open_session
 from storage.exports import create_export, list_pseudonyms
 from storage.models.exports import ExportPseudonym, ResearchExport
+from tests.support.databases import new_database
 from tests.support.identified_studies import PATIENTS, build_identified_cohort
 from tests.support.pipeline import upload
 from tests.support.services import make_env, run_pacs
@@ -42,7 +43,7 @@ def export_env(
     home = tmp_path / "home"
     env = {
         **orthanc_env,
-        "PACS_DATABASE_URL": f"sqlite:///{tmp_path / 'pacs.sqlite3'}",
+        "PACS_DATABASE_URL": new_database(tmp_path / "pacs.sqlite3"),
         "PACS_HOME": str(home),
         "PACS_ORTHANC_PASSWORD": load_settings(orthanc_env).orthanc_password,
     }

@@ -25,6 +25,7 @@ from storage.import_log import StudyPlace, locate_studies
 from storage.import_sender import import_paths
 from storage.models.accounts import AuditEvent
 from storage.models.imports import ImportRun
+from tests.support.databases import new_database
 from tests.support.pipeline import find_quarantined, wait_for_study
 from tests.support.services import find_free_port, run_pacs
 from tests.support.studies import clone_study, write_files
@@ -33,7 +34,7 @@ from tests.support.studies import clone_study, write_files
 @pytest.fixture
 def env(orthanc_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     """The session's archive with a database of this test's own."""
-    return {**orthanc_env, "PACS_DATABASE_URL": f"sqlite:///{tmp_path / 'pacs.sqlite3'}"}
+    return {**orthanc_env, "PACS_DATABASE_URL": new_database(tmp_path / "pacs.sqlite3")}
 
 
 def import_json(env: dict[str, str], *paths: Path) -> tuple[int, dict]:

@@ -21,6 +21,7 @@ from portal.extensions import db
 from storage.accounts import create_user
 from storage.archive import ArchiveClient
 from tests.support.browser import TIMEOUT_MS, screenshot, serve_portal
+from tests.support.databases import new_database
 from tests.support.services import find_free_port
 from tests.support.studies import clone_study
 from tests.support.users import PASSWORD
@@ -37,7 +38,7 @@ def portal_url(
     settings = load_settings(
         {
             **orthanc_env,
-            "PACS_DATABASE_URL": f"sqlite:///{database}",
+            "PACS_DATABASE_URL": new_database(database),
             "PACS_PORTAL_PORT": str(find_free_port()),
         }
     )

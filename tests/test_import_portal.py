@@ -25,6 +25,7 @@ from storage.archive import ArchiveClient
 from storage.models.accounts import AuditEvent
 from storage.models.quarantine import QuarantinedStudy
 from storage.models.studies import Study
+from tests.support.databases import new_database
 from tests.support.studies import clone_study
 from tests.support.users import PASSWORD
 
@@ -37,7 +38,7 @@ def make_app(
     settings = load_settings(
         {
             **orthanc_env,
-            "PACS_DATABASE_URL": f"sqlite:///{tmp_path / 'pacs.sqlite3'}",
+            "PACS_DATABASE_URL": new_database(tmp_path / "pacs.sqlite3"),
             **env,
         }
     )

@@ -19,6 +19,7 @@ from storage.database import open_session
 from storage.dicom_sender import send_datasets
 from storage.models.studies import Study, StudyEvent
 from tests.support.big_studies import BigStudy
+from tests.support.databases import new_database
 from tests.support.pipeline import (
     find_quarantined,
     find_study,
@@ -131,7 +132,7 @@ def test_nothing_is_lost_while_the_platform_or_orthanc_is_down(
     env = make_env(
         tmp_path,
         PACS_ORTHANC_STABLE_AGE="30",
-        PACS_DATABASE_URL=f"sqlite:///{tmp_path / 'pacs.sqlite3'}",
+        PACS_DATABASE_URL=new_database(tmp_path / "pacs.sqlite3"),
     )
     for name, value in env.items():
         monkeypatch.setenv(name, value)

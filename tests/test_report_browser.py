@@ -25,6 +25,7 @@ from storage.accounts import create_user
 from storage.archive import ArchiveClient
 from storage.models.reports import Report, ReportDocument
 from tests.support.browser import TIMEOUT_MS, screenshot, serve_portal, sign_in
+from tests.support.databases import new_database
 from tests.support.reports import dciodvfy_errors, fetch_sr, ingest, store_study
 from tests.support.services import find_free_port
 from tests.support.users import PASSWORD
@@ -51,7 +52,7 @@ def portal(
     settings = load_settings(
         {
             **orthanc_env,
-            "PACS_DATABASE_URL": f"sqlite:///{folder / 'pacs.sqlite3'}",
+            "PACS_DATABASE_URL": new_database(folder / "pacs.sqlite3"),
             "PACS_PORTAL_PORT": str(find_free_port()),
         }
     )

@@ -29,6 +29,7 @@ from storage.models.accounts import AuditEvent
 from storage.models.reports import ReportDocument
 from storage.models.studies import Study, StudyEvent
 from tasks.reports import send_pending_reports
+from tests.support.databases import new_database
 from tests.support.reports import (
     dciodvfy_errors,
     evidence_uids,
@@ -106,7 +107,7 @@ def setup(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Setup]:
     settings = load_settings(
-        {**orthanc_env, "PACS_DATABASE_URL": f"sqlite:///{tmp_path / 'pacs.sqlite3'}"}
+        {**orthanc_env, "PACS_DATABASE_URL": new_database(tmp_path / "pacs.sqlite3")}
     )
     app = make_portal(settings, password_hash, monkeypatch)
     study_uid, orthanc_id, image_uids = store_study(

@@ -33,6 +33,7 @@ from storage.archive import ArchiveClient
 from storage.models.accounts import AuditEvent
 from storage.models.studies import Study
 from storage.studies import save_assessment
+from tests.support.databases import new_database
 from tests.support.services import find_free_port, make_env
 from tests.support.studies import demo_study
 
@@ -145,12 +146,12 @@ def part10(ds: Dataset) -> bytes:
 def site(orthanc_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """The portal under waitress on the session's Orthanc, reached through a counting relay."""
     home = tmp_path_factory.mktemp("security")
-    direct = load_settings({**orthanc_env, "PACS_DATABASE_URL": f"sqlite:///{home / 'db'}"})
+    direct = load_settings({**orthanc_env, "PACS_DATABASE_URL": new_database(home / "db")})
     relay = CountingRelay(direct.orthanc_http_port)
     settings = load_settings(
         {
             **orthanc_env,
-            "PACS_DATABASE_URL": f"sqlite:///{home / 'db'}",
+            "PACS_DATABASE_URL": direct.database_url,
             "PACS_ORTHANC_URL": f"http://127.0.0.1:{relay.port}",
         }
     )

@@ -31,6 +31,7 @@ from storage.models.accounts import AuditEvent
 from storage.models.studies import Study, StudyEvent
 from storage.studies import save_assessment
 from tests.support.browser import screenshot, serve_portal, sign_in
+from tests.support.databases import new_database
 from tests.support.services import find_free_port
 from tests.support.studies import demo_study
 
@@ -76,7 +77,7 @@ def viewer(
     settings = load_settings(
         {
             **orthanc_env,
-            "PACS_DATABASE_URL": f"sqlite:///{home / 'pacs.sqlite3'}",
+            "PACS_DATABASE_URL": new_database(home / "pacs.sqlite3"),
             "PACS_PORTAL_PORT": str(find_free_port()),
         }
     )

@@ -33,7 +33,7 @@ def edit_report(study_uid: str):
     """The editor: sections, templates, autosave, signing; the images open beside it."""
     study = require_listed_study(study_uid)
     report = find_report(db.session, study)
-    templates = list_templates(db.session, utc_now())
+    templates = list_templates(db.session)
     audit_study("open_report_editor", study_uid)
     db.session.commit()
     return render_template(
@@ -85,7 +85,7 @@ def download_report_pdf(study_uid: str):
 @bp.get("/admin/report-templates")
 @roles(Role.ADMIN)
 def show_templates():
-    templates = list_templates(db.session, utc_now())
+    templates = list_templates(db.session)
     audit("view_report_templates", object_type="report_templates")
     db.session.commit()
     return render_template("reports/templates.html", templates=templates, sections=SECTIONS)

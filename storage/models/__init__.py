@@ -1,7 +1,7 @@
 """The operational database's models, one module per feature, on one `Base`.
 
 Importing this package imports every model module, so `Base.metadata` (which
-`init_database` and the migrations read) holds every table. A new feature's models go in a
+the migrations read) holds every table. A new feature's models go in a
 module of their own here, added to the imports below.
 
 SQLite by default (WAL, so the portal reads while the pipeline writes), PostgreSQL at

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import requests
 
+from tests.support.databases import new_database
+
 PACS_COMMAND = Path(sys.executable).with_name("pacs")
 PREFECT_QUIET_ENV = {
     "DO_NOT_TRACK": "1",
@@ -28,7 +30,8 @@ def find_free_port() -> int:
 
 
 def make_env(home: Path, **overrides: str) -> dict[str, str]:
-    """A PACS_* environment of its own: temporary home, free ports, short stable age."""
+    """A PACS_* environment of its own: temporary home, free ports, short stable age. Unless
+    another database is given, the home's database exists, at this release's schema."""
     env = {
         "PACS_HOME": str(home),
         "PACS_ORTHANC_HTTP_PORT": str(find_free_port()),
@@ -40,6 +43,9 @@ def make_env(home: Path, **overrides: str) -> dict[str, str]:
         "PACS_PREFECT_PORT": str(find_free_port()),
     }
     env.update(overrides)
+    database = home / "pacs.sqlite3"
+    if "PACS_DATABASE_URL" not in overrides and not database.exists():
+        new_database(database)
     return env
 
 

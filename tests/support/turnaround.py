@@ -26,9 +26,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from config.settings import Settings, load_settings
-from storage.database import create_database_engine, init_database
+from storage.database import create_database_engine
 from storage.models.accounts import User
 from storage.models.studies import Study, StudyEvent
+from storage.schema import upgrade_database
 from tests.support.services import make_env
 from warehouse.build import BuildSummary, build_warehouse, read_marks
 from warehouse.extract import extract_changes
@@ -85,7 +86,7 @@ def events(*steps: tuple[str, datetime.datetime, str]) -> list[StudyEvent]:
 def build_operational_database(settings: Settings) -> Engine:
     """The operational database above, in `settings`' SQLite file."""
     engine = create_database_engine(settings.database_url)
-    init_database(engine)
+    upgrade_database(engine)
     with Session(engine) as session, session.begin():
         for email, name in ((ONE, "Radiologist One"), (TWO, "Radiologist Two")):
             session.add(

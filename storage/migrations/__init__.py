@@ -1,0 +1,1 @@
+"""Alembic's script directory for the operational database (env.py, versions/)."""
