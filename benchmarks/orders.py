@@ -37,10 +37,11 @@ from core.modalities import Modality  # noqa: E402
 from core.records import Priority  # noqa: E402
 from pacs.hl7_listener import Hl7Listener  # noqa: E402
 from pacs.modality_services import ModalityServices  # noqa: E402
-from storage.database import get_engine, open_session  # noqa: E402
+from storage.database import create_database_engine, open_session  # noqa: E402
 from storage.hl7_client import send_messages  # noqa: E402
 from storage.modalities import ensure_modality  # noqa: E402
 from storage.models.orders import Order  # noqa: E402
+from storage.schema import upgrade_database  # noqa: E402
 from tests.support.orders import make_order, order_message  # noqa: E402
 
 MODALITIES = ("CT", "MR", "CR", "US", "DX")
@@ -118,8 +119,15 @@ class AckOnlyServer:
         self.thread.join(10)
 
 
+def make_database(path: Path) -> str:
+    """A new SQLite database at this release's schema; its URL."""
+    url = f"sqlite:///{path}"
+    upgrade_database(create_database_engine(url))
+    return url
+
+
 def bench_hl7(folder: Path, messages: int, connections: int) -> None:
-    url = f"sqlite:///{folder / 'hl7.sqlite3'}"
+    url = make_database(folder / "hl7.sqlite3")
     with AckOnlyServer() as baseline:
         base_seconds, _ = push(baseline.port, make_batches(messages, connections, "B"))
     listener = Hl7Listener(url, "127.0.0.1", 0)
@@ -178,8 +186,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def bench_mwl(folder: Path, orders: int, queries: int) -> None:
-    url = f"sqlite:///{folder / 'mwl.sqlite3'}"
-    get_engine(url)
+    url = make_database(folder / "mwl.sqlite3")
     today = datetime.datetime.now().replace(hour=8, minute=0, second=0, microsecond=0)
     fill_orders(url, orders, today)
     services = ModalityServices(url, "PACSMWL", "127.0.0.1", 0)

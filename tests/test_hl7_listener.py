@@ -23,6 +23,7 @@ from pacs.hl7_listener import Hl7Listener
 from storage.database import open_session
 from storage.hl7_client import send_message, send_messages
 from storage.models.orders import Hl7Message, Order
+from tests.support.databases import new_database
 from tests.support.orders import NOW, PATIENT, make_order, order_message
 from tests.support.services import find_free_port, run_pacs
 
@@ -31,7 +32,7 @@ SB, EB, CR = b"\x0b", b"\x1c", b"\r"
 
 @pytest.fixture
 def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'pacs.sqlite3'}"
+    return new_database(tmp_path / 'pacs.sqlite3')
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from storage.database import get_engine, open_session
 from storage.modalities import ensure_modality
 from storage.models.orders import Order
 from storage.orders import receive_message
+from tests.support.databases import new_database
 from tests.support.orders import make_order, order_message
 
 TODAY = datetime.datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
@@ -43,7 +44,7 @@ def require_dcmtk() -> None:
 
 @pytest.fixture
 def database_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'pacs.sqlite3'}"
+    url = new_database(tmp_path / 'pacs.sqlite3')
     get_engine(url)
     ordered = [
         make_order(1, scheduled_at=TODAY.replace(hour=9), priority=Priority.STAT),

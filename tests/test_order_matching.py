@@ -22,6 +22,7 @@ from storage.models.studies import Study
 from storage.orders import list_orders_without_studies, list_studies_without_orders, receive_message
 from tasks.archive import fetch_archived_studies
 from tasks.database import record_studies
+from tests.support.databases import new_database
 from tests.support.orders import make_order, order_message
 from tests.support.studies import clone_study
 
@@ -67,7 +68,7 @@ def test_another_study_uid_than_the_orders_is_a_warning() -> None:
 
 @pytest.fixture
 def settings(orthanc_env: dict[str, str], tmp_path: Path) -> Settings:
-    env = {**orthanc_env, "PACS_DATABASE_URL": f"sqlite:///{tmp_path / 'pacs.sqlite3'}"}
+    env = {**orthanc_env, "PACS_DATABASE_URL": new_database(tmp_path / "pacs.sqlite3")}
     settings = load_settings(env)
     get_engine(settings.database_url)
     return settings

@@ -22,6 +22,7 @@ from storage.pipeline_queue import (
     give_back,
     live_workers,
 )
+from tests.support.databases import new_database
 
 T0 = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=datetime.UTC)
 LEASE = datetime.timedelta(seconds=30)
@@ -29,7 +30,7 @@ LEASE = datetime.timedelta(seconds=30)
 
 @pytest.fixture
 def session(tmp_path: Path):
-    with Session(get_engine(f"sqlite:///{tmp_path / 'queue.sqlite3'}")) as session:
+    with Session(get_engine(new_database(tmp_path / "queue.sqlite3"))) as session:
         yield session
 
 

@@ -16,12 +16,13 @@ from sqlalchemy import select
 
 from config.settings import Settings, load_settings
 from core.hl7_messages import AckCode, build_ack, parse_text, read_field
-from storage.database import get_engine, open_session
+from storage.database import open_session
 from storage.models.orders import Order, ResultMessage
 from storage.models.reports import Report, ReportDocument
 from storage.models.studies import Study
 from storage.orders import receive_message
 from tasks.results import send_pending_results
+from tests.support.databases import new_database
 from tests.support.orders import make_order, order_message
 from tests.support.services import find_free_port
 
@@ -89,12 +90,12 @@ def settings(tmp_path: Path, receiver: ResultsReceiver) -> Settings:
     settings = load_settings(
         {
             "PACS_HOME": str(tmp_path),
+            "PACS_DATABASE_URL": new_database(tmp_path / "pacs.sqlite3"),
             "PACS_HL7_RESULTS_HOST": "127.0.0.1",
             "PACS_HL7_RESULTS_PORT": str(receiver.port),
             "PACS_TIMEZONE": "Europe/Paris",
         }
     )
-    get_engine(settings.database_url)
     return settings
 
 
