@@ -213,5 +213,3 @@ def sends_results() -> bool:
     from config.settings import load_settings
 
     return bool(load_settings().hl7_results_host)
-
-

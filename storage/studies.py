@@ -183,9 +183,7 @@ def mark_study_removed(session: Session, orthanc_id: str, now: datetime.datetime
 def select_known_study_ids():
     """Orthanc ids the database accounts for: listed studies and unresolved quarantine."""
     listed = select(Study.orthanc_id).where(Study.status != StudyStatus.REMOVED)
-    held = select(QuarantinedStudy.orthanc_id).where(
-        QuarantinedStudy.state.in_(UNRESOLVED_STATES)
-    )
+    held = select(QuarantinedStudy.orthanc_id).where(QuarantinedStudy.state.in_(UNRESOLVED_STATES))
     return union(listed, held)
 
 

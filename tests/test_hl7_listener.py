@@ -32,7 +32,7 @@ SB, EB, CR = b"\x0b", b"\x1c", b"\r"
 
 @pytest.fixture
 def database_url(tmp_path: Path) -> str:
-    return new_database(tmp_path / 'pacs.sqlite3')
+    return new_database(tmp_path / "pacs.sqlite3")
 
 
 @pytest.fixture

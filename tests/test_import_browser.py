@@ -29,7 +29,6 @@ from tests.support.users import PASSWORD
 pytestmark = pytest.mark.slow  # Chromium
 
 
-
 @pytest.fixture(scope="module")
 def portal_url(
     orthanc_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory

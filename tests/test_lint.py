@@ -1,4 +1,4 @@
-"""The tree stays `ruff` clean: a lint failure fails the suite."""
+"""The tree stays `ruff` clean and `ruff format`ted: a lint or format failure fails the suite."""
 
 from __future__ import annotations
 
@@ -6,13 +6,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_ruff_reports_nothing() -> None:
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
+def test_ruff_reports_nothing(command: list[str]) -> None:
     ruff = Path(sys.executable).with_name("ruff")
     result = subprocess.run(
-        [str(ruff), "check", "--no-cache", str(REPO_ROOT)],
+        [str(ruff), *command, "--no-cache", str(REPO_ROOT)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -44,7 +44,7 @@ def require_dcmtk() -> None:
 
 @pytest.fixture
 def database_url(tmp_path: Path) -> str:
-    url = new_database(tmp_path / 'pacs.sqlite3')
+    url = new_database(tmp_path / "pacs.sqlite3")
     get_engine(url)
     ordered = [
         make_order(1, scheduled_at=TODAY.replace(hour=9), priority=Priority.STAT),

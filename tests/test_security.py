@@ -363,8 +363,7 @@ def test_hostile_requests_are_refused_before_the_archive(site: Site) -> None:
 def test_relayed_requests_are_rebuilt_from_parsed_parts(site: Site) -> None:
     site.relay.take()
     status, _ = site.get(
-        f"/dicom-web/studies?StudyInstanceUID={site.ct}&includefield=00081030,PatientName"
-        "&limit=5"
+        f"/dicom-web/studies?StudyInstanceUID={site.ct}&includefield=00081030,PatientName&limit=5"
     )
     assert status == 200
     [line] = site.relay.take()

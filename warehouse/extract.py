@@ -79,7 +79,6 @@ EVENT_KINDS = (
 )
 
 
-
 def quote_kind(kind: StudyEventKind) -> str:
     return f"'{kind.value}'"
 

@@ -153,8 +153,12 @@ def download_csv(chart: str):
         rows = describe_breaches(rows)
         for row in rows:
             row.pop("url", None)
-    audit("download_analytics_csv", object_type="analytics", object_id=chart,
-          detail=request.query_string.decode()[:1024])
+    audit(
+        "download_analytics_csv",
+        object_type="analytics",
+        object_id=chart,
+        detail=request.query_string.decode()[:1024],
+    )
     db.session.commit()
     out = io.StringIO()
     SafeCsvWriter(out).write_dicts(list(rows[0]) if rows else ["no rows"], rows)

@@ -59,9 +59,7 @@ class CohortSizeOut(Schema):
 class ExportRequestIn(Schema):
     cohort = Nested(CohortIn, load_default=dict)
     profile = String(load_default="basic", validate=Length(max=255))
-    purpose = String(
-        required=True, validate=Length(min=MIN_PURPOSE_LENGTH, max=MAX_PURPOSE_LENGTH)
-    )
+    purpose = String(required=True, validate=Length(min=MIN_PURPOSE_LENGTH, max=MAX_PURPOSE_LENGTH))
 
 
 class DecisionIn(Schema):
