@@ -59,6 +59,7 @@ from tests.support.databases import new_database
 from tests.support.reports import part10_of, wait_until_archived
 from tests.support.services import find_free_port, run_pacs
 from tests.support.studies import clone_study
+from tests.support.tools import require_tool
 
 PASSWORD = "a-long-enough-passphrase"
 NOW = datetime.datetime.now(datetime.UTC)
@@ -697,11 +698,8 @@ def test_concurrent_first_runs_end_with_one_secret(tmp_path: Path) -> None:
 
 @pytest.fixture
 def gunicorn_portal(tmp_path: Path, orthanc_env: dict[str, str]) -> Iterator[tuple[str, Path]]:
+    require_tool("gunicorn")
     gunicorn = Path(sys.executable).with_name("gunicorn")
-    if not gunicorn.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("gunicorn is not installed (pip install -e .[test])")
-        pytest.skip("gunicorn is not installed")
     port = find_free_port()
     log = tmp_path / "gunicorn.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PACS_")}

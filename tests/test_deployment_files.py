@@ -6,6 +6,7 @@ the rest is read as YAML/text.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -291,7 +292,7 @@ def test_prefect_project_file(prefect_project: dict[str, Any]) -> None:
 def test_prefect_accepts_the_project_file(
     prefect_project: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    models = pytest.importorskip("prefect.cli.deploy._models")
+    models = importlib.import_module("prefect.cli.deploy._models")
     from prefect.flows import load_flow_from_entrypoint
     from prefect.utilities.importtools import import_object
     from prefect.utilities.templating import apply_values

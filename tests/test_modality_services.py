@@ -4,7 +4,6 @@ for its station, an unregistered AE is refused; MPPS moves an order through its 
 from __future__ import annotations
 
 import datetime
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from storage.models.orders import Order
 from storage.orders import receive_message
 from tests.support.databases import new_database
 from tests.support.orders import make_order, order_message
+from tests.support.tools import require_tool
 
 TODAY = datetime.datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
 FINDSCU = shutil.which("findscu")
@@ -35,11 +35,8 @@ DUMP2DCM = shutil.which("dump2dcm")
 
 
 def require_dcmtk() -> None:
-    if FINDSCU and DUMP2DCM:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail("dcmtk's findscu and dump2dcm are needed (Debian package dcmtk)")
-    pytest.skip("dcmtk is not installed")
+    require_tool("findscu")
+    require_tool("dump2dcm")
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from tests.support import postgres
 from tests.support.platform import Platform
 from tests.support.services import run_pacs
 from tests.support.studies import clone_study, run_storescu, write_files
+from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.slow
 
@@ -38,10 +39,7 @@ BURST = 16
 
 @pytest.fixture
 def database() -> Iterator[postgres.PostgresServer]:
-    if not postgres.is_available():
-        if os.environ.get("CI") == "true":
-            pytest.fail("postgresql-15 is not installed (scripts/install --test)")
-        pytest.skip("postgresql-15 is not installed")
+    require_tool("initdb")
     server = postgres.start_postgres("pacs", "orthanc", "prefect")
     yield server
     server.stop()

@@ -49,10 +49,6 @@ class PostgresServer:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def is_available() -> bool:
-    return (PG_BIN / "initdb").exists()
-
-
 def start_postgres(*databases: str) -> PostgresServer:
     """initdb (~1 s), start, and create `databases` owned by the `pacs` superuser."""
     folder = Path(tempfile.mkdtemp(prefix="pacs-pg-"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,10 @@ TOOLS = {
     "chromium": (str(CHROMIUM), "Debian package chromium"),
     "dciodvfy": ("dciodvfy", "Debian package dicom3tools"),
     "docker-compose": ("docker-compose", "Debian package docker-compose"),
+    "findscu": ("findscu", "Debian package dcmtk"),
+    "dump2dcm": ("dump2dcm", "Debian package dcmtk"),
+    "gunicorn": (str(Path(sys.executable).with_name("gunicorn")), "pip install -e .[test]"),
+    "initdb": ("/usr/lib/postgresql/15/bin/initdb", "Debian package postgresql"),
 }
 
 
