@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from hl7.mllp import open_hl7_connection
 
@@ -18,8 +19,12 @@ def send_messages(
 ) -> list[bytes]:
     """Send each message (unframed bytes) on one connection, waiting for each answer in turn;
     returns the answers' bytes (unframed)."""
+    exchanged = asyncio.wait_for(exchange(host, port, messages), timeout)
     try:
-        return asyncio.run(asyncio.wait_for(exchange(host, port, messages), timeout))
+        # A loop of its own in a thread of its own: callers may be inside a running loop
+        # (a server's, a browser driver's), where asyncio.run refuses to start.
+        with ThreadPoolExecutor(max_workers=1) as thread:
+            return thread.submit(asyncio.run, exchanged).result()
     except TimeoutError:
         raise Hl7SendError(f"no answer from {host}:{port} within {timeout:g} s") from None
     except ConnectionRefusedError:

@@ -57,6 +57,8 @@ def platform(tmp_path: Path, database: postgres.PostgresServer) -> Iterator[Plat
 def test_a_burst_survives_a_killed_worker_and_restarted_servers(
     platform: Platform, database: postgres.PostgresServer, tmp_path: Path
 ) -> None:
+    upgraded = run_pacs(platform.env, "db", "upgrade")  # what compose's `migrate` service does
+    assert upgraded.returncode == 0, upgraded.stderr
     started = platform.start_orthanc()
     assert started.returncode == 0, started.stderr
     plugins = requests.get(
