@@ -272,3 +272,13 @@ def test_a_database_it_cannot_upgrade_is_refused_with_one_line(tmp_path: Path) -
         assert refused.returncode == 1
         assert refused.stderr.count("\n") == 1
         assert "was upgraded by a newer release (revision f00d_from_the_future)" in refused.stderr
+
+
+def test_every_revision_id_fits_alembic_version_on_postgresql() -> None:
+    """`alembic_version.version_num` is VARCHAR(32): SQLite ignores the length, PostgreSQL
+    refuses the upgrade (found by the scaled-out test)."""
+    versions = Path(__file__).resolve().parents[1] / "storage" / "migrations" / "versions"
+    ids = [path.stem for path in versions.glob("0*.py")]
+    assert ids and all(len(revision) <= 32 for revision in ids), ids
+    for path in versions.glob("0*.py"):
+        assert f'revision = "{path.stem}"' in path.read_text(), path.name

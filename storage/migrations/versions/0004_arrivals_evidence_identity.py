@@ -4,7 +4,7 @@ The models of the bigstudies and boundary branches, merged before their revision
 existing rows get empty values for the new columns.
 
 Revision ID: 0004_arrivals_evidence_identity
-Revises: 0003_sign_in_audit_chain_modalities
+Revises: 0003_sign_in_audit_modalities
 Create Date: 2026-11-30
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_arrivals_evidence_identity"
-down_revision = "0003_sign_in_audit_chain_modalities"
+down_revision = "0003_sign_in_audit_modalities"
 branch_labels = None
 depends_on = None
 

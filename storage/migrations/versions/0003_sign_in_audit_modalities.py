@@ -4,7 +4,7 @@ The models of the auth and dicomport branches, merged before migrations existed.
 users' lock columns go (the throttle replaces them); the audit chain's head is made by the
 seed step of every upgrade (storage.schema.seed_database), which chains the existing trail.
 
-Revision ID: 0003_sign_in_audit_chain_modalities
+Revision ID: 0003_sign_in_audit_modalities
 Revises: 0002_seed_report_templates
 Create Date: 2026-11-30
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_sign_in_audit_chain_modalities"
+revision = "0003_sign_in_audit_modalities"
 down_revision = "0002_seed_report_templates"
 branch_labels = None
 depends_on = None
