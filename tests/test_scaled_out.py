@@ -101,10 +101,14 @@ def test_a_burst_survives_a_killed_worker_and_restarted_servers(
             .having(func.count() > 1)
         ).all()
     assert duplicates == []
-    assert (
-        "restarting" in platform.log("engine")
-        or int((platform.home / "prefect" / "server.pid").read_text()) != server_pid
+    # The supervisor restarts the server within a second of its death and records the new
+    # pid once it answers; on a quiet machine the burst can settle before that.
+    wait_until(
+        lambda: int((platform.home / "prefect" / "server.pid").read_text()) != server_pid,
+        120,
+        "the Prefect server restarted by its supervisor and answering",
     )
+    assert "restarting" in platform.log("engine")
 
     runs = platform.flow_runs()
     ingest_runs = [r for r in runs if r["name"] and r["state_type"] == "COMPLETED"]
