@@ -321,7 +321,9 @@ def hostile_requests(site: Site) -> list[tuple[str, str, str | None, dict[str, s
         if status != 200:
             add("other study", path, ref, status)
     # Methods other than reading, roles without images, no or forged credentials.
-    for method in ("POST", "PUT", "DELETE", "PATCH"):
+    add("query", f"/dicom-web/studies?PatientName={'A' * 300}", rad, 400)  # over 256 characters
+    add("traversal", f"/dicom-web/studies/{ct}/series/{'1.' * 600}1", rad, 400)  # path > 1024
+    for method in ("POST", "PUT", "DELETE", "PATCH", "TRACE"):
         cases.append(("method", f"/dicom-web/studies/{ct}/series", rad, {"_method": method}, 405))
     for role in ("manager", "researcher"):
         add("role", f"/dicom-web/studies/{ct}/series", role, 403)
