@@ -110,17 +110,11 @@ def test_a_burst_survives_a_killed_worker_and_restarted_servers(
     )
     assert "restarting" in platform.log("engine")
 
-    runs = platform.flow_runs()
-    ingest_runs = [r for r in runs if r["name"] and r["state_type"] == "COMPLETED"]
-    assert ingest_runs, "no completed flow run in the Prefect API"
+    assert platform.flow_runs("COMPLETED"), "no completed flow run in the Prefect API"
     # The reaper (in the surviving worker) marks the killed consumer's runs Crashed.
     wait_until(
         lambda: (
-            not [
-                r
-                for r in platform.flow_runs()
-                if consumer_tag(killed_name) in r["tags"] and r["state_type"] == "RUNNING"
-            ]
+            not [r for r in platform.flow_runs("RUNNING") if consumer_tag(killed_name) in r["tags"]]
         ),
         240,
         "the killed worker's runs to leave Running",
@@ -141,8 +135,8 @@ def test_a_burst_survives_a_killed_worker_and_restarted_servers(
     # However many workers, a scheduled deployment runs once per scheduled time.
     scheduled = [
         (r["deployment_id"], r["expected_start_time"])
-        for r in platform.flow_runs()
-        if r["deployment_id"] and r["state_type"] == "COMPLETED"
+        for r in platform.flow_runs("COMPLETED")
+        if r["deployment_id"]
     ]
     assert len(scheduled) == len(set(scheduled))
 
