@@ -76,6 +76,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     db.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
+    # Sessions live in the database and end on sign-out; Flask-Login's address/agent hash
+    # would only add 128 bytes to every request's cookie (the viewer sends hundreds).
+    login_manager.session_protection = None
     csrf.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":

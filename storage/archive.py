@@ -106,6 +106,10 @@ class ArchiveClient:
             adapter = requests.adapters.HTTPAdapter(pool_maxsize=pool_size)
             self.session.mount("http://", adapter)
             self.session.mount("https://", adapter)
+        # The viewer's relay goes through urllib3 itself: requests' own layer costs more CPU
+        # per frame than the portal's checks of the request.
+        self.relay_pool = urllib3.PoolManager(maxsize=pool_size, retries=False)
+        self.relay_auth = urllib3.make_headers(basic_auth=f"{user}:{password}")
 
     @classmethod
     def from_settings(
@@ -134,6 +138,7 @@ class ArchiveClient:
 
     def close(self) -> None:
         self.session.close()
+        self.relay_pool.clear()
 
     def __enter__(self) -> ArchiveClient:
         return self
@@ -355,16 +360,31 @@ class ArchiveClient:
 
     def open_dicomweb(
         self, path: str, query: str, headers: dict[str, str], *, timeout: tuple[float, float]
-    ) -> requests.Response:
+    ) -> urllib3.BaseHTTPResponse:
         """Start a streamed GET of the DICOMweb resource `path` (relative to /dicom-web/).
 
         `query` goes out exactly as given (this Orthanc does not decode query strings).
         HTTP error statuses are returned, not raised, so that a proxy can relay them;
-        the caller closes the response.
+        the caller closes the response (a connection read to its end is back in the pool).
         """
         url = f"{self.url}/dicom-web/{path}" + (f"?{query}" if query else "")
-        with self.translate_errors():
-            return self.session.get(url, headers=headers, stream=True, timeout=timeout)
+        connect, read = timeout
+        try:
+            return self.relay_pool.request(
+                "GET",
+                url,
+                headers={**headers, **self.relay_auth},
+                preload_content=False,
+                decode_content=False,
+                timeout=urllib3.Timeout(connect=connect, read=read),
+            )
+        except urllib3.exceptions.ReadTimeoutError as error:
+            raise ArchiveTimeout(f"the archive at {self.url} did not answer in time") from error
+        except urllib3.exceptions.HTTPError as error:
+            raise ArchiveUnavailable(
+                f"the archive at {self.url} did not answer ({type(error).__name__}): "
+                "is Orthanc running? (start it with `pacs orthanc start`)"
+            ) from error
 
     @contextmanager
     def translate_errors(self) -> Iterator[None]:

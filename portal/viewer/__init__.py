@@ -183,11 +183,11 @@ def relay(parsed: DicomwebRequest, browser_headers: dict[str, str]) -> Any:
         return deny(504, "the archive did not answer in time")
     except ArchiveUnavailable:
         return deny(502, "the archive is unreachable; try again in a moment")
-    if upstream.status_code >= 400:
+    if upstream.status >= 400:
         return deny_archive_error(upstream)
     return Response(
         stream_body(upstream),  # needs no request context: the database session is released
-        status=upstream.status_code,
+        status=upstream.status,
         headers=relay_headers(upstream),
         direct_passthrough=True,
     )
@@ -195,7 +195,7 @@ def relay(parsed: DicomwebRequest, browser_headers: dict[str, str]) -> Any:
 
 def deny_archive_error(upstream: Any) -> Any:
     """The archive's refusal in the portal's words; its own text goes to the log only."""
-    status = upstream.status_code
+    status = upstream.status
     upstream.close()
     if status in (401, 403):
         current_app.logger.error("the archive refused the portal's credentials")
@@ -214,12 +214,12 @@ def search_referred_studies(parsed: DicomwebRequest) -> Any:
     }
     try:
         upstream = open_archive(parsed, headers)
-        body = upstream.content
+        body = upstream.read(decode_content=True)
     except ArchiveTimeout:
         return deny(504, "the archive did not answer in time")
     except ArchiveUnavailable:
         return deny(502, "the archive is unreachable; try again in a moment")
-    if upstream.status_code != 200:
+    if upstream.status != 200:
         return deny_archive_error(upstream)
     allowed = find_referred_study_uids(db.session, current_user.user, read_study_uids(body))
     audit("dicomweb.search", object_type="search", detail=f"{len(allowed)} studies")

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Iterator
 from urllib.parse import quote
 
-import requests
+import urllib3
 
 STUDY_UID_TAG = "0020000D"
 # Headers of the browser passed on to Orthanc, and of Orthanc's answer passed back.
@@ -54,14 +54,14 @@ def forwarded_header(host: str, scheme: str) -> str:
     return f"host={host};proto={scheme}"
 
 
-def relay_headers(upstream: requests.Response) -> dict[str, str]:
+def relay_headers(upstream: urllib3.BaseHTTPResponse) -> dict[str, str]:
     return {name: upstream.headers[name] for name in RESPONSE_HEADERS if name in upstream.headers}
 
 
-def stream_body(upstream: requests.Response) -> Iterator[bytes]:
+def stream_body(upstream: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
     """Orthanc's body as it arrives, still encoded (gzip stays gzip), then the connection freed."""
     try:
-        yield from upstream.raw.stream(CHUNK_SIZE, decode_content=False)
+        yield from upstream.stream(CHUNK_SIZE, decode_content=False)
     finally:
         upstream.close()
 
