@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from config.settings import Settings
-from storage.database import create_database_engine, init_database
+from storage.database import create_database_engine
+from storage.schema import check_schema
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 
@@ -20,9 +21,10 @@ GUNICORN = Path(sys.executable).with_name("gunicorn")
 def run_portal(settings: Settings, workers: int | None) -> int:
     """Replace this process by gunicorn (its signals and restarts are gunicorn's own).
 
-    The tables are created here first, once, rather than by N processes at the same time.
+    A database behind this release is refused here, once, with the command that fixes it
+    (SchemaError), rather than by N processes failing to boot.
     """
-    init_database(create_database_engine(settings.database_url))
+    check_schema(create_database_engine(settings.database_url))
     command = [
         str(GUNICORN),
         "--bind",

@@ -28,8 +28,9 @@ from sqlalchemy import select
 from config.settings import Settings
 from pacs.consumer import QueueConsumer, consumer_tag
 from pacs.engine import PREFECT_COMMAND, QUIET_ENV, START_TIMEOUT, EngineError, wait_until_healthy
-from storage.database import open_session
+from storage.database import create_database_engine, open_session
 from storage.pipeline_queue import PipelineWorker, forget_worker
+from storage.schema import check_schema
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def run_worker(settings: Settings, *, healthcheck: bool = False) -> int:
         raise EngineError(
             "pacs worker needs PREFECT_API_URL: the site's Prefect server (`pacs engine up`)"
         )
+    check_schema(create_database_engine(settings.database_url))  # before any thread uses it
     if not wait_until_healthy(settings.engine_url, START_TIMEOUT):
         raise EngineError(f"no Prefect server answers at {settings.engine_url}")
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)

@@ -274,6 +274,18 @@ def test_a_database_it_cannot_upgrade_is_refused_with_one_line(tmp_path: Path) -
         assert "was upgraded by a newer release (revision f00d_from_the_future)" in refused.stderr
 
 
+def test_the_scaled_out_portal_and_worker_refuse_a_database_that_is_behind(
+    tmp_path: Path,
+) -> None:
+    """`pacs portal` checks once before gunicorn forks its processes (found dead in the
+    scaled-out platform, where the `/changes` feed hid that no portal answered)."""
+    env = {"PACS_HOME": str(tmp_path), "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    for args in (["portal"], ["worker"]):
+        refused = run_pacs(env, *args)
+        assert refused.returncode == 1, (args, refused.stderr)
+        assert refused.stderr.count("\n") == 1 and "run `pacs db upgrade`" in refused.stderr
+
+
 def test_every_revision_id_fits_alembic_version_on_postgresql() -> None:
     """`alembic_version.version_num` is VARCHAR(32): SQLite ignores the length, PostgreSQL
     refuses the upgrade (found by the scaled-out test)."""

@@ -61,6 +61,22 @@ class Platform:
             assert time.monotonic() < deadline, self.log(name)[-3000:]
             time.sleep(0.5)
 
+    @property
+    def portal_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.portal_port}"
+
+    def wait_for_portal(self, timeout: float) -> None:
+        """Until `pacs portal` answers its readiness probe (it must not have died)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                requests.get(f"{self.portal_url}/api/v1/openapi.json", timeout=5).raise_for_status()
+                return
+            except requests.RequestException:
+                assert self.processes["portal"].poll() is None, self.log("portal")[-3000:]
+                assert time.monotonic() < deadline, self.log("portal")[-3000:]
+                time.sleep(0.5)
+
     def stop_all(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:
