@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from config.settings import Settings, SettingsError, load_settings
 from core.identity import IdentityDecision
@@ -24,6 +26,7 @@ from pacs import (
     user_commands,
     warehouse_commands,
 )
+from pacs.backup import BackupError
 from pacs.engine import EngineError
 from pacs.export_commands import add_export_parser
 from pacs.hl7_commands import Hl7CommandError, add_hl7_parser
@@ -44,6 +47,7 @@ EXPECTED_ERRORS = (
     Hl7CommandError,
     EngineError,
     SchemaError,
+    BackupError,
     OSError,
 )
 
@@ -218,6 +222,29 @@ def run_db_history(settings: Settings, args: argparse.Namespace) -> int:
     return db_commands.print_history(settings, sys.stdout)
 
 
+def run_backup(settings: Settings, args: argparse.Namespace) -> int:
+    from pacs.backup import write_backup
+
+    summary = write_backup(settings, Path(args.path).expanduser().absolute())
+    print(
+        f"pacs: backup of {summary.studies} studies ({summary.instances} instances) written "
+        f"in {summary.seconds:.1f} s to {summary.folder}"
+    )
+    return 0
+
+
+def run_restore(settings: Settings, args: argparse.Namespace) -> int:
+    from pacs.restore import restore_backup
+
+    summary = restore_backup(Path(args.path).expanduser().absolute(), os.environ, force=args.force)
+    print(
+        f"pacs: restored {summary.studies} studies ({summary.instances} instances) and "
+        f"{summary.users} users in {summary.seconds:.1f} s into {settings.home}; "
+        "`pacs up` serves them"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pacs", description="Radiology PACS platform: archive, pipeline, portal."
@@ -369,6 +396,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     refresh.add_argument("--full", action="store_true", help="rebuild from every row")
     refresh.set_defaults(handler=run_warehouse_refresh)
+
+    backup = commands.add_parser(
+        "backup", help="write a consistent, dated backup of the site under PATH (while it runs)"
+    )
+    backup.add_argument("path", metavar="PATH", help="the folder to write the backup into")
+    backup.set_defaults(handler=run_backup)
+    restore = commands.add_parser("restore", help="restore a backup into an empty PACS_HOME")
+    restore.add_argument("path", metavar="PATH", help="a folder written by `pacs backup`")
+    restore.add_argument(
+        "--force", action="store_true", help="replace what PACS_HOME and its databases hold"
+    )
+    restore.set_defaults(handler=run_restore)
 
     db = commands.add_parser("db", help="the operational database's schema (migrations)")
     db_actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
