@@ -41,6 +41,7 @@ REPORT = {"findings": "No focal lesion.", "impression": "Normal study."}
 # Rows the restore itself writes: the pipeline's cursor (the rebuilt archive numbers its
 # changes anew) and the studies it retries (those arriving during the backup).
 RESTORE_WRITES = {"pipeline_state", "ingest_retries"}
+ARRIVALS = 60  # at most: studies are sent one after the other until the backup ends
 
 
 @contextmanager
@@ -136,8 +137,6 @@ def test_a_site_backed_up_while_studies_arrive_comes_back_whole(tmp_path: Path) 
             datetime.datetime.now(datetime.UTC),
         )
     demo_uids = [study.study_instance_uid for study in demo_studies()]
-    later = [clone_study(modality) for modality in ("DX", "CR")]
-    files = [write_files(datasets, tmp_path / f"later-{n}") for n, datasets in enumerate(later)]
 
     with platform(env) as settings:
         demo = run_pacs(env, "demo")
@@ -158,12 +157,23 @@ def test_a_site_backed_up_while_studies_arrive_comes_back_whole(tmp_path: Path) 
         )
         before = list_instances(settings)
 
-        # Studies arrive by C-STORE while the backup runs.
-        arriving = threading.Thread(target=lambda: [run_storescu(settings, f) for f in files])
+        # Studies keep arriving by C-STORE, one after the other, while the backup runs.
+        backing_up = threading.Event()
+        backing_up.set()
+
+        def keep_sending() -> None:
+            for n in range(ARRIVALS):
+                if not backing_up.is_set():
+                    return
+                datasets = clone_study(("DX", "CR", "CT")[n % 3], limit=3)
+                run_storescu(settings, write_files(datasets, tmp_path / f"arriving-{n}"))
+
+        arriving = threading.Thread(target=keep_sending)
         arriving.start()
         started = time.monotonic()
         done = run_pacs(env, "backup", str(tmp_path / "backups"))
         backup_seconds = time.monotonic() - started
+        backing_up.clear()
         arriving.join(timeout=120)
         assert done.returncode == 0, done.stderr
 
@@ -177,6 +187,8 @@ def test_a_site_backed_up_while_studies_arrive_comes_back_whole(tmp_path: Path) 
     assert tables["report_documents"]["rows"] == 2 and tables["audit_events"]["rows"] > 0
     in_database = known_studies(backup / "database.sqlite3")
     assert set(in_database) <= set(backed_up), "every study the database names has its images"
+    pending = manifest["archive"]["pending_studies"]
+    print(f"{len(backed_up)} studies backed up, {len(in_database)} in its database, {pending=}")
     with sqlite3.connect(backup / "database.sqlite3") as connection:
         sr_uids = [
             uid for (uid,) in connection.execute("SELECT sop_instance_uid FROM report_documents")
