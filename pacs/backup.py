@@ -213,6 +213,7 @@ def back_up_orthanc_postgresql(settings: Settings, folder: Path) -> dict[str, An
     """Orthanc's index (one snapshot), then its storage folder: every file the index names
     was complete before the index named it. Files of instances stored after the snapshot
     come along unnamed, and are ignored by the restored Orthanc."""
+    (folder / ORTHANC_DUMP).parent.mkdir(mode=0o700)
     try:
         tables = dump_postgresql(settings.orthanc_database_url, folder / ORTHANC_DUMP)
     except DatabaseBackupError as error:

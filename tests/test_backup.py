@@ -19,12 +19,16 @@ from core.accounts import Role
 from pacs import orthanc_server
 from pacs.backup import write_backup
 from pacs.cli import main
+from pacs.db_commands import upgrade_schema
 from pacs.restore import MARKER
 from storage.accounts import create_user
 from storage.archive import ArchiveClient
 from storage.database import open_session
+from storage.database_backup import summarize_database
+from tests.support import postgres
 from tests.support.services import make_env, run_pacs
 from tests.support.studies import make_part10
+from tests.support.tools import require_tool
 
 NOW = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=datetime.UTC)
 
@@ -208,3 +212,69 @@ def test_a_restore_then_force_and_an_unfinished_restore(pacs, backup: Path, tmp_
 
     (home / MARKER).write_text("a restore killed midway\n")
     assert_refused(pacs(env, "up"), "unfinished restore", "--force")
+
+
+@pytest.fixture
+def postgresql() -> Iterator[postgres.PostgresServer]:
+    require_tool("initdb")
+    server = postgres.start_postgres("pacs", "orthanc", "restored", "restored_orthanc")
+    yield server
+    server.stop()
+
+
+def test_a_site_on_postgresql_round_trips(
+    pacs, postgresql: postgres.PostgresServer, tmp_path: Path
+) -> None:
+    """The database by pg_dump, Orthanc's index by pg_dump and its storage folder."""
+    env = make_env(
+        tmp_path / "site",
+        PACS_DATABASE_URL=postgresql.url("pacs"),
+        PACS_ORTHANC_DATABASE_URL=postgresql.url("orthanc", "postgresql"),
+    )
+    settings = load_settings(env)
+    upgrade_schema(settings)
+    with open_session(settings.database_url) as session:
+        create_user(session, "a@site.example", "a-long-passphrase", Role.ADMIN, NOW)
+    process = orthanc_server.start_orthanc(settings)
+    try:
+        with ArchiveClient.from_settings(settings) as client:
+            stored = [client.upload_instance(make_part10()) for _ in range(3)]
+            files = {s.instance_id: client.get_instance_file(s.instance_id) for s in stored}
+        done = pacs(env, "backup", str(tmp_path / "backups"))
+    finally:
+        orthanc_server.stop_orthanc(settings)
+        process.wait()
+    assert done.returncode == 0, done.stderr
+    assert "3 studies (3 instances)" in done.stdout
+    (backup,) = (tmp_path / "backups").iterdir()
+    manifest = json.loads((backup / "manifest.json").read_text())
+    assert manifest["database"]["backend"] == "postgresql"
+    assert manifest["database"]["tables"]["users"]["rows"] == 1
+    assert manifest["archive"]["index"] == "postgresql" and manifest["archive"]["files"]
+
+    restored_env = sqlite_env(tmp_path / "restored")
+    restored_env["PACS_DATABASE_URL"] = postgresql.url("restored")
+    restored_env["PACS_ORTHANC_DATABASE_URL"] = postgresql.url("restored_orthanc", "postgresql")
+    assert_refused(pacs(sqlite_env(tmp_path / "elsewhere"), "restore", str(backup)), "same kind")
+    restored = pacs(restored_env, "restore", str(backup))
+    assert restored.returncode == 0, restored.stderr
+    assert "restored 3 studies (3 instances) and 1 users" in restored.stdout
+    after = summarize_database(postgresql.url("restored"))
+    assert {t: s.to_json() for t, s in after.items()} == manifest["database"]["tables"]
+
+    restored_settings = load_settings(restored_env)
+    process = orthanc_server.start_orthanc(restored_settings)
+    try:
+        with ArchiveClient.from_settings(restored_settings) as client:
+            assert set(client.get_json("/instances")) == set(files)
+            for instance_id, data in files.items():
+                assert client.get_instance_file(instance_id) == data
+    finally:
+        orthanc_server.stop_orthanc(restored_settings)
+        process.wait()
+
+    (tmp_path / "restored" / "orthanc").rename(tmp_path / "kept")  # the home looks empty
+    again = pacs(restored_env, "restore", str(backup))
+    assert_refused(again, "not empty", "tables in the database")
+    forced = pacs(restored_env, "restore", "--force", str(backup))
+    assert forced.returncode == 0, forced.stderr
