@@ -8,6 +8,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ from storage.archive import ArchiveClient
 from storage.database import open_session
 from storage.database_backup import summarize_database
 from tests.support import postgres
-from tests.support.services import make_env, run_pacs
+from tests.support.services import PACS_COMMAND, make_env, run_pacs
 from tests.support.studies import make_part10
 from tests.support.tools import require_tool
 
@@ -278,3 +280,30 @@ def test_a_site_on_postgresql_round_trips(
     assert_refused(again, "not empty", "tables in the database")
     forced = pacs(restored_env, "restore", "--force", str(backup))
     assert forced.returncode == 0, forced.stderr
+
+
+def test_a_restore_killed_midway_is_never_served(pacs, backup: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = sqlite_env(home)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PACS_")}
+    process = subprocess.Popen(
+        [str(PACS_COMMAND), "restore", str(backup)], env={**clean, **env}, stderr=subprocess.PIPE
+    )
+    pid_file = home / "orthanc" / "orthanc.pid"
+    deadline = time.monotonic() + 120
+    while not pid_file.exists():  # the archive is being rebuilt
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline, "the restore never started its Orthanc"
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    process.stderr.close()
+    assert (home / MARKER).exists()
+    try:
+        assert_refused(pacs(env, "up"), "unfinished restore")
+        assert_refused(pacs(env, "restore", "--force", str(backup)), "Orthanc is running")
+    finally:
+        assert pacs(env, "orthanc", "stop").returncode == 0  # the killed restore's Orthanc
+    forced = pacs(env, "restore", "--force", str(backup))
+    assert forced.returncode == 0, forced.stderr
+    assert not (home / MARKER).exists()
