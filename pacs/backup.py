@@ -219,16 +219,20 @@ def back_up_orthanc_postgresql(settings: Settings, folder: Path) -> dict[str, An
     except DatabaseBackupError as error:
         raise BackupError(f"cannot copy Orthanc's index: {error}") from None
     storage = settings.orthanc_dir / "storage"
+    counts = {kind: count_orthanc_resources(settings, kind) for kind in ("studies", "instances")}
+    files = copy_files(storage, folder / STORAGE_DIR, recursive=True)
+    if counts["instances"] and not files:
+        raise BackupError(
+            f"Orthanc's index names {counts['instances']} instances but {storage} holds no "
+            "file: run `pacs backup` where Orthanc keeps its storage folder"
+        )
     return {
         "index": "postgresql",
-        "counts": {
-            "studies": count_orthanc_resources(settings, "studies"),
-            "instances": count_orthanc_resources(settings, "instances"),
-        },
+        "counts": counts,
         "file": ORTHANC_DUMP,
         "sha256": file_sha256(folder / ORTHANC_DUMP),
         "tables": {table: summary.to_json() for table, summary in tables.items()},
-        "files": copy_files(storage, folder / STORAGE_DIR, recursive=True),
+        "files": files,
     }
 
 

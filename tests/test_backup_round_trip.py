@@ -41,7 +41,7 @@ REPORT = {"findings": "No focal lesion.", "impression": "Normal study."}
 # Rows the restore itself writes: the pipeline's cursor (the rebuilt archive numbers its
 # changes anew) and the studies it retries (those arriving during the backup).
 RESTORE_WRITES = {"pipeline_state", "ingest_retries"}
-ARRIVALS = 60  # at most: studies are sent one after the other until the backup ends
+ARRIVALS = 30  # at most: studies are sent one after the other until the backup ends
 
 
 @contextmanager
