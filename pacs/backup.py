@@ -179,7 +179,7 @@ def export_instances(client: ArchiveClient, folder: Path) -> dict[str, dict[str,
                 instances = [item["ID"] for item in client.get_study_instances(study_id)]
                 checksums = {}
                 for instance_id in instances:
-                    data = client.get_instance_file(instance_id)
+                    data = client.get_instance_file(instance_id, compressed=False)
                     path = folder / instance_path(instance_id)
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(data)

@@ -224,6 +224,7 @@ def postgresql() -> Iterator[postgres.PostgresServer]:
     server.stop()
 
 
+@pytest.mark.slow  # a PostgreSQL cluster, two Orthancs, pg_dump and pg_restore
 def test_a_site_on_postgresql_round_trips(
     pacs, postgresql: postgres.PostgresServer, tmp_path: Path
 ) -> None:
@@ -282,6 +283,7 @@ def test_a_site_on_postgresql_round_trips(
     assert forced.returncode == 0, forced.stderr
 
 
+@pytest.mark.slow  # the console script, killed, then two restores
 def test_a_restore_killed_midway_is_never_served(pacs, backup: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = sqlite_env(home)
