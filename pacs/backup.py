@@ -26,12 +26,14 @@ import hashlib
 import json
 import re
 import shutil
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from config.settings import Settings, write_private_file
 from core.changes import plan_change_work
@@ -120,8 +122,8 @@ def back_up_database(settings: Settings, folder: Path) -> dict[str, Any]:
             cursor, schema = read_cursor_and_schema(settings.database_url)
             tables = dump_postgresql(settings.database_url, folder / POSTGRESQL_DUMP)
             name = POSTGRESQL_DUMP
-    except DatabaseBackupError as error:
-        raise BackupError(f"cannot copy the database: {error}") from None
+    except (DatabaseBackupError, SQLAlchemyError, sqlite3.Error) as error:
+        raise BackupError(f"cannot copy the database: {first_line(error)}") from None
     return {
         "backend": "sqlite" if source is not None else "postgresql",
         "file": name,
@@ -216,8 +218,8 @@ def back_up_orthanc_postgresql(settings: Settings, folder: Path) -> dict[str, An
     (folder / ORTHANC_DUMP).parent.mkdir(mode=0o700)
     try:
         tables = dump_postgresql(settings.orthanc_database_url, folder / ORTHANC_DUMP)
-    except DatabaseBackupError as error:
-        raise BackupError(f"cannot copy Orthanc's index: {error}") from None
+    except (DatabaseBackupError, SQLAlchemyError) as error:
+        raise BackupError(f"cannot copy Orthanc's index: {first_line(error)}") from None
     storage = settings.orthanc_dir / "storage"
     counts = {kind: count_orthanc_resources(settings, kind) for kind in ("studies", "instances")}
     files = copy_files(storage, folder / STORAGE_DIR, recursive=True)
@@ -267,6 +269,11 @@ def copy_files(source: Path, target: Path, *, recursive: bool = False) -> dict[s
         copy.chmod(0o600)
         checksums[relative] = file_sha256(copy)
     return checksums
+
+
+def first_line(error: Exception) -> str:
+    """An error's first line (a database driver's messages run over several)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def instance_path(instance_id: str) -> str:

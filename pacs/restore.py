@@ -30,6 +30,7 @@ from pacs.backup import (
     BackupError,
     copy_files,
     file_sha256,
+    first_line,
     instance_path,
 )
 from pacs.db_commands import upgrade_schema
@@ -70,19 +71,17 @@ def restore_backup(backup: Path, env: Mapping[str, str], *, force: bool) -> Rest
     manifest = read_manifest(backup)
     settings = load_settings(env)
     check_target(settings, manifest, backup, force=force)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    write_private_file(settings.home / MARKER, f"{backup}\n")  # first: --force empties next
     try:
         empty_target(settings)
-    except Exception as error:  # an unreachable database server, a file in use
-        raise BackupError(f"cannot empty the target: {error}") from None
-    write_private_file(settings.home / MARKER, f"{backup}\n")
-    try:
         copy_files(backup / SECRETS_DIR, settings.home / SECRETS_DIR)
         settings = load_settings(env)  # with the restored secrets
         restore_database(settings, backup, manifest["database"])
         restore_archive(settings, backup, manifest["archive"])
     except Exception as error:  # whatever stopped it, the home is marked and the user told
         raise BackupError(
-            f"restore failed, {settings.home} is incomplete ({error}): "
+            f"restore failed, {settings.home} is incomplete ({first_line(error)}): "
             "run `pacs restore PATH --force` again"
         ) from None
     (settings.home / MARKER).unlink()
@@ -222,15 +221,16 @@ def list_leftovers(settings: Settings) -> list[str]:
             if url and list_tables(url):
                 found.append(f"tables in {what}")
     except Exception as error:  # an unreachable server: say so, not a stack trace
-        raise BackupError(f"cannot check the target database: {error}") from None
+        raise BackupError(f"cannot check the target database: {first_line(error)}") from None
     return found
 
 
 def empty_target(settings: Settings) -> None:
-    """Remove what the home and the databases hold (nothing, unless --force was given)."""
-    home = settings.home
-    home.mkdir(parents=True, exist_ok=True)
-    for path in home.iterdir():
+    """Remove what the home (its restore marker aside) and the databases hold: nothing,
+    unless --force was given."""
+    for path in settings.home.iterdir():
+        if path.name == MARKER:
+            continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         else:

@@ -309,3 +309,16 @@ def test_a_restore_killed_midway_is_never_served(pacs, backup: Path, tmp_path: P
     forced = pacs(env, "restore", "--force", str(backup))
     assert forced.returncode == 0, forced.stderr
     assert not (home / MARKER).exists()
+
+
+def test_an_unreachable_database_server_is_one_line(pacs, backup: Path, tmp_path: Path) -> None:
+    env = sqlite_env(tmp_path / "site")
+    env["PACS_DATABASE_URL"] = "postgresql+psycopg://pacs@127.0.0.1:1/pacs"
+    assert_refused(pacs(env, "backup", str(tmp_path / "backups")), "cannot copy the database")
+    assert list((tmp_path / "backups").iterdir()) == []
+    # A PostgreSQL backup cannot be faked from a SQLite one: the kinds are checked first.
+    copy = copy_of(backup, tmp_path)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["database"]["backend"] = "postgresql"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert_refused(pacs(env, "restore", str(copy)), "cannot check the target database")
