@@ -30,6 +30,7 @@ from pacs.backup import BackupError
 from pacs.engine import EngineError
 from pacs.export_commands import add_export_parser
 from pacs.hl7_commands import Hl7CommandError, add_hl7_parser
+from pacs.restore import check_not_restoring
 from storage.archive import ArchiveError
 from storage.dicom_sender import DicomSendError
 from storage.import_sender import DEFAULT_WORKERS
@@ -55,6 +56,14 @@ EXPECTED_ERRORS = (
 # operator runs them), as `pacs up` does; the portal and the pipeline's flows refuse a
 # database that is behind instead.
 DATABASE_COMMANDS = {"demo", "ingest", "quarantine", "import", "export", "user", "warehouse"}
+# Commands that serve the site refuse a home whose restore has not finished (pacs/restore.py).
+SERVING_COMMANDS = {
+    ("up", None),
+    ("portal", None),
+    ("worker", None),
+    ("engine", "up"),
+    ("orthanc", "start"),
+}
 
 
 def run_orthanc_start(settings: Settings, args: argparse.Namespace) -> int:
@@ -434,6 +443,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[Settings, argparse.Namespace], int] = args.handler
     try:
         settings = load_settings()
+        if (args.command, getattr(args, "action", None)) in SERVING_COMMANDS:
+            check_not_restoring(settings)
         if args.command in DATABASE_COMMANDS:
             db_commands.upgrade_schema(settings)
         return handler(settings, args)

@@ -17,7 +17,6 @@ from pacs.engine import SupervisedServer
 from pacs.modality_commands import apply_to_archive
 from pacs.order_services import OrderServices
 from pacs.pipeline import EmbeddedPipeline
-from pacs.restore import check_not_restoring
 from pacs.wsgi import make_app
 
 
@@ -27,7 +26,6 @@ def run_platform(settings: Settings, *, load_demo_data: bool) -> int:
 
     The portal answers at once; the pipeline waits for the Prefect server (3-8 s to start),
     so studies notified meanwhile wait in its queue."""
-    check_not_restoring(settings)
     run_upgrade(settings, sys.stdout)
     paths = orthanc_server.OrthancPaths(settings.orthanc_dir)
     process = None

@@ -213,7 +213,8 @@ def test_a_restore_then_force_and_an_unfinished_restore(pacs, backup: Path, tmp_
     assert not (home / "stray-file").exists()
 
     (home / MARKER).write_text("a restore killed midway\n")
-    assert_refused(pacs(env, "up"), "unfinished restore", "--force")
+    for command in (["up"], ["orthanc", "start"], ["portal"], ["worker"], ["engine", "up"]):
+        assert_refused(pacs(env, *command), "unfinished restore", "--force")
 
 
 @pytest.fixture
