@@ -111,8 +111,10 @@ def read_manifest(backup: Path) -> dict[str, Any]:
         raise BackupError(f"{backup}: the manifest is corrupt ({error!r} is wrong)") from None
     for name, digest in expected.items():
         path = backup / name
-        if not path.is_file() or file_sha256(path) != digest:
+        if path.is_symlink() or not path.is_file() or file_sha256(path) != digest:
             raise BackupError(f"{backup} is damaged: {name} is missing or changed")
+        if any((backup / folder).is_symlink() for folder in PurePosixPath(name).parents[:-1]):
+            raise BackupError(f"{backup} is damaged: {name} is behind a link")
     return manifest
 
 

@@ -323,3 +323,19 @@ def test_an_unreachable_database_server_is_one_line(pacs, backup: Path, tmp_path
     manifest["database"]["backend"] = "postgresql"
     (copy / "manifest.json").write_text(json.dumps(manifest))
     assert_refused(pacs(env, "restore", str(copy)), "cannot check the target database")
+
+
+def test_a_link_in_the_backup_is_refused(pacs, backup: Path, tmp_path: Path) -> None:
+    """A file replaced by a link elsewhere (with its checksum) is never read through."""
+    copy = copy_of(backup, tmp_path)
+    outside = tmp_path / "outside"
+    outside.write_bytes((copy / "secrets" / "secret-key").read_bytes())
+    (copy / "secrets" / "secret-key").unlink()
+    (copy / "secrets" / "secret-key").symlink_to(outside)
+    assert_refused(pacs(sqlite_env(tmp_path / "home"), "restore", str(copy)), "is damaged")
+
+    (copy / "secrets" / "secret-key").unlink()
+    shutil.move(copy / "secrets", tmp_path / "secrets-elsewhere")
+    (tmp_path / "secrets-elsewhere" / "secret-key").write_bytes(outside.read_bytes())
+    (copy / "secrets").symlink_to(tmp_path / "secrets-elsewhere")
+    assert_refused(pacs(sqlite_env(tmp_path / "home"), "restore", str(copy)), "behind a link")
