@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from config.settings import Settings, SettingsError, load_settings
 from core.identity import IdentityDecision
@@ -24,9 +26,11 @@ from pacs import (
     user_commands,
     warehouse_commands,
 )
+from pacs.backup import BackupError
 from pacs.engine import EngineError
 from pacs.export_commands import add_export_parser
 from pacs.hl7_commands import Hl7CommandError, add_hl7_parser
+from pacs.restore import check_not_restoring
 from storage.archive import ArchiveError
 from storage.dicom_sender import DicomSendError
 from storage.import_sender import DEFAULT_WORKERS
@@ -44,6 +48,7 @@ EXPECTED_ERRORS = (
     Hl7CommandError,
     EngineError,
     SchemaError,
+    BackupError,
     OSError,
 )
 
@@ -51,6 +56,14 @@ EXPECTED_ERRORS = (
 # operator runs them), as `pacs up` does; the portal and the pipeline's flows refuse a
 # database that is behind instead.
 DATABASE_COMMANDS = {"demo", "ingest", "quarantine", "import", "export", "user", "warehouse"}
+# Commands that serve the site refuse a home whose restore has not finished (pacs/restore.py).
+SERVING_COMMANDS = {
+    ("up", None),
+    ("portal", None),
+    ("worker", None),
+    ("engine", "up"),
+    ("orthanc", "start"),
+}
 
 
 def run_orthanc_start(settings: Settings, args: argparse.Namespace) -> int:
@@ -218,6 +231,29 @@ def run_db_history(settings: Settings, args: argparse.Namespace) -> int:
     return db_commands.print_history(settings, sys.stdout)
 
 
+def run_backup(settings: Settings, args: argparse.Namespace) -> int:
+    from pacs.backup import write_backup
+
+    summary = write_backup(settings, Path(args.path).expanduser().absolute())
+    print(
+        f"pacs: backup of {summary.studies} studies ({summary.instances} instances) written "
+        f"in {summary.seconds:.1f} s to {summary.folder}"
+    )
+    return 0
+
+
+def run_restore(settings: Settings, args: argparse.Namespace) -> int:
+    from pacs.restore import restore_backup
+
+    summary = restore_backup(Path(args.path).expanduser().absolute(), os.environ, force=args.force)
+    print(
+        f"pacs: restored {summary.studies} studies ({summary.instances} instances) and "
+        f"{summary.users} users in {summary.seconds:.1f} s into {settings.home}; "
+        "`pacs up` serves them"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pacs", description="Radiology PACS platform: archive, pipeline, portal."
@@ -370,6 +406,18 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.add_argument("--full", action="store_true", help="rebuild from every row")
     refresh.set_defaults(handler=run_warehouse_refresh)
 
+    backup = commands.add_parser(
+        "backup", help="write a consistent, dated backup of the site under PATH (while it runs)"
+    )
+    backup.add_argument("path", metavar="PATH", help="the folder to write the backup into")
+    backup.set_defaults(handler=run_backup)
+    restore = commands.add_parser("restore", help="restore a backup into an empty PACS_HOME")
+    restore.add_argument("path", metavar="PATH", help="a folder written by `pacs backup`")
+    restore.add_argument(
+        "--force", action="store_true", help="replace what PACS_HOME and its databases hold"
+    )
+    restore.set_defaults(handler=run_restore)
+
     db = commands.add_parser("db", help="the operational database's schema (migrations)")
     db_actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
     for name, handler, text in (
@@ -395,6 +443,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[Settings, argparse.Namespace], int] = args.handler
     try:
         settings = load_settings()
+        if (args.command, getattr(args, "action", None)) in SERVING_COMMANDS:
+            check_not_restoring(settings)
         if args.command in DATABASE_COMMANDS:
             db_commands.upgrade_schema(settings)
         return handler(settings, args)

@@ -253,8 +253,11 @@ class ArchiveClient:
         """All tags of one instance, `simplify`-ed to keyword -> value."""
         return self.get_json(f"/instances/{instance_id}/simplified-tags")
 
-    def get_instance_file(self, instance_id: str) -> bytes:
-        return self.request("GET", f"/instances/{instance_id}/file").content
+    def get_instance_file(self, instance_id: str, *, compressed: bool = True) -> bytes:
+        """The stored Part 10 file. Orthanc gzips it for a client that accepts that: on
+        loopback, `compressed=False` is about 9x faster (its zlib is the bottleneck)."""
+        headers = {} if compressed else {"Accept-Encoding": "identity"}
+        return self.request("GET", f"/instances/{instance_id}/file", headers=headers).content
 
     def get_instance_md5(self, instance_id: str) -> str:
         """MD5 of the stored file, as Orthanc recorded it when it stored the instance."""
