@@ -75,6 +75,7 @@ def test_a_burst_survives_a_killed_worker_and_restarted_servers(
     platform.start("worker-2", "worker")
     platform.wait_for_line("worker-1", "pacs: worker", timeout=120)
     platform.wait_for_line("worker-2", "pacs: worker", timeout=120)
+    platform.wait_for_portal(timeout=120)
     killed_name = platform.log("worker-1").split("pacs: worker ", 1)[1].split()[0]
 
     studies = [clone_study("DX", PatientID=f"BURST{i:03d}") for i in range(BURST)]
@@ -119,18 +120,32 @@ def test_a_burst_survives_a_killed_worker_and_restarted_servers(
         240,
         "the killed worker's runs to leave Running",
     )
+    reader = sign_in(platform)
+    assert_listed_by_the_portal(platform, reader, BURST)
     status = run_pacs(platform.env, "status")
     assert "pipeline        up" in status.stdout, status.stdout
 
+    # One report signed while the archive is up, one while it is down: after the
+    # restarts below, each is in the archive as exactly one SR (the outbox's retries
+    # and the portal's own attempt do not make a second one).
+    sign_final(platform, reader, uids[0])
+    assert run_pacs(platform.env, "orthanc", "stop").returncode == 0
+    sign_final(platform, reader, uids[1])
     # The database and the archive restart: studies sent afterwards still arrive.
     database.restart()
-    assert run_pacs(platform.env, "orthanc", "stop").returncode == 0
     assert run_pacs(platform.env, "orthanc", "start").returncode == 0
     later = [clone_study("DX", PatientID=f"LATER{i}") for i in range(3)]
     for index, datasets in enumerate(later):
         run_storescu(platform.settings, write_files(datasets, tmp_path / f"later{index}"))
     later_uids = [datasets[0].StudyInstanceUID for datasets in later]
     wait_until(lambda: count_settled(platform.settings, later_uids) == 3, 240, "later studies")
+    wait_until(
+        lambda: count_archived_reports(platform.settings, uids[1]) > 0,
+        240,
+        "the report signed while the archive was down to reach it (the outbox, every minute)",
+    )
+    time.sleep(65)  # one more outbox run: it must not send either report again
+    assert [count_archived_reports(platform.settings, uid) for uid in uids[:2]] == [1, 1]
 
     # However many workers, a scheduled deployment runs once per scheduled time.
     scheduled = [
@@ -139,6 +154,70 @@ def test_a_burst_survives_a_killed_worker_and_restarted_servers(
         if r["deployment_id"]
     ]
     assert len(scheduled) == len(set(scheduled))
+
+
+def sign_in(platform: Platform) -> dict[str, str]:
+    """A radiologist's bearer token from the two-process portal."""
+    email, password = "reader@scaled.example", "a-scaled-out-passphrase-1"
+    added = run_pacs(
+        platform.env, "user", "add", email, "--role", "radiologist", stdin=password + "\n"
+    )
+    assert added.returncode == 0, added.stderr
+    answer = requests.post(
+        f"{platform.portal_url}/api/v1/auth/token",
+        json={"email": email, "password": password},
+        timeout=30,
+    )
+    assert answer.status_code == 201, answer.text
+    return {"Authorization": f"Bearer {answer.json()['token']}"}
+
+
+def assert_listed_by_the_portal(platform: Platform, reader: dict[str, str], count: int) -> None:
+    listed = requests.get(
+        f"{platform.portal_url}/api/v1/studies",
+        params={"q": "BURST", "per_page": 100},
+        headers=reader,
+        timeout=30,
+    )
+    assert listed.status_code == 200, listed.text
+    with open_session(platform.settings.database_url) as session:
+        on_worklist = session.scalar(
+            select(func.count()).select_from(Study).where(Study.patient_id.like("BURST%"))
+        )
+    assert listed.json()["total"] == on_worklist == count
+
+
+def sign_final(platform: Platform, reader: dict[str, str], study_uid: str) -> None:
+    url = f"{platform.portal_url}/api/v1/studies/{study_uid}/report"
+    etag = requests.get(url, headers=reader, timeout=30).headers["ETag"]
+    saved = requests.put(
+        url,
+        json={"findings": "No acute abnormality.", "impression": "Normal."},
+        headers={**reader, "If-Match": etag},
+        timeout=30,
+    )
+    assert saved.status_code == 200, saved.text
+    signed = requests.post(
+        f"{url}/finalize", headers={**reader, "If-Match": saved.headers["ETag"]}, timeout=30
+    )
+    assert signed.status_code == 201, signed.text
+
+
+def count_archived_reports(settings: Settings, study_uid: str) -> int:
+    """SR instances of the study in the archive (0 while Orthanc is down)."""
+    try:
+        found = requests.post(
+            f"{settings.orthanc_url}/tools/find",
+            json={
+                "Level": "Instance",
+                "Query": {"StudyInstanceUID": study_uid, "Modality": "SR"},
+            },
+            auth=(settings.orthanc_user, settings.orthanc_password),
+            timeout=10,
+        )
+    except requests.ConnectionError:
+        return 0
+    return len(found.json()) if found.ok else 0
 
 
 def count_settled(settings: Settings, uids: list[str]) -> int:
