@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -234,6 +235,41 @@ def receive_message(database_url: str, raw: bytes, peer: str) -> str:
         log.exception("HL7 message %s from %s not applied", received.control_id, peer)
         rejection = MessageRejected(AckCode.ERROR, f"not applied: {type(error).__name__}")
         return store_rejection(database_url, received, raw, peer, now, rejection)
+    return build_ack(received, applied.code, applied.text, now=now)
+
+
+def receive_messages(database_url: str, messages: Sequence[tuple[bytes, str]]) -> list[str]:
+    """Several messages (raw bytes, peer) that arrived together on different connections:
+    decoded, applied and stored in one transaction, one commit for all; their ACKs (AA only
+    once committed), in order.
+
+    Applied one after the other in one session, they see each other as if committed in turn
+    (a repeat in the same batch is a duplicate). When one of them cannot be applied (AE), or
+    the transaction fails (a twin committed meanwhile by another process), nothing of the
+    batch is kept and each is received again on its own, as `receive_message` does.
+    """
+    if len(messages) == 1:
+        return [receive_message(database_url, *messages[0])]
+    now = datetime.datetime.now(datetime.UTC)
+    try:
+        with open_session(database_url) as session:
+            return [receive_in_session(session, raw, peer, now) for raw, peer in messages]
+    except Exception as error:
+        if not isinstance(error, MessageRejected | IntegrityError):
+            log.warning("HL7 batch of %d not applied (%r): one by one", len(messages), error)
+        return [receive_message(database_url, raw, peer) for raw, peer in messages]
+
+
+def receive_in_session(session: Session, raw: bytes, peer: str, now: datetime.datetime) -> str:
+    """One message of a batch: a message that cannot be read is kept with its AR; one that
+    cannot be applied raises MessageRejected (the batch is received again one by one)."""
+    try:
+        received = decode_message(raw)
+    except MessageRejected as rejection:
+        header = rejection.header
+        session.add(build_message_row(header, raw, peer, now, rejection.code, rejection.reason))
+        return build_ack(header, rejection.code, rejection.reason, now=now)
+    applied = apply_message(session, received, raw, peer, now)
     return build_ack(received, applied.code, applied.text, now=now)
 
 
