@@ -317,9 +317,7 @@ def match_text(column: Any, value: str) -> Any:
     return column == value
 
 
-def find_worklist_orders(
-    session: Session, query: WorklistQuery, *, limit: int = 1000
-) -> list[Order]:
+def worklist_conditions(query: WorklistQuery) -> list[Any]:
     """Open orders (scheduled or in progress) matching every key given."""
     conditions = [Order.status.in_([str(status) for status in OPEN_STATUSES])]
     if query.modality:
@@ -341,14 +339,39 @@ def find_worklist_orders(
         conditions.append(match_text(Order.patient_name, query.patient_name))
     if query.accession_number:
         conditions.append(match_text(Order.accession_number, query.accession_number))
+    return conditions
+
+
+def find_worklist_orders(
+    session: Session, query: WorklistQuery, *, limit: int = 1000
+) -> list[Order]:
+    """Open orders (scheduled or in progress) matching every key given."""
     return list(
         session.scalars(
             select(Order)
-            .where(and_(*conditions))
+            .where(and_(*worklist_conditions(query)))
             .order_by(Order.scheduled_at, Order.id)
             .limit(limit)
         )
     )
+
+
+def find_worklist_versions(
+    session: Session, query: WorklistQuery, *, limit: int = 1000
+) -> list[tuple[int, datetime.datetime]]:
+    """(id, updated_at) of the orders `find_worklist_orders` finds, in its order: enough for
+    a cache of worklist items, which then loads only the orders it does not hold."""
+    rows = session.execute(
+        select(Order.id, Order.updated_at)
+        .where(and_(*worklist_conditions(query)))
+        .order_by(Order.scheduled_at, Order.id)
+        .limit(limit)
+    )
+    return [(order_id, updated_at) for order_id, updated_at in rows]
+
+
+def load_orders(session: Session, ids: Sequence[int]) -> list[Order]:
+    return list(session.scalars(select(Order).where(Order.id.in_(ids)))) if ids else []
 
 
 class PerformedStepError(LookupError):
