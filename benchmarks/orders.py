@@ -205,7 +205,7 @@ def percentile(values: list[float], fraction: float) -> float:
 def ask_worklist(port: int, queries: int, today: datetime.datetime):
     """The modality (in the client process): `queries` C-FINDs for today's orders of one
     station and modality, each followed by a C-ECHO; milliseconds of each, matches of each,
-    associations renewed."""
+    associations renewed, and milliseconds of the queries left unanswered (aborted)."""
     ae = AE("BENCHSCU")
     ae.add_requested_context(ModalityWorklistInformationFind)
     ae.add_requested_context(Verification)
@@ -213,7 +213,7 @@ def ask_worklist(port: int, queries: int, today: datetime.datetime):
     reconnects = 0
     assoc = ae.associate("127.0.0.1", port, ae_title="PACSMWL")
     assert assoc.is_established
-    find_ms, echo_ms, matches = [], [], []
+    find_ms, echo_ms, matches, lost = [], [], [], []
     for index in range(queries):
         if not assoc.is_established:  # the SCP's idle timeout, on a loaded machine
             reconnects += 1
@@ -232,14 +232,18 @@ def ask_worklist(port: int, queries: int, today: datetime.datetime):
         query.ScheduledProcedureStepSequence = [step]
         started = time.perf_counter()
         answers = list(assoc.send_c_find(query, ModalityWorklistInformationFind))
-        find_ms.append((time.perf_counter() - started) * 1000)
+        elapsed = (time.perf_counter() - started) * 1000
+        if "Status" not in answers[-1][0]:  # no answer: the association was aborted
+            lost.append(elapsed)
+            continue
         assert answers[-1][0].Status == 0x0000, answers[-1][0]
+        find_ms.append(elapsed)
         matches.append(len(answers) - 1)
         started = time.perf_counter()
         assoc.send_c_echo()
         echo_ms.append((time.perf_counter() - started) * 1000)
     assoc.release()
-    return find_ms, echo_ms, matches, reconnects
+    return find_ms, echo_ms, matches, reconnects, lost
 
 
 def bench_mwl(folder: Path, orders: int, queries: int) -> None:
@@ -250,7 +254,7 @@ def bench_mwl(folder: Path, orders: int, queries: int) -> None:
     services.start()
     try:
         cpu = time.process_time()
-        find_ms, echo_ms, matches, reconnects = in_client_process(
+        find_ms, echo_ms, matches, reconnects, lost = in_client_process(
             ask_worklist, services.port, queries, today
         )
         cpu = time.process_time() - cpu
@@ -263,7 +267,8 @@ def bench_mwl(folder: Path, orders: int, queries: int) -> None:
         f"p50 {percentile(find_ms, 0.5):.1f} ms, p95 {p95:.1f} ms (goal <= 50); "
         f"C-ECHO baseline p95 {percentile(echo_ms, 0.95):.1f} ms; "
         f"SCP CPU {cpu * 1000 / queries:.1f} ms a query and its echo; "
-        f"{reconnects} associations renewed"
+        f"{reconnects} associations renewed, {len(lost)} queries unanswered (aborted"
+        f"{f' after {max(lost) / 1000:.1f} s' if lost else ''})"
     )
 
 
