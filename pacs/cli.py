@@ -63,6 +63,7 @@ SERVING_COMMANDS = {
     ("worker", None),
     ("engine", "up"),
     ("orthanc", "start"),
+    ("orders", "serve"),
 }
 
 
