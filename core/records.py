@@ -92,6 +92,10 @@ class StudyRecord:
     instance_count: int
     series: tuple[SeriesRecord, ...] = field(default=())
     issuer_of_patient_id: str = ""
+    # When the exam's first and last images were made (the modality's wall clock): the exam's
+    # start and end for turnaround analytics when no MPPS told them.
+    first_instance_at: datetime.datetime | None = None
+    last_instance_at: datetime.datetime | None = None
 
     def as_columns(self) -> dict[str, Any]:
         """The study's columns (series excluded), for the database layer."""
@@ -111,6 +115,36 @@ def combine_date_time(date_text: str, time_text: str) -> datetime.datetime | Non
         return None
     time = tg.parse_time(time_text) or datetime.time(0, 0)
     return datetime.datetime.combine(date, time)
+
+
+def read_instance_time(instance: Tags) -> datetime.datetime | None:
+    """When an image was made: Acquisition DateTime, else Acquisition Date and Time, else
+    Content Date and Time (a time without a date is no instant)."""
+    # DT is YYYYMMDDHHMMSS.FFFFFF&ZZXX: an offset, when given, is dropped as for orders.
+    moment = tg.get_text(instance, tg.ACQUISITION_DATETIME).split("+")[0].split("-")[0]
+    if len(moment) > 8 and (value := combine_date_time(moment[:8], moment[8:])):
+        return value
+    for date_tag, time_tag in (
+        (tg.ACQUISITION_DATE, tg.ACQUISITION_TIME),
+        (tg.CONTENT_DATE, tg.CONTENT_TIME),
+    ):
+        time_text = tg.get_text(instance, time_tag)
+        if time_text and (value := combine_date_time(tg.get_text(instance, date_tag), time_text)):
+            return value
+    return None
+
+
+def read_instance_span(
+    instances: Sequence[Tags],
+) -> tuple[datetime.datetime | None, datetime.datetime | None]:
+    """The first and last image times of the exam (documents and annotations left out)."""
+    times = [
+        value
+        for instance in instances
+        if tg.get_text(instance, tg.MODALITY) not in NON_IMAGING_MODALITIES
+        and (value := read_instance_time(instance)) is not None
+    ]
+    return (min(times), max(times)) if times else (None, None)
 
 
 def pick_common(instances: Sequence[Tags], tag: str) -> str:
@@ -151,6 +185,7 @@ def build_study_record(study: ArchivedStudy) -> StudyRecord:
     instances = study.instances
     series = build_series_records(instances)
     imaging = [s for s in series if s.modality not in NON_IMAGING_MODALITIES] or list(series)
+    first_instance_at, last_instance_at = read_instance_span(instances)
     modality_counts = Counter(s.modality for s in imaging for _ in range(s.instance_count))
     modalities = sorted({s.modality for s in series if s.modality})
     body_parts = Counter(s.body_part for s in imaging if s.body_part)
@@ -182,6 +217,8 @@ def build_study_record(study: ArchivedStudy) -> StudyRecord:
         instance_count=len(instances),
         series=series,
         issuer_of_patient_id=pick_common(instances, tg.ISSUER_OF_PATIENT_ID),
+        first_instance_at=first_instance_at,
+        last_instance_at=last_instance_at,
     )
 
 

@@ -31,6 +31,15 @@ METRICS = {
     "received_to_opened": "received_to_opened_minutes",
     "received_to_preliminary": "received_to_preliminary_minutes",
     "ordered_to_final": "ordered_to_final_minutes",
+    "ordered_to_exam": "ordered_to_exam_minutes",
+    "exam_to_final": "exam_to_final_minutes",
+}
+# The order's intervals (order -> exam start -> exam end -> final), as the order dashboards
+# show them side by side: metric -> its label.
+ORDER_METRICS = {
+    "ordered_to_exam": "order → exam",
+    "exam_to_final": "exam → final",
+    "ordered_to_final": "order → final",
 }
 
 

@@ -63,6 +63,7 @@ SERVING_COMMANDS = {
     ("worker", None),
     ("engine", "up"),
     ("orthanc", "start"),
+    ("orders", "serve"),
 }
 
 
@@ -123,6 +124,12 @@ def run_portal(settings: Settings, args: argparse.Namespace) -> int:
     from pacs.portal_server import run_portal
 
     return run_portal(settings, args.workers)
+
+
+def run_order_services(settings: Settings, args: argparse.Namespace) -> int:
+    from pacs.order_services import serve_order_services
+
+    return serve_order_services(settings)
 
 
 def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
@@ -287,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     portal = commands.add_parser("portal", help="the portal alone, under gunicorn (scaled out)")
     portal.add_argument("--workers", type=int, help="processes (default PACS_PORTAL_WORKERS, 4)")
     portal.set_defaults(handler=run_portal)
+
+    orders = commands.add_parser("orders", help="the order services (scaled out)")
+    orders.add_subparsers(dest="action", required=True, metavar="ACTION").add_parser(
+        "serve",
+        help="the HL7 listener and the Modality Worklist / MPPS SCP alone, in the foreground",
+    ).set_defaults(handler=run_order_services)
 
     demo = commands.add_parser("demo", help="send the demo studies to the archive by C-STORE")
     demo.set_defaults(handler=run_demo)

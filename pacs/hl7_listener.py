@@ -1,9 +1,12 @@
 """The HL7 v2 listener: MLLP over TCP (python-hl7's asyncio streams) on `PACS_HL7_PORT`.
 
-One event loop in a thread of its own reads frames from every connection; each message is
-applied in a small thread pool (the database is synchronous) and answered in order on its
-connection. A frame cut short by a new start block is answered AR; a connection closed in
-the middle of a frame has nobody left to answer, and what it sent is stored as received.
+One event loop in a thread of its own reads frames from every connection; the messages are
+applied by one writer thread (the database is synchronous), and answered in order on their
+connections. The writer takes every message waiting when it is free and applies them in one
+transaction (one commit, one ACK each once committed): with several connections sending at
+once, the commits are shared instead of queued one behind the other. A frame cut short by a
+new start block is answered AR; a connection closed in the middle of a frame has nobody left
+to answer, and what it sent is stored as received.
 """
 
 from __future__ import annotations
@@ -11,19 +14,35 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
 
 from hl7.mllp import HL7StreamReader, HL7StreamWriter, InvalidBlockError, start_hl7_server
 
 from core.hl7_messages import AckCode, MessageRejected, read_header_or_none
 from storage.database import get_engine
-from storage.orders import receive_message, store_rejection
+from storage.orders import receive_messages, store_rejection
 
 log = logging.getLogger(__name__)
 
 START_BLOCK = b"\x0b"
 MAX_MESSAGE_BYTES = 1 << 20
+# At most this many messages in one transaction (each connection has at most one waiting).
+MAX_BATCH = 100
+
+
+@dataclass(frozen=True)
+class Work:
+    """For the writer thread: a message received (no `call`), or another database call (a
+    rejection to store), whose answer the connection waits for."""
+
+    future: Future[str]
+    call: Callable[[], str] | None = None
+    raw: bytes = b""
+    peer: str = ""
 
 
 class Hl7Listener:
@@ -37,7 +56,8 @@ class Hl7Listener:
         self.port = port
         self.max_bytes = max_bytes
         self.loop = asyncio.new_event_loop()
-        self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pacs-hl7")
+        self.work: queue.SimpleQueue[Work | None] = queue.SimpleQueue()
+        self.writer = threading.Thread(target=self.write, name="pacs-hl7-writer", daemon=True)
         self.thread = threading.Thread(target=self.run, name="pacs-hl7-listener", daemon=True)
         self.ready = threading.Event()
         self.error: BaseException | None = None
@@ -45,17 +65,60 @@ class Hl7Listener:
         self.connections: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
-        get_engine(self.database_url)  # the tables, made once before any message arrives
+        get_engine(self.database_url)  # the schema checked once before any message arrives
+        self.writer.start()
         self.thread.start()
         self.ready.wait(10)
         if self.error is not None:
+            self.work.put(None)
+            self.writer.join(10)
             raise OSError(f"HL7 listener on {self.host}:{self.port}: {self.error}")
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.thread.is_alive():
             self.loop.call_soon_threadsafe(self.close_all)
             self.thread.join(timeout)
-        self.executor.shutdown(wait=True)
+        self.work.put(None)  # after what is queued: every message taken is answered or kept
+        self.writer.join(timeout)
+
+    def write(self) -> None:
+        """The writer thread: whatever waits, in one transaction, until told to stop."""
+        while (first := self.work.get()) is not None:
+            batch, stop = [first], False
+            while len(batch) < MAX_BATCH:
+                try:
+                    work = self.work.get_nowait()
+                except queue.Empty:
+                    break
+                if work is None:
+                    stop = True
+                    break
+                batch.append(work)
+            self.apply(batch)
+            if stop:
+                return
+
+    def apply(self, batch: list[Work]) -> None:
+        messages = [work for work in batch if work.call is None]
+        try:
+            answers = receive_messages(self.database_url, [(w.raw, w.peer) for w in messages])
+        except Exception as error:  # nothing was committed: no answer, the sender resends
+            log.exception("HL7 messages not stored")
+            for work in messages:
+                work.future.set_exception(error)
+        else:
+            for work, answer in zip(messages, answers, strict=True):
+                work.future.set_result(answer)
+        for work in batch:
+            if work.call is not None:
+                try:
+                    work.future.set_result(work.call())
+                except Exception as error:
+                    work.future.set_exception(error)
+
+    async def submit(self, work: Work) -> str:
+        self.work.put(work)
+        return await asyncio.wrap_future(work.future, loop=self.loop)
 
     def run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -113,11 +176,11 @@ class Hl7Listener:
                 for fragment in filter(None, cut_short):
                     reason = "message cut short: a new frame began before it ended"
                     await self.send(writer, await self.reject(fragment, peer, reason))
-                answer = await self.loop.run_in_executor(
-                    self.executor, receive_message, self.database_url, message, peer
-                )
+                answer = await self.submit(Work(Future(), raw=message, peer=peer))
                 await self.send(writer, answer)
         except (ConnectionError, asyncio.CancelledError):
+            return
+        except Exception:  # not stored (logged): no answer, the sender sends it again
             return
         finally:
             writer.close()
@@ -129,16 +192,12 @@ class Hl7Listener:
     async def reject(self, raw: bytes, peer: str, reason: str) -> str:
         rejection = MessageRejected(AckCode.REJECT, reason)
         now = datetime.datetime.now(datetime.UTC)
-        return await self.loop.run_in_executor(
-            self.executor,
-            store_rejection,
-            self.database_url,
-            read_header_or_none(raw),
-            raw,
-            peer,
-            now,
-            rejection,
-        )
+        header = read_header_or_none(raw)
+
+        def store() -> str:
+            return store_rejection(self.database_url, header, raw, peer, now, rejection)
+
+        return await self.submit(Work(Future(), call=store))
 
     async def store_cut(self, partial: bytes, peer: str) -> None:
         raw = partial[1:] if partial.startswith(START_BLOCK) else partial

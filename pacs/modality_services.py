@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from pynetdicom.sop_class import (
 )
 from sqlalchemy import select
 
+from core.orders import WorklistQuery
 from core.worklist_items import (
     build_worklist_item,
     keep_requested,
@@ -32,13 +34,13 @@ from core.worklist_items import (
 )
 from storage.database import get_engine, open_session
 from storage.models.modalities import RegisteredModality
-from storage.models.orders import Order
 from storage.orders import (
     PerformedStep,
     PerformedStepError,
     create_performed_step,
-    find_worklist_orders,
+    find_worklist_versions,
     is_registered_modality,
+    load_orders,
     update_performed_step,
 )
 
@@ -104,6 +106,8 @@ class ModalityServices:
         self.ae.add_supported_context(Verification)
         self.server: Any = None
         self.items: dict[tuple[int, datetime.datetime], Dataset] = {}
+        # Whether each open association's caller may ask (checked at its first request).
+        self.allowed: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
     def start(self) -> None:
         get_engine(self.database_url)  # the tables, made once before the first request
@@ -122,21 +126,34 @@ class ModalityServices:
             self.server.shutdown()
             self.server = None
 
-    def build_item(self, order: Order) -> Dataset:
-        """The order's worklist item, built once per version of the order: modalities ask
-        for the same day's list every minute or so."""
-        key = (order.id, order.updated_at)
-        item = self.items.get(key)
-        if item is None:
-            if len(self.items) >= MAX_CACHED_ITEMS:
-                self.items.clear()
-            item = self.items[key] = build_worklist_item(order)
-        return item
+    def find_items(self, query: WorklistQuery) -> list[Dataset]:
+        """The matching orders' worklist items, each built once per version of its order
+        (modalities ask for the same day's list every minute or so): the query reads the
+        orders' ids and versions, and loads only those not built yet."""
+        with open_session(self.database_url) as session:
+            versions = find_worklist_versions(session, query)
+            items = {key: self.items.get(key) for key in versions}
+            missing = [key for key, item in items.items() if item is None]
+            loaded = {order.id: order for order in load_orders(session, [k[0] for k in missing])}
+            for key in missing:  # the same transaction: every one is there, at that version
+                items[key] = build_worklist_item(loaded[key[0]])
+        if len(self.items) + len(missing) > MAX_CACHED_ITEMS:
+            self.items.clear()
+        self.items.update(items)
+        return [items[key] for key in versions]
 
     def is_allowed(self, event: Any) -> bool:
+        """The caller is a registered modality (from its address): asked of the database at
+        the association's first request, the same answer for the rest of it (a modality asks
+        for its worklist every minute or so, on an association of its own each time)."""
         if self.accept_any:
             return True
-        requestor = event.assoc.requestor
+        allowed = self.allowed.get(event.assoc)
+        if allowed is None:
+            allowed = self.allowed[event.assoc] = self.check_caller(event.assoc.requestor)
+        return allowed
+
+    def check_caller(self, requestor: Any) -> bool:
         with open_session(self.database_url) as session:
             allowed = is_registered_modality(
                 session, requestor.ae_title, requestor.address, check_host=self.check_host
@@ -161,9 +178,7 @@ class ModalityServices:
             log.info("worklist query refused: %s", error)
             yield UNABLE_TO_PROCESS, None
             return
-        with open_session(self.database_url) as session:
-            items = [self.build_item(order) for order in find_worklist_orders(session, query)]
-        for item in items:
+        for item in self.find_items(query):
             if event.is_cancelled:
                 yield 0xFE00, None
                 return

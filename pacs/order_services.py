@@ -4,9 +4,12 @@ archive's DICOM port does: the hospital's systems and the modalities are elsewhe
 
 from __future__ import annotations
 
+import signal
+
 from config.settings import Settings
 from pacs.hl7_listener import Hl7Listener
 from pacs.modality_services import ModalityServices
+from pacs.worker import raise_keyboard_interrupt
 
 ALL_INTERFACES = "0.0.0.0"
 
@@ -50,3 +53,20 @@ class OrderServices:
         self.modality_services.stop()
         if self.listener is not None:
             self.listener.stop()
+
+
+def serve_order_services(settings: Settings) -> int:
+    """`pacs orders serve`: both services alone, in the foreground until SIGTERM or Ctrl-C
+    (scaled out: a machine or container of their own, beside the workers and the portal).
+    Like them it refuses a database whose schema is behind (`pacs db upgrade`)."""
+    services = OrderServices(settings)
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    try:
+        services.start()
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        print("pacs: stopping the order services", flush=True)
+    finally:
+        services.stop()
+    return 0

@@ -11,10 +11,11 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import String, and_, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -59,6 +60,11 @@ class Applied:
     text: str
 
 
+# Built once: constructing a statement costs more than running it, at hundreds a second.
+MESSAGE_BY_DEDUP_KEY = select(Hl7Message).where(Hl7Message.dedup_key == bindparam("key"))
+ORDER_BY_PLACER_NUMBER = select(Order).where(Order.placer_order_number == bindparam("number"))
+
+
 def dedup_key(received: ReceivedMessage) -> str:
     return "|".join((received.sending_application, received.sending_facility, received.control_id))[
         :200
@@ -67,7 +73,7 @@ def dedup_key(received: ReceivedMessage) -> str:
 
 def find_duplicate(session: Session, received: ReceivedMessage) -> Applied | None:
     """The answer to a message already accepted under the same sender and control id."""
-    earlier = session.scalar(select(Hl7Message).where(Hl7Message.dedup_key == dedup_key(received)))
+    earlier = session.scalar(MESSAGE_BY_DEDUP_KEY, {"key": dedup_key(received)})
     if earlier is None:
         return None
     if earlier.digest != received.digest:
@@ -138,9 +144,7 @@ def build_message_row(
 def apply_order(
     session: Session, fields: OrderFields, patient: PatientIdentity, now: datetime.datetime
 ) -> str:
-    order = session.scalar(
-        select(Order).where(Order.placer_order_number == fields.placer_order_number)
-    )
+    order = session.scalar(ORDER_BY_PLACER_NUMBER, {"number": fields.placer_order_number})
     current = OrderStatus(order.status) if order is not None else None
     try:
         target = status_after_control(current, fields.control)
@@ -164,6 +168,13 @@ def apply_order(
     return f"order {fields.placer_order_number} {verb}"
 
 
+ORDER_TEXT_LENGTHS = {
+    column.name: column.type.length
+    for column in Order.__table__.columns
+    if isinstance(column.type, String) and column.type.length
+}
+
+
 def copy_order_fields(order: Order, fields: OrderFields, patient: PatientIdentity) -> None:
     values = {
         "filler_order_number": fields.filler_order_number,
@@ -181,8 +192,7 @@ def copy_order_fields(order: Order, fields: OrderFields, patient: PatientIdentit
         "referring_physician": fields.referring_physician,
     }
     for name, value in values.items():
-        column = Order.__table__.columns[name]
-        setattr(order, name, value[: column.type.length])
+        setattr(order, name, value[: ORDER_TEXT_LENGTHS[name]])
     order.scheduled_at = fields.scheduled_at
     order.ordered_at = fields.ordered_at or order.ordered_at
     order.priority = str(fields.priority)
@@ -237,6 +247,41 @@ def receive_message(database_url: str, raw: bytes, peer: str) -> str:
     return build_ack(received, applied.code, applied.text, now=now)
 
 
+def receive_messages(database_url: str, messages: Sequence[tuple[bytes, str]]) -> list[str]:
+    """Several messages (raw bytes, peer) that arrived together on different connections:
+    decoded, applied and stored in one transaction, one commit for all; their ACKs (AA only
+    once committed), in order.
+
+    Applied one after the other in one session, they see each other as if committed in turn
+    (a repeat in the same batch is a duplicate). When one of them cannot be applied (AE), or
+    the transaction fails (a twin committed meanwhile by another process), nothing of the
+    batch is kept and each is received again on its own, as `receive_message` does.
+    """
+    if len(messages) == 1:
+        return [receive_message(database_url, *messages[0])]
+    now = datetime.datetime.now(datetime.UTC)
+    try:
+        with open_session(database_url) as session:
+            return [receive_in_session(session, raw, peer, now) for raw, peer in messages]
+    except Exception as error:
+        if not isinstance(error, MessageRejected | IntegrityError):
+            log.warning("HL7 batch of %d not applied (%r): one by one", len(messages), error)
+        return [receive_message(database_url, raw, peer) for raw, peer in messages]
+
+
+def receive_in_session(session: Session, raw: bytes, peer: str, now: datetime.datetime) -> str:
+    """One message of a batch: a message that cannot be read is kept with its AR; one that
+    cannot be applied raises MessageRejected (the batch is received again one by one)."""
+    try:
+        received = decode_message(raw)
+    except MessageRejected as rejection:
+        header = rejection.header
+        session.add(build_message_row(header, raw, peer, now, rejection.code, rejection.reason))
+        return build_ack(header, rejection.code, rejection.reason, now=now)
+    applied = apply_message(session, received, raw, peer, now)
+    return build_ack(received, applied.code, applied.text, now=now)
+
+
 def store_rejection(
     database_url: str,
     received: ReceivedMessage | None,
@@ -281,9 +326,7 @@ def match_text(column: Any, value: str) -> Any:
     return column == value
 
 
-def find_worklist_orders(
-    session: Session, query: WorklistQuery, *, limit: int = 1000
-) -> list[Order]:
+def worklist_conditions(query: WorklistQuery) -> list[Any]:
     """Open orders (scheduled or in progress) matching every key given."""
     conditions = [Order.status.in_([str(status) for status in OPEN_STATUSES])]
     if query.modality:
@@ -305,14 +348,39 @@ def find_worklist_orders(
         conditions.append(match_text(Order.patient_name, query.patient_name))
     if query.accession_number:
         conditions.append(match_text(Order.accession_number, query.accession_number))
+    return conditions
+
+
+def find_worklist_orders(
+    session: Session, query: WorklistQuery, *, limit: int = 1000
+) -> list[Order]:
+    """Open orders (scheduled or in progress) matching every key given."""
     return list(
         session.scalars(
             select(Order)
-            .where(and_(*conditions))
+            .where(and_(*worklist_conditions(query)))
             .order_by(Order.scheduled_at, Order.id)
             .limit(limit)
         )
     )
+
+
+def find_worklist_versions(
+    session: Session, query: WorklistQuery, *, limit: int = 1000
+) -> list[tuple[int, datetime.datetime]]:
+    """(id, updated_at) of the orders `find_worklist_orders` finds, in its order: enough for
+    a cache of worklist items, which then loads only the orders it does not hold."""
+    rows = session.execute(
+        select(Order.id, Order.updated_at)
+        .where(and_(*worklist_conditions(query)))
+        .order_by(Order.scheduled_at, Order.id)
+        .limit(limit)
+    )
+    return [(order_id, updated_at) for order_id, updated_at in rows]
+
+
+def load_orders(session: Session, ids: Sequence[int]) -> list[Order]:
+    return list(session.scalars(select(Order).where(Order.id.in_(ids)))) if ids else []
 
 
 class PerformedStepError(LookupError):

@@ -90,6 +90,10 @@ def test_api_turnaround_by_group_and_period(app: Flask) -> None:
         ("one@example.org", 1),
         ("two@example.org", 1),
     ]
+    exams = client.get(
+        "/api/v1/analytics/turnaround?metric=exam_to_final&period=month", headers=headers
+    ).json["items"]
+    assert [(i["count"], i["p50_minutes"], i["p90_minutes"]) for i in exams] == [(4, 105.0, 544.0)]
     for bad in ("period=year", "group_by=patient", "from=2026-11-05&to=2026-11-01", "colour=red"):
         response = client.get(f"/api/v1/analytics/turnaround?{bad}", headers=headers)
         assert 400 <= response.status_code < 500 and "error" in response.json, bad
@@ -101,6 +105,8 @@ def test_dashboard_data_and_patient_names_for_admins_only(app: Flask) -> None:
     assert set(manager["figures"]) == {
         "turnaround_modality",
         "turnaround_priority",
+        "order_turnaround_modality",
+        "order_turnaround_priority",
         "volume",
         "backlog",
         "productivity",
@@ -111,6 +117,18 @@ def test_dashboard_data_and_patient_names_for_admins_only(app: Flask) -> None:
         trace["name"]: trace["y"] for trace in manager["figures"]["turnaround_modality"]["data"]
     }
     assert lines == {"CT p50": [1.5], "CT p90": [11.1], "MR p50": [6.75], "MR p90": [10.95]}
+    orders = manager["figures"]["order_turnaround_priority"]
+    assert orders["layout"]["yaxis"]["title"]["text"] == "hours"
+    # Hours, one bar per priority, the studies measured in the hover text.
+    assert {trace["name"]: (trace["x"], trace["y"]) for trace in orders["data"]} == {
+        "order → exam p50": (["STAT", "URGENT"], [0.17, 2.79]),
+        "order → exam p90": (["STAT", "URGENT"], [0.17, 3.83]),
+        "exam → final p50": (["STAT", "URGENT"], [1.33, 6.92]),
+        "exam → final p90": (["STAT", "URGENT"], [1.73, 11.12]),
+        "order → final p50": (["STAT", "URGENT"], [1.25, 10.0]),
+        "order → final p90": (["STAT", "URGENT"], [1.25, 13.2]),
+    }
+    assert orders["data"][2]["customdata"] == [2, 2]
     backlog = {trace["name"]: trace["y"] for trace in manager["figures"]["backlog"]["data"]}
     assert backlog == {"ROUTINE": [0, 1, 0, 0, 0, 0, 0], "STAT": [0, 0, 0, 0, 1, 0, 0]}
     [breach] = manager["breaches"]
@@ -132,6 +150,8 @@ def test_every_chart_downloads_as_csv(app: Flask) -> None:
     for chart in (
         "turnaround_modality",
         "turnaround_priority",
+        "order_turnaround_modality",
+        "order_turnaround_priority",
         "volume",
         "backlog",
         "productivity",
@@ -146,6 +166,14 @@ def test_every_chart_downloads_as_csv(app: Flask) -> None:
     assert rows == [
         {"day": "2026-11-02", "modality": "CT", "studies": "3"},
         {"day": "2026-11-06", "modality": "CT", "studies": "1"},
+    ]
+    orders = client.get("/analytics/order_turnaround_modality.csv", headers=headers)
+    rows = list(csv.DictReader(io.StringIO(orders.get_data(as_text=True))))
+    assert [
+        (r["group_value"], r["exam_to_final_count"], r["exam_to_final_p50_minutes"]) for r in rows
+    ] == [
+        ("CT", "2", "80.0"),
+        ("MR", "2", "415.0"),
     ]
     assert client.get("/analytics/nothing.csv", headers=headers).status_code == 404
 

@@ -19,7 +19,15 @@ from tests.support.users import PASSWORD
 
 pytestmark = pytest.mark.slow  # Chromium
 
-CHARTS = ("turnaround_modality", "turnaround_priority", "volume", "backlog", "productivity")
+CHARTS = (
+    "turnaround_modality",
+    "turnaround_priority",
+    "order_turnaround_modality",
+    "order_turnaround_priority",
+    "volume",
+    "backlog",
+    "productivity",
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +78,10 @@ def test_manager_sees_the_charts_and_a_filter_redraws_them(page: Page) -> None:
         assert page.locator(f"#chart-{chart} svg.main-svg").count() > 0, chart
         assert page.get_attribute(f"#chart-{chart}", "data-draws") == "1"
     assert trace_names(page, "turnaround_modality") == ["CT p50", "CT p90", "MR p50", "MR p90"]
+    assert trace_names(page, "order_turnaround_priority")[:2] == [
+        "order → exam p50",
+        "order → exam p90",
+    ]
     assert page.locator("#breaches tbody tr").count() == 1
     assert page.locator("#breaches tbody td").first.inner_text() == "TAT0002"
     assert page.locator("#breaches thead th", has_text="Patient").count() == 0

@@ -213,7 +213,14 @@ def test_a_restore_then_force_and_an_unfinished_restore(pacs, backup: Path, tmp_
     assert not (home / "stray-file").exists()
 
     (home / MARKER).write_text("a restore killed midway\n")
-    for command in (["up"], ["orthanc", "start"], ["portal"], ["worker"], ["engine", "up"]):
+    for command in (
+        ["up"],
+        ["orthanc", "start"],
+        ["portal"],
+        ["worker"],
+        ["engine", "up"],
+        ["orders", "serve"],
+    ):
         assert_refused(pacs(env, *command), "unfinished restore", "--force")
 
 

@@ -22,7 +22,7 @@ PREFECT_FILE = ROOT / "prefect.yaml"
 
 SERVICES = {"postgres", "orthanc", "prefect-server", "prefect-worker", "portal"}
 # Services that run the project's own image (built from the Dockerfile).
-PLATFORM_SERVICES = {"migrate", "prefect-worker", "portal"}
+PLATFORM_SERVICES = {"migrate", "prefect-worker", "portal", "order-services"}
 SECRETS = {
     "PACS_POSTGRES_PASSWORD": "pg-secret-1",
     "PACS_ORTHANC_PASSWORD": "orthanc-secret-2",
@@ -48,6 +48,12 @@ PLATFORM_SETTINGS = {
     "PACS_PORTAL_PORT",
     "PACS_SECRET_KEY",
     "PACS_WEBHOOK_SECRET",
+    "PACS_HL7_PORT",
+    "PACS_HL7_RESULTS_HOST",
+    "PACS_HL7_RESULTS_PORT",
+    "PACS_MWL_PORT",
+    "PACS_MWL_AET",
+    "PACS_DICOM_CHECK_HOST",
     "PREFECT_API_URL",
 }
 
@@ -244,6 +250,23 @@ def test_worker_and_portal_commands(compose: dict[str, Any]) -> None:
     assert "0.0.0.0:5000" in portal["command"]
     assert portal["command"][-1] == "pacs.wsgi:make_app()"
     assert 5000 in _published_targets(portal)
+
+
+def test_order_services_publish_hl7_and_the_worklist(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    orders = services["order-services"]
+    assert orders["command"] == ["pacs", "orders", "serve"]
+    assert {2575, 4243} <= _published_targets(orders)
+    assert "migrate" in orders["depends_on"]
+    assert "2575" in " ".join(orders["healthcheck"]["test"])
+    env = orders["environment"]
+    assert (env["PACS_HL7_PORT"], env["PACS_MWL_PORT"]) == ("2575", "4243")
+    # Behind Docker's proxy a modality's address is not its own: AE titles decide.
+    assert env["PACS_DICOM_CHECK_HOST"] == "0"
+    assert env["PACS_HL7_RESULTS_HOST"].startswith("${PACS_HL7_RESULTS_HOST:-")
+    for name, service in services.items():
+        if name != "order-services":
+            assert not {2575, 4243} & _published_targets(service), name
 
 
 # --- Dockerfile and .dockerignore -----------------------------------------------------------

@@ -23,6 +23,7 @@ from pacs.hl7_listener import Hl7Listener
 from storage.database import open_session
 from storage.hl7_client import send_message, send_messages
 from storage.models.orders import Hl7Message, Order
+from storage.orders import receive_messages
 from tests.support.databases import new_database
 from tests.support.orders import NOW, PATIENT, make_order, order_message
 from tests.support.services import find_free_port, run_pacs
@@ -140,6 +141,69 @@ def test_the_same_message_twice_changes_nothing(listener, database_url) -> None:
     assert reused.code == "AR"
     assert load_orders(database_url)["PO3"].scheduled_station_aet == "CT01"
     assert count_messages(database_url) == {"AA": 2, "AR": 1}
+
+
+@pytest.mark.parametrize("with_an_error", [False, True])
+def test_messages_arriving_together_are_applied_in_one_batch_as_one_by_one(
+    database_url, with_an_error: bool
+) -> None:
+    """What the writer thread does with the messages waiting at once: one transaction, or,
+    when one of them cannot be applied (AE), each again on its own; the answers are the same."""
+    first = order_message(make_order(40), control_id="B1")
+    batch = [
+        first,
+        order_message(make_order(41), control_id="B2"),
+        first,  # the same message from another connection: applied once
+        order_message(make_order(40, control=OrderControl.CANCEL), control_id="B3"),
+        order_message(make_order(41), control_id="B1"),  # B1 again, other content: refused
+        b"this is not HL7",
+    ]
+    if with_an_error:
+        batch.insert(2, order_message(make_order(99, control=OrderControl.CANCEL)))
+    answers = [
+        read_ack(a.encode()) for a in receive_messages(database_url, [(m, "p") for m in batch])
+    ]
+    expected = [
+        ("AA", "order PO40 placed"),
+        ("AA", "order PO41 placed"),
+        ("AA", "duplicate of message"),
+        ("AA", "order PO40 cancelled"),
+        ("AR", "already used by another message"),
+        ("AR", "malformed"),
+    ]
+    if with_an_error:
+        expected.insert(2, ("AE", "does not know"))
+    for ack, (code, text) in zip(answers, expected, strict=True):
+        assert ack.code == code and text in ack.text, (ack, code, text)
+    orders = load_orders(database_url)
+    assert set(orders) == {"PO40", "PO41"} and orders["PO40"].status == "cancelled"
+    assert count_messages(database_url) == (
+        {"AA": 4, "AR": 2, "AE": 1} if with_an_error else {"AA": 4, "AR": 2}
+    )
+
+
+def test_twin_messages_on_many_connections_at_once_are_applied_once(listener, database_url) -> None:
+    """Eight connections at once, two by two sending the same messages: every one answered
+    AA, each order placed once, every message kept."""
+    pairs = [
+        [order_message(make_order(100 + p * 25 + i), control_id=f"T{p}-{i}") for i in range(25)]
+        for p in range(4)
+    ]
+    answers: dict[int, list[bytes]] = {}
+
+    def push(index: int) -> None:
+        answers[index] = send_messages("127.0.0.1", listener.port, pairs[index // 2], timeout=300)
+
+    threads = [threading.Thread(target=push, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    acks = [read_ack(answer) for index in range(8) for answer in answers[index]]
+    assert len(acks) == 200 and {ack.code for ack in acks} == {"AA"}
+    assert sum("duplicate" in ack.text for ack in acks) == 100
+    assert len(load_orders(database_url)) == 100
+    assert count_messages(database_url) == {"AA": 200}
 
 
 def test_patient_update_and_merge(listener, database_url) -> None:

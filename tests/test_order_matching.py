@@ -7,6 +7,7 @@ import datetime
 from io import BytesIO
 from pathlib import Path
 
+import duckdb
 import pytest
 from sqlalchemy import select
 
@@ -18,13 +19,14 @@ from storage.archive import ArchiveClient
 from storage.database import get_engine, open_session
 from storage.models.orders import Order
 from storage.models.quarantine import QuarantinedStudy
-from storage.models.studies import Study
+from storage.models.studies import Study, StudyEvent
 from storage.orders import list_orders_without_studies, list_studies_without_orders, receive_message
 from tasks.archive import fetch_archived_studies
 from tasks.database import record_studies
 from tests.support.databases import new_database
 from tests.support.orders import make_order, order_message
 from tests.support.studies import clone_study
+from tests.support.turnaround import refresh
 
 ORDERED = OrderedIdentity("P1", "Dupont^Jérôme", datetime.date(1970, 1, 2), "")
 
@@ -142,3 +144,42 @@ def test_a_study_without_an_order_is_listed_as_such(settings) -> None:
     with open_session(settings.database_url) as session:
         orphans = list_studies_without_orders(session)
         assert [s.study_instance_uid for s in orphans] == [datasets[0].StudyInstanceUID]
+
+
+def test_an_ordered_study_reaches_the_warehouse_with_its_order_and_exam_times(settings) -> None:
+    """End to end: an order by HL7, its study stored in the real archive and ingested (image
+    times read from the instances), a final report, then the warehouse's extract and build:
+    the order's turnaround from known times (PACS_TIMEZONE UTC here)."""
+    place(settings, 503, PATIENT, accession_number="M-ACC3")  # ordered 2026-11-30 09:00
+    datasets = clone_study(
+        "CT",
+        limit=2,
+        AccessionNumber="M-ACC3",
+        PatientID="M-P1",
+        StudyDate="20261130",
+        StudyTime="092500",
+        AcquisitionDate="20261130",
+    )
+    for ds, time in zip(datasets, ("093000", "094000"), strict=True):
+        ds.AcquisitionTime = time
+        ds.pop("AcquisitionDateTime", None)
+    ingest(settings, datasets)
+    with open_session(settings.database_url) as session:
+        study = session.scalar(
+            select(Study).where(Study.study_instance_uid == datasets[0].StudyInstanceUID)
+        )
+        assert (study.first_instance_at, study.last_instance_at) == (
+            datetime.datetime(2026, 11, 30, 9, 30),
+            datetime.datetime(2026, 11, 30, 9, 40),
+        )
+        study.status = "final"
+        final = datetime.datetime(2026, 11, 30, 10, 40, tzinfo=datetime.UTC)
+        session.add(StudyEvent(study_id=study.id, kind="final", at=final, user_email="r@x.org"))
+    refresh(settings, get_engine(settings.database_url), now=final)
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        row = con.sql(
+            "select ordered_to_exam_minutes, exam_to_final_minutes, ordered_to_final_minutes"
+            " from fct_study_turnaround where accession_number = 'M-ACC3'"
+        ).fetchall()
+    # Exam from the Study Time (09:25) to the last image (09:40), final at 10:40.
+    assert row == [(25.0, 60.0, 100.0)]

@@ -50,6 +50,29 @@ def test_study_record_summarises_series_and_patient() -> None:
     assert record.series[1].instance_count == 2
 
 
+def test_the_exam_spans_its_first_and_last_image_times() -> None:
+    """Acquisition DateTime (an offset dropped), else Acquisition Date and Time, else Content
+    Date and Time; report SRs, a time without a date and unreadable values do not count."""
+    instances = [
+        make_instance(ACQUISITION_DATETIME="20261120101702.5+0100", SOP_INSTANCE_UID="1.1"),
+        make_instance(
+            ACQUISITION_DATE="20261120", ACQUISITION_TIME="102930", SOP_INSTANCE_UID="1.2"
+        ),
+        make_instance(CONTENT_DATE="20261120", CONTENT_TIME="1016", SOP_INSTANCE_UID="1.3"),
+        make_instance(ACQUISITION_TIME="235959", SOP_INSTANCE_UID="1.4"),
+        make_instance(ACQUISITION_DATETIME="2026112", SOP_INSTANCE_UID="1.5"),
+        make_instance(
+            MODALITY="SR", CONTENT_DATE="20261121", CONTENT_TIME="090000", SOP_INSTANCE_UID="1.6"
+        ),
+    ]
+    record = build_study_record(make_study(instances))
+    assert record.first_instance_at == datetime.datetime(2026, 11, 20, 10, 16)
+    assert record.last_instance_at == datetime.datetime(2026, 11, 20, 10, 29, 30)
+    assert "first_instance_at" in record.as_columns()
+    bare = build_study_record(make_study([make_instance()]))
+    assert (bare.first_instance_at, bare.last_instance_at) == (None, None)
+
+
 def test_most_urgent_priority_wins_and_default_is_routine() -> None:
     assert build_study_record(make_study([make_instance()])).priority is Priority.ROUTINE
     mixed = [

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from config.settings import Settings, load_settings
 from core.turnaround import TurnaroundFilters
 from pacs.pipeline import EmbeddedPipeline
+from storage.models.orders import Order
 from storage.models.studies import Study, StudyEvent
 from tests.support.services import run_pacs
 from tests.support.turnaround import (
@@ -27,6 +28,7 @@ from tests.support.turnaround import (
     build_operational_database,
     fixture_env,
     fixture_settings,
+    local,
     make_study,
     refresh,
 )
@@ -41,6 +43,7 @@ from warehouse.queries import (
     open_warehouse,
     query_backlog,
     query_breaches,
+    query_order_turnaround,
     query_productivity,
     query_turnaround,
     query_volume,
@@ -103,10 +106,135 @@ def test_intervals_in_minutes_match_the_hand_computed_values(built) -> None:
     assert rows["TAT0001"] == (10.0, 20.0, 45.0, 35.0, 75.0, False)
     assert rows["TAT0002"] == (30.0, None, 90.0, 60.0, None, True)
     assert rows["TAT0003"] == (60.0, None, 810.0, 750.0, None, False)
-    assert rows["TAT0004"] == (30.0, None, 90.0, 60.0, None, False)
-    assert rows["TAT0005"] == (30.0, 60.0, 720.0, 690.0, None, False)  # == target: no breach
+    assert rows["TAT0004"] == (30.0, None, 90.0, 60.0, 360.0, False)
+    assert rows["TAT0005"] == (30.0, 60.0, 720.0, 690.0, 840.0, False)  # == target: no breach
     assert rows["TAT0006"] == (30.0, None, None, None, None, None)
     assert rows["TAT0007"] == (None, None, None, None, None, None)
+
+
+def test_order_and_exam_times_from_the_order_the_mpps_the_study_and_the_images(built) -> None:
+    settings, _ = built
+    rows = by_accession(
+        settings,
+        "ordered_at_utc, exam_started_at_utc, exam_ended_at_utc,"
+        " ordered_to_exam_minutes, exam_to_final_minutes, ordered_to_final_minutes",
+    )
+    utc = datetime.datetime
+    # MPPS start and end; the order's time (Paris, UTC+1) in UTC.
+    assert rows["TAT0001"] == (
+        utc(2026, 11, 2, 7, 30),
+        utc(2026, 11, 2, 7, 40),
+        utc(2026, 11, 2, 7, 55),
+        10.0,
+        50.0,
+        75.0,
+    )
+    # No order: the exam starts at the Study Time and ends with the last image.
+    assert rows["TAT0002"] == (
+        None,
+        utc(2026, 11, 2, 8, 10),
+        utc(2026, 11, 2, 8, 40),
+        None,
+        110.0,
+        None,
+    )
+    assert rows["TAT0003"] == (None, None, None, None, None, None)
+    # An order without MPPS: the images' span, whatever matching wrote on the order.
+    assert rows["TAT0004"] == (
+        utc(2026, 11, 2, 19, 0),
+        utc(2026, 11, 2, 23, 5),
+        utc(2026, 11, 2, 23, 20),
+        245.0,
+        100.0,
+        360.0,
+    )
+    # The order's time over the images' Issue Date/Time; an MPPS that never ended: the last
+    # image ends the exam.
+    assert rows["TAT0005"] == (
+        utc(2026, 11, 3, 6, 0),
+        utc(2026, 11, 3, 7, 30),
+        utc(2026, 11, 3, 7, 50),
+        90.0,
+        730.0,
+        840.0,
+    )
+
+
+def test_order_turnaround_percentiles_by_modality_priority_and_in_all(built) -> None:
+    settings, _ = built
+    figures = (
+        "ordered_to_exam_count, p50_ordered_to_exam_minutes, p90_ordered_to_exam_minutes,"
+        " exam_to_final_count, p50_exam_to_final_minutes, p90_exam_to_final_minutes,"
+        " ordered_to_final_count, p50_ordered_to_final_minutes, p90_ordered_to_final_minutes"
+    )
+    weekly = {
+        (dimension, value): [None if figure is None else round(figure, 2) for figure in rest]
+        for dimension, value, *rest in query(
+            settings,
+            f"select dimension, value, {figures} from agg_turnaround_weekly"
+            " where week = date '2026-11-02'",
+        )
+    }
+    assert weekly[("all", "all")] == [3, 90.0, 214.0, 4, 105.0, 544.0, 3, 360.0, 744.0]
+    ct = [1, 10.0, 10.0, 2, 80.0, 104.0, 1, 75.0, 75.0]
+    mr = [2, 167.5, 229.5, 2, 415.0, 667.0, 2, 600.0, 792.0]
+    assert (weekly[("modality", "CT")], weekly[("modality", "MR")]) == (ct, mr)
+    assert (weekly[("priority", "STAT")], weekly[("priority", "URGENT")]) == (ct, mr)
+    with open_warehouse(settings.warehouse_path) as con:
+        by_modality = query_order_turnaround(con, TurnaroundFilters(), group_by="modality")
+        assert [
+            [row[f"{metric}_{figure}"] for metric in METRICS for figure in FIGURES]
+            for row in by_modality
+        ] == [
+            [1, 10.0, 10.0, 2, 80.0, 104.0, 1, 75.0, 75.0],
+            [2, 167.5, 229.5, 2, 415.0, 667.0, 2, 600.0, 792.0],
+        ]
+        assert [row["group_value"] for row in by_modality] == ["CT", "MR"]
+        urgent = TurnaroundFilters(priority="URGENT", date_from=datetime.date(2026, 11, 3))
+        [row] = query_order_turnaround(con, urgent, group_by="priority")
+        assert (row["group_value"], row["exam_to_final_p50_minutes"]) == ("URGENT", 415.0)
+        fact = query_turnaround(con, TurnaroundFilters(), period="month", metric="exam_to_final")
+        assert [(r["count"], r["p50_minutes"], r["p90_minutes"]) for r in fact] == [
+            (4, 105.0, 544.0)
+        ]
+
+
+METRICS = ("ordered_to_exam", "exam_to_final", "ordered_to_final")
+FIGURES = ("count", "p50_minutes", "p90_minutes")
+
+
+def test_an_mpps_or_an_order_changed_later_reaches_an_incremental_refresh(
+    built, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the orders changed (not their studies): the incremental refresh reads them, and
+    gives what a full build gives."""
+    settings, engine = built
+    monkeypatch.setattr("warehouse.extract.EVENT_ID_LOOKBACK", 0)  # the fixture is smaller
+    later = NOW + datetime.timedelta(minutes=5)
+    with Session(engine) as session, session.begin():
+        mr4 = session.query(Study).filter_by(accession_number="TAT0004").one()
+        order = session.query(Order).filter_by(placer_order_number="PO-TAT4").one()
+        order.mpps_uid = "1.2.826.0.1.3680043.10.77.904"
+        order.exam_started_at, order.exam_ended_at = local(2, 23, 50), local(3, 0, 30)
+        order.updated_at = later
+        # An order placed for CT-2 turns up and is linked to it.
+        ct2 = session.query(Study).filter_by(accession_number="TAT0002").one()
+        moved = session.query(Order).filter_by(placer_order_number="PO-TAT20").one()
+        moved.study_id, moved.updated_at = ct2.id, later
+        assert mr4.id != ct2.id
+    summary = refresh(settings, engine, now=later)
+    # No study changed: read again are the newest ingested and the removed one, within the
+    # margins for late commits.
+    assert (summary.mode, summary.studies_extracted) == ("incremental", 2)
+    rows = by_accession(
+        settings, "ordered_to_exam_minutes, exam_to_final_minutes, ordered_to_final_minutes"
+    )
+    assert rows["TAT0004"] == (230.0, 90.0, 360.0)  # MPPS 22:50-23:30 UTC
+    assert rows["TAT0002"] == (130.0, 110.0, 270.0)  # ordered 07:00 local = 06:00 UTC
+    marts = {model: f"select * from {model} order by all" for model in MART_KEYS}
+    incremental = {model: query(settings, sql) for model, sql in marts.items()}
+    assert refresh(settings, engine, full=True, now=later).mode == "full"
+    assert {model: query(settings, sql) for model, sql in marts.items()} == incremental
 
 
 def test_first_final_counts_addenda_and_reopening_do_not_move_it(built) -> None:

@@ -34,6 +34,7 @@ STAGING_KEYS = {
     "stg_report_events": ("event_id",),
     "stg_assignments": ("event_id",),
     "stg_users": ("user_id",),
+    "stg_orders": ("order_id",),
 }
 # The turnaround aggregates: one model (agg_turnaround.sql), a table per period with its
 # key column and the local date that starts it.
@@ -47,7 +48,7 @@ MART_KEYS = {
     "agg_backlog": ("age_bucket", "modality", "priority"),
 }
 MODEL_KEYS = {**STAGING_KEYS, **MART_KEYS}
-RAW_TABLES = ("raw_studies", "raw_study_events", "raw_users")
+RAW_TABLES = ("raw_studies", "raw_study_events", "raw_users", "raw_orders")
 
 
 class WarehouseError(RuntimeError):
@@ -83,8 +84,8 @@ def read_marks(path: Path) -> Marks | None:
     try:
         with attach_read_only(path) as con:
             rows = con.sql(
-                "select event_id_mark, study_id_mark, ingested_at_mark, removed_at_mark"
-                " from meta_refresh"
+                "select event_id_mark, study_id_mark, ingested_at_mark, removed_at_mark,"
+                " order_updated_at_mark from meta_refresh"
             ).fetchall()
     except duckdb.Error:
         return None  # an older or damaged file: rebuild it from scratch
@@ -132,6 +133,7 @@ def build_warehouse(
                 ("new_raw_studies", extract.studies),
                 ("new_raw_study_events", extract.events),
                 ("new_raw_users", extract.users),
+                ("new_raw_orders", extract.orders),
             ):
                 con.register(name, frame)
             if mode == "incremental":
@@ -181,7 +183,13 @@ def create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def merge_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """New versions of changed rows replace the old ones (by id); users are read whole."""
+    """New versions of changed rows replace the old ones (by id); users are read whole. The
+    studies of the orders replaced are kept aside: an order moved to another study changes
+    the one it left too."""
+    con.execute(
+        "create temp table replaced_order_studies as select study_id from raw_orders"
+        " where id in (select id from new_raw_orders) and study_id is not null"
+    )
     for name in RAW_TABLES:
         if name == "raw_users":
             con.execute("delete from raw_users")
@@ -199,12 +207,19 @@ def update_models(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         "create temp table affected as select id as study_id from new_raw_studies"
         " union select study_id from new_raw_study_events"
+        " union select study_id from new_raw_orders where study_id is not null"
+        " union select study_id from replaced_order_studies"
         " union select study_id from fct_study_turnaround where backlog_age_minutes is not null"
     )
     in_affected = "study_id in (select study_id from affected)"
     days = "select final_date as day from fct_study_turnaround where final_date is not null"
     con.execute(f"create temp table affected_days as {days} and {in_affected}")
-    with narrowed(con, {"stg_studies": in_affected, "stg_report_events": in_affected}):
+    narrow = {
+        "stg_studies": in_affected,
+        "stg_report_events": in_affected,
+        "stg_orders": in_affected,
+    }
+    with narrowed(con, narrow):
         con.execute(f"delete from fct_study_turnaround where {in_affected}")
         con.execute(
             "insert into fct_study_turnaround by name "
@@ -249,7 +264,8 @@ def load_meta_tables(
         " $built_at::timestamp as built_at_utc,"
         " $timezone as timezone, $mode as mode, $event_id::bigint as event_id_mark,"
         " $study_id::bigint as study_id_mark, $ingested_at::timestamp as ingested_at_mark,"
-        " $removed_at::timestamp as removed_at_mark",
+        " $removed_at::timestamp as removed_at_mark,"
+        " $order_updated_at::timestamp as order_updated_at_mark",
         {
             "built_at": built_at,
             "timezone": timezone,
@@ -258,6 +274,7 @@ def load_meta_tables(
             "study_id": marks.study_id,
             "ingested_at": marks.ingested_at,
             "removed_at": marks.removed_at,
+            "order_updated_at": marks.order_updated_at,
             "fingerprint": fingerprint,
         },
     )

@@ -1,7 +1,8 @@
 """Read what changed in the operational database since the last refresh into Polars frames.
 
 Only the columns analytics needs leave the database: no patient names or identifiers, no
-report text (the event `detail` only for assignments, where it is the assignee's e-mail).
+report text (the event `detail` only for assignments, where it is the assignee's e-mail),
+and of orders only their times and states.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ STUDY_COLUMNS = {
     "referring_physician": pl.String,
     "assignee_id": pl.Int64,
     "ordered_at": pl.Datetime("us"),  # local wall clock, as DICOM gives it
+    "study_datetime": pl.Datetime("us"),  # local, as the three below
+    "first_instance_at": pl.Datetime("us"),
+    "last_instance_at": pl.Datetime("us"),
     "received_at": pl.Datetime("us"),
     "ingested_at": pl.Datetime("us"),
     "removed_at": pl.Datetime("us"),
@@ -46,6 +50,16 @@ EVENT_COLUMNS = {
     "user_email": pl.String,
     "detail": pl.String,
 }
+ORDER_COLUMNS = {
+    "id": pl.Int64,
+    "study_id": pl.Int64,
+    "status": pl.String,
+    "ordered_at": pl.Datetime("us"),  # local wall clock, as HL7 gives it
+    "exam_started_at": pl.Datetime("us"),  # local, from the MPPS (or the study when none)
+    "exam_ended_at": pl.Datetime("us"),
+    "has_mpps": pl.Int32,  # 1 when an MPPS told the exam's times
+    "updated_at": pl.Datetime("us"),  # UTC
+}
 USER_COLUMNS = {"id": pl.Int64, "email": pl.String, "display_name": pl.String, "role": pl.String}
 
 
@@ -57,12 +71,14 @@ class Marks:
     study_id: int = 0
     ingested_at: datetime.datetime | None = None  # naive UTC
     removed_at: datetime.datetime | None = None  # naive UTC
+    order_updated_at: datetime.datetime | None = None  # naive UTC
 
 
 @dataclass(frozen=True)
 class Extract:
     studies: pl.DataFrame  # new or changed since the marks (all of them on a full refresh)
     events: pl.DataFrame
+    orders: pl.DataFrame  # new or changed since the marks, linked to a study or not
     users: pl.DataFrame  # always all: a small table
     marks: Marks  # for the next refresh
 
@@ -94,6 +110,11 @@ EVENTS_SQL = (
     " FROM study_events WHERE id > :event_id AND id <= :last_event"
     f" AND kind IN ({', '.join(map(quote_kind, EVENT_KINDS))})"
 )
+ORDERS_SQL = (
+    "SELECT id, study_id, status, ordered_at, exam_started_at, exam_ended_at,"
+    " CASE WHEN mpps_uid IS NULL THEN 0 ELSE 1 END AS has_mpps, updated_at FROM orders"
+)
+CHANGED_ORDERS_SQL = ORDERS_SQL + " WHERE updated_at > :order_updated_at"
 LAST_EVENT_SQL = "SELECT coalesce(max(id), 0) FROM study_events"
 USERS_SQL = "SELECT id, email, display_name, role FROM users"
 
@@ -108,6 +129,7 @@ def extract_changes(engine: Engine, since: Marks | None) -> Extract:
             events = read_frame(
                 connection, text(EVENTS_SQL), EVENT_COLUMNS, event_id=0, last_event=last_event
             )
+            orders = read_frame(connection, text(ORDERS_SQL), ORDER_COLUMNS)
         else:
             oldest = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
             studies = read_frame(
@@ -130,12 +152,22 @@ def extract_changes(engine: Engine, since: Marks | None) -> Extract:
                 event_id=max(0, since.event_id - EVENT_ID_LOOKBACK),
                 last_event=last_event,
             )
+            orders = read_frame(
+                connection,
+                text(CHANGED_ORDERS_SQL).bindparams(
+                    bindparam("order_updated_at", type_=UtcDateTime())
+                ),
+                ORDER_COLUMNS,
+                order_updated_at=as_utc(since.order_updated_at, TIME_LOOKBACK) or oldest,
+            )
         users = read_frame(connection, text(USERS_SQL), USER_COLUMNS)
-    marks = advance_marks(since or Marks(), studies, last_event)
-    return Extract(studies, events, users, marks)
+    marks = advance_marks(since or Marks(), studies, orders, last_event)
+    return Extract(studies, events, orders, users, marks)
 
 
-def advance_marks(since: Marks, studies: pl.DataFrame, last_event: int) -> Marks:
+def advance_marks(
+    since: Marks, studies: pl.DataFrame, orders: pl.DataFrame, last_event: int
+) -> Marks:
     def highest(frame: pl.DataFrame, column: str, previous):
         value = frame[column].max() if frame.height else None
         return previous if value is None or (previous is not None and value < previous) else value
@@ -145,6 +177,7 @@ def advance_marks(since: Marks, studies: pl.DataFrame, last_event: int) -> Marks
         study_id=highest(studies, "id", since.study_id),
         ingested_at=highest(studies, "ingested_at", since.ingested_at),
         removed_at=highest(studies, "removed_at", since.removed_at),
+        order_updated_at=highest(orders, "updated_at", since.order_updated_at),
     )
 
 
@@ -156,7 +189,8 @@ def read_frame(
     connection: Connection, statement, columns: dict[str, pl.DataType], **params
 ) -> pl.DataFrame:
     """Rows as a frame of `columns`' types. SQLite returns times as text, PostgreSQL as
-    datetimes: both become naive UTC (or naive local for `ordered_at`) microseconds."""
+    datetimes: both become naive UTC (or naive local for the DICOM and HL7 times)
+    microseconds."""
     rows = connection.execute(statement, params).fetchall()
     if not rows:
         return pl.DataFrame(schema=columns)

@@ -15,7 +15,7 @@ from typing import Any
 
 import duckdb
 
-from core.turnaround import GROUP_BY_COLUMNS, METRICS, PERIODS, TurnaroundFilters
+from core.turnaround import GROUP_BY_COLUMNS, METRICS, ORDER_METRICS, PERIODS, TurnaroundFilters
 from warehouse.build import WarehouseError, attach_read_only
 
 Row = dict[str, Any]
@@ -158,6 +158,30 @@ def query_turnaround_aggregate(
         " round(p50_received_to_final_minutes, 2) as p50_minutes,"
         " round(p90_received_to_final_minutes, 2) as p90_minutes"
         f" from {table} where {' and '.join(conditions)} order by period, group_value",
+        params,
+    )
+
+
+def query_order_turnaround(
+    con: duckdb.DuckDBPyConnection, filters: TurnaroundFilters, *, group_by: str
+) -> list[Row]:
+    """Per group, over the finalized studies of the date range: count, p50 and p90 (minutes)
+    of each order interval (ordered -> exam, exam -> final, ordered -> final). A study counts
+    in an interval only when both its ends are known; groups without any are left out."""
+    group = GROUP_BY_COLUMNS[group_by]
+    where, params = filter_sql(filters, "final_date")
+    figures = ", ".join(
+        f"count({METRICS[metric]}) as {metric}_count,"
+        f" round(quantile_cont({METRICS[metric]}, 0.5), 2) as {metric}_p50_minutes,"
+        f" round(quantile_cont({METRICS[metric]}, 0.9), 2) as {metric}_p90_minutes"
+        for metric in ORDER_METRICS
+    )
+    return fetch_rows(
+        con,
+        f"select {group} as group_value, {figures} from fct_study_turnaround"
+        f" where final_at_utc is not null and {where} group by all"
+        f" having {' + '.join(f'count({METRICS[m]})' for m in ORDER_METRICS)} > 0"
+        " order by group_value",
         params,
     )
 

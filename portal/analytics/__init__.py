@@ -53,6 +53,12 @@ CHART_ROWS: dict[str, Callable[[duckdb.DuckDBPyConnection, TurnaroundFilters, st
     "turnaround_priority": lambda con, f, period: queries.query_turnaround(
         con, f, group_by="priority", period=period
     ),
+    "order_turnaround_modality": lambda con, f, period: queries.query_order_turnaround(
+        con, f, group_by="modality"
+    ),
+    "order_turnaround_priority": lambda con, f, period: queries.query_order_turnaround(
+        con, f, group_by="priority"
+    ),
     "volume": lambda con, f, period: queries.query_volume(con, f),
     "backlog": lambda con, f, period: queries.query_backlog(con, f),
     "productivity": lambda con, f, period: queries.query_productivity(con, f),
@@ -61,6 +67,8 @@ CHART_ROWS: dict[str, Callable[[duckdb.DuckDBPyConnection, TurnaroundFilters, st
 FIGURES = {
     "turnaround_modality": charts.turnaround_figure,
     "turnaround_priority": charts.turnaround_figure,
+    "order_turnaround_modality": charts.order_turnaround_figure,
+    "order_turnaround_priority": charts.order_turnaround_figure,
     "volume": charts.volume_figure,
     "backlog": charts.backlog_figure,
     "productivity": charts.productivity_figure,

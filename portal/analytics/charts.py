@@ -6,10 +6,15 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from core.turnaround import AGE_BUCKETS
+from core.turnaround import AGE_BUCKETS, ORDER_METRICS
 
 Figure = dict[str, Any]
 PRIORITY_COLOURS = {"STAT": "#c62828", "URGENT": "#ef6c00", "ROUTINE": "#1f6feb"}
+ORDER_METRIC_COLOURS = {
+    "ordered_to_exam": "#6a1b9a",
+    "exam_to_final": "#00897b",
+    "ordered_to_final": "#455a64",
+}
 
 
 def base_layout(y_title: str, **more: Any) -> dict[str, Any]:
@@ -49,6 +54,31 @@ def turnaround_figure(rows: list[dict[str, Any]]) -> Figure:
                 }
             )
     return {"data": data, "layout": base_layout("hours, received → final")}
+
+
+def order_turnaround_figure(rows: list[dict[str, Any]]) -> Figure:
+    """Per group, the order's three intervals side by side: p50 (solid bar) and p90 (pale bar
+    beside it), in hours, with the number of studies measured in the hover text."""
+    groups = [str(row["group_value"]) for row in rows]
+    data = []
+    for metric, label in ORDER_METRICS.items():
+        for percentile, opacity in (("p50", 1.0), ("p90", 0.45)):
+            data.append(
+                {
+                    "type": "bar",
+                    "name": f"{label} {percentile}",
+                    "legendgroup": metric,
+                    "x": groups,
+                    "y": [hours(row[f"{metric}_{percentile}_minutes"]) for row in rows],
+                    "customdata": [row[f"{metric}_count"] for row in rows],
+                    "hovertemplate": f"%{{x}} {label} {percentile}: %{{y}} h"
+                    " (%{customdata} studies)<extra></extra>",
+                    "marker": {"color": ORDER_METRIC_COLOURS[metric], "opacity": opacity},
+                }
+            )
+    layout = base_layout("hours", barmode="group")
+    layout["hovermode"] = "closest"
+    return {"data": data, "layout": layout}
 
 
 def volume_figure(rows: list[dict[str, Any]]) -> Figure:

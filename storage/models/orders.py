@@ -59,7 +59,9 @@ class Order(Base):
     __table_args__ = (
         Index("ix_orders_status_scheduled", "status", "scheduled_at"),
         Index("ix_orders_modality_status_scheduled", "modality", "status", "scheduled_at"),
-        Index("ix_orders_station_status_scheduled", "scheduled_station_aet", "status"),
+        Index(
+            "ix_orders_station_status_scheduled", "scheduled_station_aet", "status", "scheduled_at"
+        ),
     )
 
 

@@ -50,6 +50,9 @@ class Study(Base):
     institution: Mapped[str] = mapped_column(String(128), default="")
     priority: Mapped[str] = mapped_column(String(16), default="ROUTINE")
     ordered_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+    # The first and last image times (local wall clock): the exam's span without an MPPS.
+    first_instance_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+    last_instance_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
     received_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime)
     ingested_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime, index=True)
     removed_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime, index=True)

@@ -15,6 +15,20 @@ so p50 = 90 and p90 = 720 + 0.6 * 90 = 774 (linear interpolation); by local day
 CT [45, 90, 810] p50 90 p90 666, MR [90, 720] p50 405 p90 657; radiologist one 3 reports
 (median 720), two 2 reports (median 90). Backlog: CR-7 STAT 1500 min old ("1-4 d",
 overdue), CT-6 ROUTINE 180 min ("1-4 h"). Left out: a removed study, a quarantined one.
+
+Orders and exams (local times are Paris, UTC+1), in minutes:
+
+    CT-1 order 08:30, MPPS 08:40-08:55: ordered -> exam 10, exam -> final 50, ordered -> final 75
+    CT-2 no order; Study Time 09:10, images 09:20-09:40: exam from 08:10 UTC, exam -> final 110
+    MR-4 order 20:00 (no MPPS), images 00:05-00:20 the next day: 245, 100, 360
+    MR-5 order 07:00 (the images say 06:00: the order wins), MPPS started 08:30 and never
+         ended, last image 08:50: 90, 730, 840
+
+so ordered -> exam [10, 90, 245] p50 90 p90 214, exam -> final [50, 100, 110, 730] p50 105
+p90 544, ordered -> final [75, 360, 840] p50 360 p90 744; by modality (= by priority: CT is
+STAT, MR URGENT) CT 10 / [50, 110] p50 80 p90 104 / 75, MR [90, 245] p50 167.5 p90 229.5 /
+[100, 730] p50 415 p90 667 / [360, 840] p50 600 p90 792. An order without its study and one
+of the removed study change nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +42,7 @@ from sqlalchemy.orm import Session
 from config.settings import Settings, load_settings
 from storage.database import create_database_engine
 from storage.models.accounts import User
+from storage.models.orders import Order
 from storage.models.studies import Study, StudyEvent
 from storage.schema import upgrade_database
 from tests.support.services import make_env
@@ -79,6 +94,29 @@ def make_study(number: int, modality: str, priority: str, received: datetime.dat
     return Study(**values)
 
 
+def local(day: int, hour: int, minute: int = 0) -> datetime.datetime:
+    """A Paris wall-clock time, as HL7 and DICOM give it (naive)."""
+    return datetime.datetime(2026, 11, day, hour, minute)
+
+
+def make_order(number: int, study: Study | None, ordered: datetime.datetime, **more) -> Order:
+    values = dict(
+        placer_order_number=f"PO-TAT{number}",
+        accession_number=f"TAT{number:04d}",
+        patient_id=f"TAT{number}",
+        modality=study.modality if study else "CT",
+        priority=study.priority if study else "ROUTINE",
+        status="completed",
+        ordered_at=ordered,
+        status_changed_at=NOW,
+        created_at=NOW,
+        updated_at=NOW,
+        study=study,
+    )
+    values.update(more)
+    return Order(**values)
+
+
 def events(*steps: tuple[str, datetime.datetime, str]) -> list[StudyEvent]:
     return [StudyEvent(kind=kind, at=when, user_email=user) for kind, when, user in steps]
 
@@ -109,7 +147,15 @@ def build_operational_database(settings: Settings) -> Engine:
             ("preliminary", at(2, 8, 20), ONE),
             ("final", at(2, 8, 45), ONE),
         )
-        ct2 = make_study(2, "CT", "STAT", at(2, 9))
+        ct2 = make_study(
+            2,
+            "CT",
+            "STAT",
+            at(2, 9),
+            study_datetime=local(2, 9, 10),
+            first_instance_at=local(2, 9, 20),
+            last_instance_at=local(2, 9, 40),
+        )
         ct2.events = events(("report_started", at(2, 9, 30), TWO), ("final", at(2, 10, 30), TWO))
         ct3 = make_study(3, "CT", "ROUTINE", at(2, 10), status="amended")
         ct3.events = events(
@@ -118,9 +164,24 @@ def build_operational_database(settings: Settings) -> Engine:
             ("addendum", at(3, 9), ONE),
             ("addendum", at(4, 9), TWO),
         )
-        mr4 = make_study(4, "MR", "URGENT", at(2, 23, 30))
+        mr4 = make_study(
+            4,
+            "MR",
+            "URGENT",
+            at(2, 23, 30),
+            first_instance_at=local(3, 0, 5),
+            last_instance_at=local(3, 0, 20),
+        )
         mr4.events = events(("opened", at(3, 0), TWO), ("final", at(3, 10, tz=TOKYO), TWO))
-        mr5 = make_study(5, "MR", "URGENT", at(3, 8))
+        mr5 = make_study(
+            5,
+            "MR",
+            "URGENT",
+            at(3, 8),
+            ordered_at=local(3, 6),
+            first_instance_at=local(3, 8, 35),
+            last_instance_at=local(3, 8, 50),
+        )
         mr5.events = events(
             ("report_started", at(3, 8, 30), ONE),
             ("preliminary", at(3, 9), ONE),
@@ -136,6 +197,30 @@ def build_operational_database(settings: Settings) -> Engine:
         removed.events = events(("final", at(2, 9), ONE))
         quarantined = make_study(9, "MR", "STAT", at(2, 8), status="quarantined")
         session.add_all([ct1, ct2, ct3, mr4, mr5, ct6, cr7, removed, quarantined])
+        session.add_all(
+            [
+                make_order(
+                    1,
+                    ct1,
+                    local(2, 8, 30),
+                    mpps_uid="1.2.826.0.1.3680043.10.77.901",
+                    exam_started_at=local(2, 8, 40),
+                    exam_ended_at=local(2, 8, 55),
+                ),
+                # Linked without an MPPS: matching set its exam start from the study's time.
+                make_order(4, mr4, local(2, 20), exam_started_at=local(2, 23)),
+                make_order(
+                    5,
+                    mr5,
+                    local(3, 7),
+                    status="in_progress",
+                    mpps_uid="1.2.826.0.1.3680043.10.77.905",
+                    exam_started_at=local(3, 8, 30),
+                ),
+                make_order(8, removed, local(1, 8)),
+                make_order(20, None, local(2, 7), status="scheduled"),
+            ]
+        )
     return engine
 
 

@@ -5,8 +5,17 @@
 --   * radiologist = the user of that event;
 --   * opened      = the first `opened` or `report_started` at or before final;
 --   * preliminary = the first `preliminary` at or before final (one after a re-open is not);
---   * events are UTC instants, wherever they were signed; the order time is the department's
---     local wall clock (PACS_TIMEZONE) turned into UTC; days and weeks are local.
+--   * events are UTC instants, wherever they were signed; the order and exam times are the
+--     department's local wall clock (PACS_TIMEZONE) turned into UTC; days and weeks are local;
+--   * order       = the study's order (the newest, when several claim it): its order time,
+--                   else the images' Issue Date/Time of Request;
+--   * exam start  = the MPPS's start when one was received, else the study's Study
+--                   Date/Time, else its first image's time; exam end = the MPPS's end, else
+--                   the last image's time (documents and annotations left out);
+--   * ordered -> exam runs to the exam's start (the wait for the exam), exam -> final from its
+--     end (ACR's radiologist turnaround, exam complete -> signed): with the exam's own
+--     duration they add up to ordered -> final. An order entered after the exam gives a
+--     negative ordered -> exam, kept as it is.
 -- Studies without a final event have no turnaround: they are the backlog, aged at build time.
 with
 
@@ -49,13 +58,43 @@ milestones as (
     group by e.study_id
 ),
 
+study_orders as (
+    select * exclude (nth)
+    from (
+        select *, row_number() over (partition by study_id order by order_id desc) as nth
+        from stg_orders
+    )
+    where nth = 1
+),
+
+local_times as (
+    select
+        s.*,
+        coalesce(o.ordered_at_local, s.ordered_at_local) as order_time_local,
+        case
+            when o.has_mpps
+                then coalesce(
+                    o.exam_started_at_local, s.study_datetime_local, s.first_instance_at_local
+                )
+            else coalesce(s.study_datetime_local, s.first_instance_at_local)
+        end as exam_start_local,
+        case
+            when o.has_mpps then coalesce(o.exam_ended_at_local, s.last_instance_at_local)
+            else s.last_instance_at_local
+        end as exam_end_local
+    from stg_studies as s
+    left join study_orders as o using (study_id)
+),
+
 studies as (
     select
         s.*,
-        timezone('UTC', timezone(settings.timezone, s.ordered_at_local)) as ordered_at_utc,
+        timezone('UTC', timezone(settings.timezone, s.order_time_local)) as ordered_at_utc,
+        timezone('UTC', timezone(settings.timezone, s.exam_start_local)) as exam_started_at_utc,
+        timezone('UTC', timezone(settings.timezone, s.exam_end_local)) as exam_ended_at_utc,
         settings.timezone,
         settings.built_at_utc
-    from stg_studies as s, settings
+    from local_times as s, settings
     where s.removed_at_utc is null and s.status not in ('removed', 'quarantined')
 ),
 
@@ -75,6 +114,8 @@ joined as (
         coalesce(f.final_by_email, '') as radiologist_email,
         coalesce(u.display_name, f.final_by_email, '') as radiologist_name,
         s.ordered_at_utc,
+        s.exam_started_at_utc,
+        s.exam_ended_at_utc,
         s.received_at_utc,
         m.first_opened_at_utc,
         m.preliminary_at_utc,
@@ -98,6 +139,8 @@ intervals as (
         (epoch(final_at_utc) - epoch(received_at_utc)) / 60 as received_to_final_minutes,
         (epoch(final_at_utc) - epoch(first_opened_at_utc)) / 60 as opened_to_final_minutes,
         (epoch(final_at_utc) - epoch(ordered_at_utc)) / 60 as ordered_to_final_minutes,
+        (epoch(exam_started_at_utc) - epoch(ordered_at_utc)) / 60 as ordered_to_exam_minutes,
+        (epoch(final_at_utc) - epoch(exam_ended_at_utc)) / 60 as exam_to_final_minutes,
         case
             when final_at_utc is null and status not in ('final', 'amended')
                 then (epoch(built_at_utc) - epoch(received_at_utc)) / 60
@@ -120,6 +163,8 @@ select
     i.radiologist_email,
     i.radiologist_name,
     i.ordered_at_utc,
+    i.exam_started_at_utc,
+    i.exam_ended_at_utc,
     i.received_at_utc,
     i.first_opened_at_utc,
     i.preliminary_at_utc,
@@ -131,6 +176,8 @@ select
     i.received_to_final_minutes,
     i.opened_to_final_minutes,
     i.ordered_to_final_minutes,
+    i.ordered_to_exam_minutes,
+    i.exam_to_final_minutes,
     i.addendum_count,
     i.reopened_after_final,
     t.target_minutes,
