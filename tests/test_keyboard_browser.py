@@ -65,9 +65,7 @@ class Studies:
 
 
 @pytest.fixture
-def studies(
-    pipeline_settings: Settings, portal: EmbeddedPipeline, password_hash: str
-) -> Studies:
+def studies(pipeline_settings: Settings, portal: EmbeddedPipeline, password_hash: str) -> Studies:
     """A radiologist, and three CR studies and one MR of one family on the worklist."""
     app = create_app({"PACS_SETTINGS": pipeline_settings})
     with app.app_context():

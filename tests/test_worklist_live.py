@@ -31,25 +31,33 @@ def test_changes_answer_304_until_the_page_changes(app: Flask) -> None:
     with app.app_context():
         audited = db.session.scalar(select(db.func.count()).select_from(AuditEvent))
 
-    unchanged = client.get("/worklist/changes?modality=CT&page=1", headers={"If-None-Match": f'"{etag}"'})
+    unchanged = client.get(
+        "/worklist/changes?modality=CT&page=1", headers={"If-None-Match": f'"{etag}"'}
+    )
     assert unchanged.status_code == 304 and unchanged.data == b""
 
     # A study of another modality does not change this page; a CT does, and so does a status.
     with app.app_context():
         db.session.add(make_study(100, modality="MR", modalities="MR"))
         db.session.commit()
-    again = client.get("/worklist/changes?modality=CT&page=1", headers={"If-None-Match": f'"{etag}"'})
+    again = client.get(
+        "/worklist/changes?modality=CT&page=1", headers={"If-None-Match": f'"{etag}"'}
+    )
     assert again.status_code == 304
     with app.app_context():
         db.session.add(make_study(101, modality="CT", modalities="CT"))
         db.session.commit()
-    arrived = client.get("/worklist/changes?modality=CT&page=1", headers={"If-None-Match": f'"{etag}"'})
+    arrived = client.get(
+        "/worklist/changes?modality=CT&page=1", headers={"If-None-Match": f'"{etag}"'}
+    )
     assert arrived.status_code == 200 and arrived.json["total"] == 11
     etag = arrived.json["etag"]
     with app.app_context():
         db.session.scalar(select(Study).where(Study.study_instance_uid == uid(0))).status = "final"
         db.session.commit()
-    signed = client.get("/worklist/changes?modality=CT&page=1", headers={"If-None-Match": f'"{etag}"'})
+    signed = client.get(
+        "/worklist/changes?modality=CT&page=1", headers={"If-None-Match": f'"{etag}"'}
+    )
     assert signed.status_code == 200 and signed.json["etag"] != etag
 
     # Polls carry no patient data and are not audited (the page they lead to reload is).
@@ -82,9 +90,9 @@ def test_next_unread_follows_the_filtered_list_in_its_order(app: Flask) -> None:
     sign_in(client, "radiologist")
     with app.app_context():
         second = db.session.scalar(select(User).where(User.email == "second@example.org"))
-        db.session.scalar(select(Study).where(Study.study_instance_uid == uid(6))).assignee_id = (
-            second.id
-        )
+        db.session.scalar(
+            select(Study).where(Study.study_instance_uid == uid(6))
+        ).assignee_id = second.id
         db.session.scalar(select(Study).where(Study.study_instance_uid == uid(9))).status = "final"
         db.session.commit()
 

@@ -113,7 +113,9 @@ def open_next_unread():
     if study is None:
         flash("No unread study is left in this list.", "info")
         return redirect(url_for("worklist.show_worklist", **worklist_args()))
-    endpoint = "reports.edit_report" if current_user.role == Role.RADIOLOGIST else "worklist.show_study"
+    endpoint = (
+        "reports.edit_report" if current_user.role == Role.RADIOLOGIST else "worklist.show_study"
+    )
     return redirect(url_for(endpoint, study_uid=study.study_instance_uid, **worklist_args()))
 
 
