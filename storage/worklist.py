@@ -128,10 +128,7 @@ def find_next_unread(
     unread = _filtered(select(Study), query, me, statuses, _lead(query, counting=False)).where(
         or_(Study.assignee_id.is_(None), Study.assignee_id == me.id)
     )
-    if query.descending:
-        order = (column.desc(), Study.id.desc())
-    else:
-        order = (column.asc(), Study.id.asc())
+    order = (column.desc(), Study.id.desc()) if query.descending else (column.asc(), Study.id.asc())
     if after is not None:
         unread = unread.where(Study.id != after.id)
         value = session.scalar(select(column).where(Study.id == after.id))
