@@ -28,7 +28,7 @@
       return;
     }
     if (isTyping(event.target) || document.querySelector("dialog[open]")) { return; }
-    if (event.key === "?") {
+    if (event.key === "?" && help) {
       event.preventDefault();
       help.showModal();
       return;
