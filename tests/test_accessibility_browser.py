@@ -188,11 +188,13 @@ CASES = [(role, path) for role, paths in PAGES.items() for path in paths]
 # The innermost elements that reach past the window's right edge (none: the page fits).
 WIDER_THAN_WINDOW = """() => {
     const past = e => e.getBoundingClientRect().right > window.innerWidth + 1;
-    return [...document.body.querySelectorAll('*')]
+    const page = document.documentElement.scrollWidth > window.innerWidth
+        ? ['the document: ' + document.documentElement.scrollWidth] : [];
+    return page.concat([...document.body.querySelectorAll('*')]
         .filter(e => past(e) && ![...e.children].some(past)
                      && !e.closest('.table-scroll, dialog:not([open])'))
         .slice(0, 5)
-        .map(e => e.tagName + '.' + e.className + ' ' + e.getBoundingClientRect().right);
+        .map(e => e.tagName + '.' + e.className + ' ' + e.getBoundingClientRect().right));
 }"""
 
 
