@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import Select, case, func, literal, or_, select, union, union_all
+from sqlalchemy import Select, and_, case, func, literal, or_, select, union, union_all
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql.functions import FunctionElement, ReturnTypeFromArgs
@@ -23,6 +24,8 @@ WORKLIST_STATUSES = (
     StudyStatus.FINAL,
     StudyStatus.AMENDED,
 )
+# Statuses of a study still to read: "next unread" walks these.
+UNREAD_STATUSES = (StudyStatus.RECEIVED, StudyStatus.IN_PROGRESS)
 # Urgency: sorting by priority "descending" (the first click) puts STAT first.
 PRIORITY_RANK = case(
     {Priority.STAT.value: 2, Priority.URGENT.value: 1}, value=Study.priority, else_=0
@@ -91,6 +94,53 @@ def query_worklist(session: Session, query: WorklistQuery, *, me: User | None) -
     ).all()
     arriving = find_arriving(session, [study.id for study in items])
     return WorklistPage(items=list(items), total=total, counts=counts, arriving=arriving)
+
+
+def fingerprint_page(page: WorklistPage) -> str:
+    """A short hash of what the page shows: the worklist's ETag, so that a browser polling
+    for changes gets 304 until a study arrives, changes status, assignee, priority or size."""
+    digest = hashlib.sha256(repr((page.total, sorted(page.counts.items()))).encode())
+    for study in page.items:
+        row = (
+            study.study_instance_uid,
+            study.status,
+            study.priority,
+            study.assignee_id,
+            study.instance_count,
+            study.id in page.arriving,
+        )
+        digest.update(repr(row).encode())
+    return digest.hexdigest()[:32]
+
+
+def find_next_unread(
+    session: Session, query: WorklistQuery, *, me: User, after: Study | None
+) -> Study | None:
+    """The next study still to read (received or in progress, not someone else's) in the
+    list `query` describes, in its order, after `after`; from the top when none follows.
+
+    Keyset on (sort column, id) from `after`'s own values, so `after` may have left the list
+    (just signed) and the walk still continues from where it was."""
+    statuses = tuple(s for s in UNREAD_STATUSES if not query.statuses or s in query.statuses)
+    if not statuses:
+        return None
+    column = SORT_COLUMNS[query.sort]
+    unread = _filtered(select(Study), query, me, statuses, _lead(query, counting=False)).where(
+        or_(Study.assignee_id.is_(None), Study.assignee_id == me.id)
+    )
+    order = (column.desc(), Study.id.desc()) if query.descending else (column.asc(), Study.id.asc())
+    if after is not None:
+        unread = unread.where(Study.id != after.id)
+        value = session.scalar(select(column).where(Study.id == after.id))
+        if value is not None:
+            if query.descending:
+                later = or_(column < value, and_(column == value, Study.id < after.id))
+            else:
+                later = or_(column > value, and_(column == value, Study.id > after.id))
+            found = session.scalars(unread.where(later).order_by(*order).limit(1)).first()
+            if found is not None:
+                return found
+    return session.scalars(unread.order_by(*order).limit(1)).first()
 
 
 def find_arriving(session: Session, study_ids: list[int]) -> frozenset[int]:

@@ -493,6 +493,8 @@ EXPECTED_ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/viewer/"): frozenset({A, R, F}),
     ("GET", "/viewer/<path:path>"): frozenset({A, R, F}),
     ("GET", "/worklist"): frozenset({A, R}),
+    ("GET", "/worklist/changes"): frozenset({A, R}),
+    ("GET", "/worklist/next"): frozenset({A, R}),
 }
 URL_SAMPLES = {  # harmless values for every URL variable the portal's routes take
     "study_uid": "1.2.826.0.1.3680043.10.1",

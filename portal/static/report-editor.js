@@ -1,6 +1,8 @@
 // The report editor: autosave (every few seconds and on leaving the page) with the
 // report's ETag, so a second tab or a second radiologist gets a clear conflict instead
 // of silently overwriting; templates pre-fill the sections; signing asks for confirmation.
+// Keys: Ctrl+S saves now, Ctrl+Enter is "Sign and next" (the next unread study of the list
+// the editor was opened from: its URL carries the list's filters, see keys.js for the rest).
 "use strict";
 
 (function () {
@@ -147,12 +149,30 @@
         if (!(await save(false))) { return; }
         const response = await request(form, "POST", final ? "/finalize" : "/preliminary", undefined,
                                        { "If-Match": etag });
-        if (response.ok) {
-          window.location.reload();
-        } else {
+        if (!response.ok) {
           showError("Not signed: " + (await errorText(response)));
+        } else if (button.dataset.then === "next") {
+          window.location.assign(form.dataset.next);
+        } else {
+          window.location.reload();
         }
       });
+    });
+
+    document.addEventListener("keydown", function (event) {
+      if (!(event.ctrlKey || event.metaKey) || event.altKey || document.querySelector("dialog[open]")) {
+        return;
+      }
+      if (event.key === "s" || event.key === "S") {
+        event.preventDefault();
+        save(false);
+      } else if (event.key === "Enter") {
+        const signNext = document.getElementById("sign-next");
+        if (signNext) {
+          event.preventDefault();
+          signNext.click();
+        }
+      }
     });
   }
 

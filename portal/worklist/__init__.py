@@ -10,6 +10,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -34,11 +35,17 @@ from storage.worklist import (
     WORKLIST_STATUSES,
     WorklistQuery,
     find_arriving,
+    find_next_unread,
+    fingerprint_page,
     query_worklist,
 )
 
 bp = Blueprint("worklist", __name__, template_folder="../templates")
 PER_PAGE_CHOICES = (25, 50, 100)
+# The query-string arguments that describe a worklist: they travel on the links from the
+# worklist to a study, its report editor and "next unread", so the list goes with the user.
+WORKLIST_ARGS = ("status", "modality", "priority", "assignee", "q", "from", "to", "sort", "order")
+WORKLIST_POLL_SECONDS = 5  # how often an open worklist asks whether it changed
 
 
 @bp.get("/")
@@ -71,12 +78,51 @@ def show_worklist():
     return render_template(
         "worklist/worklist.html",
         page=page,
+        etag=fingerprint_page(page),
+        poll_seconds=WORKLIST_POLL_SECONDS,
         query=query,
         statuses=WORKLIST_STATUSES,
         priorities=list(Priority),
         sort_columns=SORT_COLUMNS,
         pages=max(1, -(-page.total // query.per_page)),
     )
+
+
+@bp.get("/worklist/changes")
+@roles(*WORKLIST_ROLES)
+def show_worklist_changes():
+    """What an open worklist polls: the ETag of the same page now, 304 while unchanged.
+
+    A fingerprint, no patient data, so not audited (the page it leads to reload is)."""
+    page = query_worklist(db.session, parse_worklist_args(request.args), me=current_user.user)
+    etag = fingerprint_page(page)
+    response = jsonify(etag=etag, total=page.total)
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response.make_conditional(request)
+
+
+@bp.get("/worklist/next")
+@roles(*WORKLIST_ROLES)
+def open_next_unread():
+    """The report editor of the next unread study of the same list (its filters and order
+    in the query string, `after` the study just done); the worklist when none is left."""
+    query = parse_worklist_args(request.args)
+    after = find_listed_study(db.session, request.args.get("after", ""))
+    study = find_next_unread(db.session, query, me=current_user.user, after=after)
+    if study is None:
+        flash("No unread study is left in this list.", "info")
+        return redirect(url_for("worklist.show_worklist", **worklist_args()))
+    endpoint = (
+        "reports.edit_report" if current_user.role == Role.RADIOLOGIST else "worklist.show_study"
+    )
+    return redirect(url_for(endpoint, study_uid=study.study_instance_uid, **worklist_args()))
+
+
+@bp.app_template_global()
+def worklist_args() -> dict[str, list[str]]:
+    """The worklist arguments of this request, for links that carry the list on."""
+    return {name: request.args.getlist(name) for name in WORKLIST_ARGS if name in request.args}
 
 
 @bp.post("/studies/<study_uid>/assign")

@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
+# axe-core, the accessibility engine of the browser tests (scripts/install --test puts it there).
+AXE_CORE = Path(__file__).resolve().parents[2] / "build" / "axe-core" / "4.14.1" / "axe.min.js"
 # Tool -> (a command on PATH or an absolute path, where it comes from).
 TOOLS = {
+    "axe-core": (str(AXE_CORE), "npm package axe-core"),
     "chromium": (str(CHROMIUM), "Debian package chromium"),
     "dciodvfy": ("dciodvfy", "Debian package dicom3tools"),
     "docker-compose": ("docker-compose", "Debian package docker-compose"),
