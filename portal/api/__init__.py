@@ -13,6 +13,7 @@ from portal.api import (  # noqa: E402,F401  (register their routes)
     exports,
     hooks,
     imports,
+    priors,
     reports,
     studies,
 )

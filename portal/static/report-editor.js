@@ -130,6 +130,19 @@
       markDirty();
       save(false);
     });
+    // Compare with a prior: the viewer opens both, and the comparison line names the prior
+    // (replacing the template's placeholder, else added on a line of its own; editable).
+    const comparison = form.querySelector("textarea[data-section=comparison]");
+    document.querySelectorAll("a[data-comparison]").forEach(function (link) {
+      link.addEventListener("click", function () {
+        const line = link.dataset.comparison;
+        const current = comparison.value.trim();
+        if (current.includes(line)) { return; }
+        comparison.value = (!current || current === "None available.") ? line : current + "\n" + line;
+        markDirty();
+        save(false);
+      });
+    });
     setInterval(function () { save(false); }, SAVE_EVERY_MS);
     document.addEventListener("visibilitychange", function () {
       if (document.visibilityState === "hidden") { save(true); }
