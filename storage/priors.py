@@ -33,7 +33,7 @@ def list_priors(
             Study.description,
             Study.status,
             Report.status,
-            Report.sections,
+            Report.sections["impression"].as_string(),  # not the whole report's JSON
         )
         .outerjoin(Report, Report.study_id == Study.id)
         .where(
@@ -59,12 +59,10 @@ def list_priors(
             body_part=body_part,
             description=description,
             status=status,
-            impression=(sections or {}).get("impression", "")
-            if report_status == ReportStatus.FINAL
-            else "",
+            impression=(impression or "") if report_status == ReportStatus.FINAL else "",
             relevant=is_relevant(study.modalities, study.body_part, modalities, body_part),
         )
-        for uid, date, modalities, body_part, description, status, report_status, sections in (
+        for uid, date, modalities, body_part, description, status, report_status, impression in (
             session.execute(query)
         )
     ]

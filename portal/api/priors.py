@@ -13,7 +13,7 @@ from portal.api import bp
 from portal.api.studies import require_study
 from portal.extensions import db
 from portal.priors import list_visible_priors
-from portal.security import audit_study, roles
+from portal.security import audit_study, audit_study_read, roles
 from portal.viewer import compare_url
 from storage.referrals import REPORTED, is_referred_to
 
@@ -49,7 +49,7 @@ def get_priors(study_uid: str) -> dict[str, Any]:
         db.session.commit()
         abort(404, f"no study {study_uid} available to you")
     priors = list_visible_priors(study)
-    audit_study("view_priors", study_uid, detail=f"{len(priors)} priors")
+    audit_study_read("view_priors", study_uid)  # once an hour per user and study
     db.session.commit()
     return {
         "items": [
