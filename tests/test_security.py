@@ -465,6 +465,9 @@ EXPECTED_ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/studies/<study_uid>/assign"): frozenset({A, R}),
     ("POST", "/api/v1/studies/<study_uid>/priority"): frozenset({A, R}),
     ("GET", "/api/v1/studies/<study_uid>/priors"): frozenset({A, R, F}),
+    ("POST", "/api/v1/studies/<study_uid>/critical-result/communications"): frozenset({R}),
+    ("GET", "/api/v1/critical-results"): frozenset({A, R, F}),
+    ("POST", "/api/v1/critical-results/<int:result_id>/acknowledge"): frozenset({A, R, F}),
     ("GET", "/api/v1/studies/<study_uid>/report"): frozenset({A, R, F}),
     ("PUT", "/api/v1/studies/<study_uid>/report"): frozenset({R}),
     ("POST", "/api/v1/studies/<study_uid>/report/addenda"): frozenset({R}),
@@ -488,6 +491,9 @@ EXPECTED_ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/studies/<study_uid>/assign"): frozenset({A, R}),
     ("POST", "/studies/<study_uid>/priority"): frozenset({A, R}),
     ("GET", "/studies/<study_uid>/report"): frozenset({A, R, F}),
+    ("POST", "/studies/<study_uid>/critical-result/communications"): frozenset({R}),
+    ("GET", "/critical-results"): frozenset({A, R, F}),
+    ("POST", "/critical-results/<int:result_id>/acknowledge"): frozenset({A, R, F}),
     ("GET", "/studies/<study_uid>/report.pdf"): frozenset({A, R, F}),
     ("GET", "/studies/<study_uid>/report/edit"): frozenset({R}),
     ("GET", "/studies/<study_uid>/series/<series_uid>/preview.png"): frozenset({A, R}),
@@ -506,6 +512,7 @@ URL_SAMPLES = {  # harmless values for every URL variable the portal's routes ta
     "import_id": 999999,
     "chart": "volume",
     "export_id": 999999,
+    "result_id": 999999,
 }
 
 

@@ -23,8 +23,10 @@
     }
   }
 
-  function confirmSigning(text, buttonLabel) {
+  function confirmSigning(text, buttonLabel, offerCritical) {
     document.getElementById("confirm-text").textContent = text;
+    document.getElementById("critical-choice").hidden = !offerCritical;
+    document.getElementById("critical-category").value = "";
     document.getElementById("confirm-button").textContent = buttonLabel;
     dialog.returnValue = "";
     dialog.showModal();
@@ -155,10 +157,12 @@
         const ok = await confirmSigning(
           final ? "Sign this report as FINAL? A final report cannot be changed afterwards; corrections become addenda."
                 : "Sign this report as PRELIMINARY? It will be archived and visible as preliminary.",
-          final ? "Sign final" : "Sign preliminary");
+          final ? "Sign final" : "Sign preliminary", true);
         if (!ok) { return; }
         if (!(await save(false))) { return; }
-        const response = await request(form, "POST", final ? "/finalize" : "/preliminary", undefined,
+        const critical = document.getElementById("critical-category").value;
+        const response = await request(form, "POST", final ? "/finalize" : "/preliminary",
+                                       critical ? { critical: critical } : undefined,
                                        { "If-Match": etag });
         if (response.ok) {
           window.location.reload();
