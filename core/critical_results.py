@@ -123,3 +123,14 @@ def sign_payload(secret: str, body: bytes) -> str:
 def describe_flag(category: CriticalCategory, flagged_at: datetime.datetime, by: str) -> str:
     when = flagged_at.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"Critical result, {LABELS[category]}: flagged by {by.replace('^', ' ')} at {when}."
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """Linear-interpolated percentile (as numpy's default); None without values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

@@ -8,6 +8,7 @@ import datetime
 import hashlib
 import hmac
 import json
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -34,7 +35,7 @@ from portal.extensions import db
 from storage.accounts import create_user
 from storage.models.accounts import AuditEvent, User
 from storage.models.critical_results import CriticalNotification, CriticalResult
-from storage.models.reports import ReportDocument
+from storage.models.reports import Report, ReportDocument
 from storage.models.studies import Study
 from storage.reports import load_signed_report
 from tasks.critical_results import escalate_critical_results
@@ -423,3 +424,52 @@ def test_the_sr_carries_the_flag_and_the_communication_and_is_dciodvfy_clean() -
     items = [(c.ConceptNameCodeSequence[0].CodeValue, c.TextValue) for c in section.ContentSequence]
     assert items[0] == ("103391001", critical.flag)
     assert items[1] == ("121291", critical.communications[0])
+
+
+# -- monitoring -------------------------------------------------------------------------------
+
+
+def test_the_dashboard_counts_per_category_times_to_acknowledge_and_breaches(
+    critical_app: Flask,
+) -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    with critical_app.app_context():
+        studies = db.session.scalars(select(Study).order_by(Study.id).limit(4)).all()
+        for index, (study, category, waited, limit) in enumerate(
+            (
+                (studies[0], "immediate", 20, 30),  # in time
+                (studies[1], "immediate", 50, 30),  # acknowledged late: a breach
+                (studies[2], "urgent", 100, 360),  # in time
+                (studies[3], "non_urgent", None, 10),  # open and overdue: a breach
+            )
+        ):
+            report = Report(study_id=study.id, key=f"monitor{index}", status="final",
+                            sections={}, created_at=now, updated_at=now)  # fmt: skip
+            db.session.add(report)
+            db.session.flush()
+            flagged = now - datetime.timedelta(hours=5)
+            db.session.add(
+                CriticalResult(
+                    study_id=study.id, report_id=report.id, category=category,
+                    flagged_by="radiologist@example.org", flagged_by_name="Rad^Ray",
+                    flagged_at=flagged, document_sequence=1,
+                    due_at=flagged + datetime.timedelta(minutes=limit),
+                    acknowledged_at=None if waited is None
+                    else flagged + datetime.timedelta(minutes=waited),
+                    acknowledged_by="" if waited is None else "referrer@example.org",
+                )
+            )  # fmt: skip
+        db.session.commit()
+        accessions = [s.accession_number for s in studies]
+    client = critical_app.test_client()
+    sign_in(client, "manager")
+    page = client.get("/analytics").get_data(as_text=True)
+    section = page.split('id="critical-monitoring"')[1]
+    counts = dict(re.findall(r'data-category="(\w+)">.*?class="count">(\d+)<', section))
+    assert counts == {"immediate": "2", "urgent": "1", "non_urgent": "1"}
+    assert 'class="p50">50 min<' in section  # of 20, 50, 100
+    assert 'class="p90">90 min<' in section
+    breaches = section.split('id="critical-breaches"')[1]
+    assert accessions[1] in breaches and accessions[3] in breaches
+    assert accessions[0] not in breaches and accessions[2] not in breaches
+    assert "Tension" not in section  # no report text for managers
