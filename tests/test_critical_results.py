@@ -33,6 +33,7 @@ from core.sr import CriticalContent, SignedReport, build_report_sr, encode_part1
 from portal import create_app
 from portal.extensions import db
 from storage.accounts import create_user
+from storage.archive import ArchiveClient
 from storage.models.accounts import AuditEvent, User
 from storage.models.critical_results import CriticalNotification, CriticalResult
 from storage.models.reports import Report, ReportDocument
@@ -40,7 +41,16 @@ from storage.models.studies import Study
 from storage.reports import load_signed_report
 from tasks.critical_results import escalate_critical_results
 from tests.support.apps import add_users_and_studies
-from tests.support.reports import dciodvfy_errors
+from tests.support.databases import new_database
+from tests.support.reports import (
+    dciodvfy_errors,
+    fetch_sr,
+    ingest,
+    read_part10,
+    section_texts,
+    store_study,
+    wait_until_archived,
+)
 from tests.support.services import make_env
 from tests.support.studies import clone_study
 from tests.support.users import NOW, PASSWORD, csrf_token_of, sign_in, token_for
@@ -473,3 +483,59 @@ def test_the_dashboard_counts_per_category_times_to_acknowledge_and_breaches(
     assert accessions[1] in breaches and accessions[3] in breaches
     assert accessions[0] not in breaches and accessions[2] not in breaches
     assert "Tension" not in section  # no report text for managers
+
+
+@pytest.mark.requires("dciodvfy")
+def test_the_archived_srs_carry_the_flag_then_the_call(
+    tmp_path: Path,
+    orthanc_env: dict[str, str],
+    archive: ArchiveClient,
+    password_hash: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through the real archive: the final SR has the flag, the addendum's the call too."""
+    monkeypatch.setattr("storage.accounts.hash_password", lambda password: password_hash)
+    settings = load_settings(
+        {**orthanc_env, "PACS_DATABASE_URL": new_database(tmp_path / "pacs.sqlite3")}
+    )
+    app = create_app({"PACS_SETTINGS": settings, "TESTING": True})
+    with app.app_context():
+        create_user(db.session, "radiologist@example.org", PASSWORD, "radiologist", NOW,
+                    display_name="Yuko Nakamura")  # fmt: skip
+        db.session.commit()
+    study_uid, orthanc_id, _ = store_study(archive, ReferringPhysicianName="Referrer^Rita")
+    ingest(app, archive, orthanc_id)
+    client = app.test_client()
+    rad = token_for(client, "radiologist")
+    url = f"/api/v1/studies/{study_uid}/report"
+    draft = client.put(url, json={"impression": "Tension pneumothorax."},
+                       headers={**rad, "If-Match": '"0"'})  # fmt: skip
+    assert draft.status_code == 200, draft.json
+    signed = client.post(f"{url}/finalize", json={"critical": "immediate"},
+                         headers={**rad, "If-Match": draft.headers["ETag"]})  # fmt: skip
+    assert signed.status_code == 201, signed.json
+    call = {
+        "recipient": "Dr Who (ED)",
+        "communicated_at": datetime.datetime.now(datetime.UTC).isoformat(),
+        "read_back": True,
+    }
+    recorded = client.post(f"/api/v1/studies/{study_uid}/critical-result/communications",
+                           json=call, headers=rad)  # fmt: skip
+    assert recorded.status_code == 201, recorded.json
+    documents = wait_until_archived(client, url, rad)["documents"]
+    assert [d["kind"] for d in documents] == ["final", "addendum"]
+    assert all(d["archived"] for d in documents)
+    texts = {}
+    for document in documents:
+        part10 = fetch_sr(
+            archive, study_uid, document["series_instance_uid"], document["sop_instance_uid"]
+        )
+        assert dciodvfy_errors(part10) == [], document["kind"]
+        texts[document["kind"]] = section_texts(read_part10(part10))
+    final = texts["final"]["Communication of Critical Results"]
+    assert len(final) == 1 and final[0].startswith("Critical result, Immediate (minutes)")
+    assert "flagged by Nakamura Yuko" in final[0]
+    addendum = texts["addendum"]["Communication of Critical Results"]
+    assert addendum[0] == final[0]
+    assert addendum[1].startswith("Communicated by telephone to Dr Who (ED)")
+    assert addendum[1].endswith("read-back confirmed.")
