@@ -12,6 +12,7 @@ from io import BytesIO
 import numpy as np
 import pytest
 from PIL import Image
+from pydicom.uid import generate_uid
 from sqlalchemy import select
 
 from config.settings import Settings, load_settings
@@ -161,5 +162,54 @@ def test_compare_opens_the_study_and_its_prior_side_by_side(
         assert difference > 1, "both viewports show the same image"
         assert frames == {compare_portal.current, compare_portal.prior}, frames
         assert not refused, refused
+    finally:
+        context.close()
+
+
+@pytest.mark.slow
+@pytest.mark.requires("chromium")
+def test_compare_in_the_editor_fills_the_comparison_line(
+    compare_portal: ComparePortal, browser
+) -> None:
+    """A new study of the same patient (on the worklist, unread): Compare in its report
+    editor opens the viewer and writes the prior into the comparison section, saved."""
+    app = create_app({"PACS_SETTINGS": compare_portal.settings})
+    with app.app_context():
+        prior = db.session.scalar(
+            select(Study).where(Study.study_instance_uid == compare_portal.prior)
+        )
+        new_uid = generate_uid()
+        db.session.add(
+            Study(study_instance_uid=new_uid, orthanc_id="editor-test", status="received",
+                  patient_name=prior.patient_name, patient_id=prior.patient_id,
+                  issuer_of_patient_id=prior.issuer_of_patient_id, modality="MR",
+                  modalities="MR", body_part=prior.body_part, received_at=NOW,
+                  ingested_at=NOW, study_date=datetime.date.today(), warnings=[])
+        )  # fmt: skip
+        db.session.commit()
+        expected = (
+            f"Comparison: MR {prior.body_part.lower() or prior.description} {prior.study_date}"
+        )
+    from playwright.sync_api import expect
+
+    context = browser.new_context(base_url=compare_portal.url)
+    try:
+        page = context.new_page()
+        sign_in(page, "radiologist@example.org", PASSWORD)
+        page.goto(f"/studies/{new_uid}/report/edit")
+        row = page.locator(f"tr[data-prior-uid='{compare_portal.prior}']")
+        assert "relevant" in row.get_attribute("class")  # MR beside an MR
+        with context.expect_page() as opened:
+            row.get_by_role("link", name="Compare").click()
+        opened.value.close()
+        assert page.locator("#section-comparison").input_value() == expected
+        expect(page.locator("#save-status")).to_contain_text("Saved at")
+        page.locator("#section-comparison").fill(expected + " (edited)")  # it stays editable
+        screenshot(page, "priors-editor-comparison")
+        with app.app_context():
+            saved = db.session.scalar(
+                select(Report).join(Study).where(Study.study_instance_uid == new_uid)
+            )
+            assert saved.sections["comparison"] == expected
     finally:
         context.close()
