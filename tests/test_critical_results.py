@@ -40,7 +40,7 @@ from storage.models.reports import Report, ReportDocument
 from storage.models.studies import Study
 from storage.reports import load_signed_report
 from tasks.critical_results import escalate_critical_results
-from tests.support.apps import add_users_and_studies
+from tests.support.apps import add_users_and_studies, make_study
 from tests.support.databases import new_database
 from tests.support.reports import (
     dciodvfy_errors,
@@ -539,3 +539,28 @@ def test_the_archived_srs_carry_the_flag_then_the_call(
     assert addendum[0] == final[0]
     assert addendum[1].startswith("Communicated by telephone to Dr Who (ED)")
     assert addendum[1].endswith("read-back confirmed.")
+
+
+def test_the_flow_escalates_from_the_environments_database(pipeline_settings) -> None:
+    """The deployment's entry point, run as the pipeline runs it (a real Prefect server)."""
+    from flows.escalate_critical_results import escalate_critical_results as flow
+    from storage.database import open_session
+
+    past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=2)
+    with open_session(pipeline_settings.database_url) as session:
+        session.add(make_study(0, ingested_at=past, received_at=past))
+        session.flush()
+        study_id = session.scalar(select(Study.id))
+        report = Report(study_id=study_id, key="flowtest", status="final", sections={},
+                        created_at=past, updated_at=past)  # fmt: skip
+        session.add(report)
+        session.flush()
+        session.add(
+            CriticalResult(study_id=study_id, report_id=report.id, category="immediate",
+                           flagged_by="r@example.org", flagged_by_name="R^R", flagged_at=past,
+                           document_sequence=1, due_at=past + datetime.timedelta(minutes=60),
+                           acknowledged_by="")
+        )  # fmt: skip
+    outcome = flow()
+    assert len(outcome.escalated) == 1 and outcome.failed == {}
+    assert flow().escalated == []

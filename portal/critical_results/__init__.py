@@ -200,7 +200,9 @@ def record_call(
             db.session.rollback()
             audit_study("critical_result.communication", study_uid, "denied", detail=str(error))
             db.session.commit()
-            raise CriticalResultError(str(error)) from error
+            refusal = CriticalResultError(str(error))
+            refusal.status = error.status  # 403 (not the study's radiologist), 409...
+            raise refusal from error
     audit_study(
         "critical_result.communication",
         study_uid,

@@ -1,5 +1,7 @@
-"""Priors and critical results: the index of a patient's studies by date; critical results,
-their telephone communications and the webhook outbox of their escalations (new tables).
+"""Priors' index of a patient's studies; critical results, their calls and webhook outbox.
+
+The index serves the priors list (storage/priors.py); the three tables are new: critical
+results, their telephone communications and the outbox of their escalation webhook.
 
 Revision ID: 0007_priors_critical
 Revises: 0005_pipeline_queue_orders
