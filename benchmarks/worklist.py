@@ -230,6 +230,8 @@ def study_rows(
             images.tolist(),
             ["[]"] * n,
             [a or None for a in assignee],
+            [""] * n,
+            ["{}"] * n,
         ]
         yield list(zip(*columns, strict=True))
 
@@ -261,6 +263,8 @@ STUDY_COLUMNS = (
     "instance_count",
     "warnings",
     "assignee_id",
+    "issuer_of_patient_id",
+    "identity_acknowledged",
 )
 
 

@@ -19,6 +19,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 # Turnaround targets (received -> final), in minutes: STAT 1 h, urgent 12 h, routine 4 days.
 DEFAULT_TAT_TARGETS = {"STAT": 60, "URGENT": 12 * 60, "ROUTINE": 4 * 24 * 60}
 
+# Critical results, minutes from signature to acknowledgement: immediate 1 h, urgent 6 h,
+# non-urgent actionable 3 days (core/critical_results.py names the categories).
+DEFAULT_CRITICAL_LIMITS = {"immediate": 60, "urgent": 6 * 60, "non_urgent": 3 * 24 * 60}
+
 # The prepared OHIF bundle is an installed artefact like .venv, not runtime data: one copy
 # per checkout (git-ignored build/), shared by every PACS_HOME.
 DEFAULT_VIEWER_DIR = Path(__file__).resolve().parents[1] / "build" / "viewer"
@@ -90,6 +94,14 @@ class Settings:
     prefect_database_url: str = ""
     portal_workers: int = 4
     orthanc_database_url: str = ""
+    # Critical results: minutes to acknowledgement per category before escalation, the
+    # on-call contact's portal e-mail, the paging system's webhook and its signing secret.
+    critical_limits: Mapping[str, int] = field(
+        default_factory=lambda: dict(DEFAULT_CRITICAL_LIMITS)
+    )
+    critical_oncall: str = ""
+    critical_webhook_url: str = ""
+    critical_webhook_secret: str = ""
 
     @property
     def orthanc_dir(self) -> Path:
@@ -179,6 +191,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         prefect_database_url=env.get("PACS_PREFECT_DATABASE_URL", ""),
         portal_workers=_read_int(env, "PACS_PORTAL_WORKERS", 4, minimum=1),
         orthanc_database_url=_read_postgresql_url(env.get("PACS_ORTHANC_DATABASE_URL", "")),
+        critical_limits={
+            category: _read_int(env, f"PACS_CRITICAL_LIMIT_{category.upper()}", minutes, minimum=1)
+            for category, minutes in DEFAULT_CRITICAL_LIMITS.items()
+        },
+        critical_oncall=_read_email(env, "PACS_CRITICAL_ONCALL"),
+        critical_webhook_url=_read_http_url(env, "PACS_CRITICAL_WEBHOOK_URL"),
+        critical_webhook_secret=env.get("PACS_CRITICAL_WEBHOOK_SECRET")
+        or read_secret(home, "critical-webhook-secret"),
     )
 
 
@@ -308,4 +328,18 @@ def _read_postgresql_url(value: str) -> str:
 def _read_aet(value: str, name: str = "PACS_ORTHANC_AET") -> str:
     if not 1 <= len(value) <= 16 or not value.isascii() or "\\" in value or value != value.strip():
         raise SettingsError(f"{name}={value!r} is not a DICOM AE title (1-16 ASCII characters)")
+    return value
+
+
+def _read_email(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip().lower()
+    if value and (value.count("@") != 1 or " " in value or len(value) > 255):
+        raise SettingsError(f"{name}={value!r} is not an e-mail address")
+    return value
+
+
+def _read_http_url(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if value and not value.startswith(("http://", "https://")):
+        raise SettingsError(f"{name}={value!r} must be an http:// or https:// URL")
     return value

@@ -40,6 +40,11 @@ SECTION_CODES = {
     "impression": (codes.DCM.Impressions, codes.DCM.Impression),
 }
 ADDENDUM_CODES = (codes.DCM.Addendum, codes.DCM.Comment)
+# A critical result: its own section (CID 7001 "Communication of Critical Results"), the
+# flag with its category as "Urgency", each documented call as "Results communicated".
+CRITICAL_SECTION = codes.LN.CommunicationOfCriticalResults
+CRITICAL_FLAG = codes.SCT.Urgency
+CRITICAL_COMMUNICATION = codes.DCM.ResultsCommunicated
 REFERENCED_SOP_CLASS_UID = 0x00081150
 REFERENCED_SOP_INSTANCE_UID = 0x00081155
 
@@ -58,6 +63,14 @@ class Addendum:
 
 
 @dataclass(frozen=True)
+class CriticalContent:
+    """What the SR says of a critical result: the flag and the communications so far."""
+
+    flag: str  # "Critical result, Immediate (minutes): flagged by ... at ..."
+    communications: Sequence[str] = field(default=())
+
+
+@dataclass(frozen=True)
 class SignedReport:
     """One signed version of a report: what the SR document says."""
 
@@ -70,6 +83,7 @@ class SignedReport:
     instance_number: int
     addenda: Sequence[Addendum] = field(default=())
     predecessor: DocumentReference | None = None
+    critical: CriticalContent | None = None
 
     @property
     def verified(self) -> bool:
@@ -139,6 +153,12 @@ def build_sections(report: SignedReport) -> list[hd.sr.ContainerContentItem]:
         heading, item = ADDENDUM_CODES
         texts = [make_text(item, describe_addendum(a)) for a in report.addenda]
         sections.append(make_section(heading, texts))
+    if report.critical is not None:
+        texts = [make_text(CRITICAL_FLAG, report.critical.flag)]
+        texts += [
+            make_text(CRITICAL_COMMUNICATION, text) for text in report.critical.communications
+        ]
+        sections.append(make_section(CRITICAL_SECTION, texts))
     return sections
 
 

@@ -1,7 +1,8 @@
 """The embedded pipeline of `pacs up`: the flows run in-process, against the site's engine.
 
 A long-lived thread runs `ingest_study` as soon as a study is notified (the
-low-latency path), and `reconcile_archive`, `archive_reports` (the SR outbox) and
+low-latency path), and `reconcile_archive`, `archive_reports` (the SR outbox),
+`escalate_critical_results` (overdue critical results, the webhook outbox) and
 `send_results` (the ORU^R01 outbox, when a results host is set) every minute. A run
 that fails because the Prefect server does not answer is put back and retried once it
 answers again: nothing is dropped.
@@ -109,6 +110,7 @@ class EmbeddedPipeline:
     def run(self) -> None:
         with engine_settings(self.engine_url):
             from flows.archive_reports import archive_reports
+            from flows.escalate_critical_results import escalate_critical_results
             from flows.ingest_study import ingest_studies, ingest_study
             from flows.reconcile_archive import reconcile_archive
             from flows.send_results import send_results
@@ -118,6 +120,7 @@ class EmbeddedPipeline:
                 return
             self.run_safely(reconcile_archive)
             self.run_safely(archive_reports)
+            self.run_safely(escalate_critical_results)
             if sends_results():
                 self.run_safely(send_results)
             next_reconcile = time.monotonic() + self.reconcile_every
@@ -130,6 +133,7 @@ class EmbeddedPipeline:
                     if time.monotonic() >= next_reconcile:
                         self.run_safely(reconcile_archive)
                         self.run_safely(archive_reports)  # the SR outbox
+                        self.run_safely(escalate_critical_results)  # overdue, and the webhook
                         if sends_results():
                             self.run_safely(send_results)  # the ORU^R01 outbox
                         next_reconcile = time.monotonic() + self.reconcile_every

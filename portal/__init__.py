@@ -104,6 +104,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     from portal.analytics import bp as analytics_bp
     from portal.api import bp as api_bp
     from portal.auth import bp as auth_bp
+    from portal.critical_results import bp as critical_results_bp
     from portal.imports import bp as imports_bp
     from portal.orders import bp as orders_bp
     from portal.reports import bp as reports_bp
@@ -123,6 +124,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(imports_bp)
     app.register_blueprint(analytics_bp)
     app.register_blueprint(orders_bp)
+    app.register_blueprint(critical_results_bp)
     return app
 
 

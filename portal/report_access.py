@@ -8,6 +8,7 @@ from apiflask import abort
 from flask_login import current_user
 
 from core.accounts import Role
+from core.critical_results import CriticalResultError
 from core.reports import ReportError, ReportStatus
 from portal.extensions import db
 from portal.security import audit_study
@@ -32,7 +33,7 @@ def load_readable_report(study: Study) -> tuple[Study, Report | None]:
     return study, report
 
 
-def refuse(action: str, study_uid: str, error: ReportError) -> NoReturn:
+def refuse(action: str, study_uid: str, error: ReportError | CriticalResultError) -> NoReturn:
     """Audit the refusal and answer with the workflow's status (403, 409, 422, 428)."""
     db.session.rollback()
     audit_study(action, study_uid, "denied", detail=str(error))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.critical_results import CriticalCategory, TelephoneCommunication, describe_flag
 from core.report_templates import TemplateSpec
 from core.reports import (
     EVENT_KINDS,
@@ -29,9 +30,10 @@ from core.reports import (
     document_uids,
     study_status_after_edit,
 )
-from core.sr import Addendum, DocumentReference, SignedReport, person_name
+from core.sr import Addendum, CriticalContent, DocumentReference, SignedReport, person_name
 from core.study_events import StudyEventKind
 from storage.models.accounts import User
+from storage.models.critical_results import CriticalResult
 from storage.models.reports import Report, ReportDocument, ReportTemplate
 from storage.models.studies import Series, Study, StudyEvent
 
@@ -224,8 +226,29 @@ def load_signed_report(session: Session, document_id: int) -> tuple[SignedReport
         predecessor=DocumentReference(earlier[-1].series_instance_uid, earlier[-1].sop_instance_uid)
         if earlier
         else None,
+        critical=load_critical_content(session, document),
     )
     return signed, document.report.study
+
+
+def load_critical_content(session: Session, document: ReportDocument) -> CriticalContent | None:
+    """The critical flag as of this signature, with the calls documented before it."""
+    result = session.scalar(
+        select(CriticalResult).where(CriticalResult.report_id == document.report_id)
+    )
+    if result is None or result.document_sequence > document.sequence:
+        return None
+    calls = [
+        TelephoneCommunication(
+            c.recipient, c.communicated_at, c.read_back, c.recorded_by_name
+        ).describe()
+        for c in result.communications
+        if c.recorded_at <= document.signed_at
+    ]
+    flag = describe_flag(
+        CriticalCategory(result.category), result.flagged_at, result.flagged_by_name
+    )
+    return CriticalContent(flag, calls)
 
 
 def mark_archived(session: Session, document_id: int, now: datetime.datetime) -> None:

@@ -89,7 +89,9 @@ def test_search_parameters_are_keywords_once_with_checked_values() -> None:
     )
     for pairs in (
         [("PatientName", "a"), ("PatientName", "b")],
-        [("0020000D", S)],
+        [("00091010", "x")],  # a private tag: no keyword
+        [("00081199", "x")],  # a sequence, named by tag
+        [("0020000D", S), ("StudyInstanceUID", S)],  # one attribute, two spellings
         [("studyinstanceuid", S)],
         [("ReferencedStudySequence", "x")],
         [("StudyInstanceUID", "1.2.*")],
@@ -103,6 +105,14 @@ def test_search_parameters_are_keywords_once_with_checked_values() -> None:
         with pytest.raises(RequestRefused) as refused:
             parse_request("studies", pairs)
         assert refused.value.status == 400, pairs
+
+
+def test_search_attributes_named_by_tag_become_keywords() -> None:
+    """OHIF looks up the patient's other studies with `00100020=...`: accepted, under the
+    keyword, so that a study named by tag is still a study to the per-study checks."""
+    parsed = parse_request("studies", [("00100020", "PID-1"), ("0020000D", S)])
+    assert parsed.query == (("PatientID", "PID-1"), ("StudyInstanceUID", S))
+    assert parsed.query_study_uids == (S,)
 
 
 def test_retrievals_take_no_parameters_but_rendering_its_own() -> None:

@@ -269,7 +269,7 @@ def hostile_requests(site: Site) -> list[tuple[str, str, str | None, dict[str, s
     # Parameters: pollution, aliases, unknown names, bad values.
     for query in (
         f"StudyInstanceUID={ct}&StudyInstanceUID={mr}",
-        f"0020000D={mr}",
+        f"0020000D={mr}&StudyInstanceUID={mr}",  # a tag is its keyword: named twice
         f"studyinstanceuid={mr}",
         "PatientName=A&PatientName=B",
         "includefield=../../patients",
@@ -306,8 +306,8 @@ def hostile_requests(site: Site) -> list[tuple[str, str, str | None, dict[str, s
         (f"/dicom-web/studies?StudyInstanceUID={ct},{mr}", 403),
         (f"/dicom-web/studies?StudyInstanceUID={ct}%5C{mr}", 403),
         ("/dicom-web/studies?StudyInstanceUID=*", 400),
-        (f"/dicom-web/studies?0020000D={mr}", 400),
-        (f"/dicom-web/studies?0020000d={mr}", 400),
+        (f"/dicom-web/studies?0020000D={mr}", 403),  # by tag: the same study to the checks
+        (f"/dicom-web/studies?0020000d={mr}", 403),
         (f"/dicom-web/series?StudyInstanceUID={mr}", 403),
         (f"/dicom-web/series?SeriesInstanceUID={se}", 403),
         ("/dicom-web/series", 403),
@@ -464,6 +464,10 @@ EXPECTED_ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/studies/<study_uid>"): frozenset({A, R}),
     ("POST", "/api/v1/studies/<study_uid>/assign"): frozenset({A, R}),
     ("POST", "/api/v1/studies/<study_uid>/priority"): frozenset({A, R}),
+    ("GET", "/api/v1/studies/<study_uid>/priors"): frozenset({A, R, F}),
+    ("POST", "/api/v1/studies/<study_uid>/critical-result/communications"): frozenset({R}),
+    ("GET", "/api/v1/critical-results"): frozenset({A, R, F}),
+    ("POST", "/api/v1/critical-results/<int:result_id>/acknowledge"): frozenset({A, R, F}),
     ("GET", "/api/v1/studies/<study_uid>/report"): frozenset({A, R, F}),
     ("PUT", "/api/v1/studies/<study_uid>/report"): frozenset({R}),
     ("POST", "/api/v1/studies/<study_uid>/report/addenda"): frozenset({R}),
@@ -487,6 +491,9 @@ EXPECTED_ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/studies/<study_uid>/assign"): frozenset({A, R}),
     ("POST", "/studies/<study_uid>/priority"): frozenset({A, R}),
     ("GET", "/studies/<study_uid>/report"): frozenset({A, R, F}),
+    ("POST", "/studies/<study_uid>/critical-result/communications"): frozenset({R}),
+    ("GET", "/critical-results"): frozenset({A, R, F}),
+    ("POST", "/critical-results/<int:result_id>/acknowledge"): frozenset({A, R, F}),
     ("GET", "/studies/<study_uid>/report.pdf"): frozenset({A, R, F}),
     ("GET", "/studies/<study_uid>/report/edit"): frozenset({R}),
     ("GET", "/studies/<study_uid>/series/<series_uid>/preview.png"): frozenset({A, R}),
@@ -507,6 +514,7 @@ URL_SAMPLES = {  # harmless values for every URL variable the portal's routes ta
     "import_id": 999999,
     "chart": "volume",
     "export_id": 999999,
+    "result_id": 999999,
 }
 
 

@@ -49,6 +49,12 @@ def test_environment_overrides_every_default(tmp_path: Path) -> None:
         "PACS_ORTHANC_VIEWER_PASSWORD": "v",
         "PACS_DICOM_ACCEPT_ANY": "1",
         "PACS_DICOM_CHECK_HOST": "0",
+        "PACS_CRITICAL_LIMIT_IMMEDIATE": "15",
+        "PACS_CRITICAL_LIMIT_URGENT": "120",
+        "PACS_CRITICAL_LIMIT_NON_URGENT": "1440",
+        "PACS_CRITICAL_ONCALL": "OnCall@Example.org",
+        "PACS_CRITICAL_WEBHOOK_URL": "https://pager.example.org/hook",
+        "PACS_CRITICAL_WEBHOOK_SECRET": "c",
     }
     settings = load_settings(env)
     assert settings.orthanc_url == "http://archive:8042"
@@ -61,6 +67,10 @@ def test_environment_overrides_every_default(tmp_path: Path) -> None:
     assert (settings.orthanc_viewer_user, settings.orthanc_viewer_password) == ("ohif", "v")
     assert settings.dicom_accept_any and not settings.dicom_check_host
     assert settings.database_url.startswith("postgresql")
+    assert settings.critical_limits == {"immediate": 15, "urgent": 120, "non_urgent": 1440}
+    assert settings.critical_oncall == "oncall@example.org"
+    assert settings.critical_webhook_url == "https://pager.example.org/hook"
+    assert settings.critical_webhook_secret == "c"
     assert not (tmp_path / "secrets").exists(), "secrets given by the environment are not written"
 
 
@@ -82,6 +92,10 @@ def test_http_port_moves_the_default_orthanc_url(tmp_path: Path) -> None:
         ("PACS_ORTHANC_VIEWER_USER", "a:b", "no colon"),
         ("PACS_DICOM_ACCEPT_ANY", "maybe", "not a yes/no value"),
         ("PACS_WORKLIST_ARRIVING", "halfway", "not one of instance, series, stable"),
+        ("PACS_CRITICAL_LIMIT_IMMEDIATE", "0", "at least 1"),
+        ("PACS_CRITICAL_LIMIT_URGENT", "soon", "not a whole number"),
+        ("PACS_CRITICAL_ONCALL", "the on-call desk", "not an e-mail address"),
+        ("PACS_CRITICAL_WEBHOOK_URL", "ftp://pager/hook", "must be an http:// or https:// URL"),
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(

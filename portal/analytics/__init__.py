@@ -8,6 +8,7 @@ are for admins only: the warehouse has none, they come from the operational data
 
 from __future__ import annotations
 
+import datetime
 import io
 from collections.abc import Callable
 from dataclasses import replace
@@ -30,14 +31,16 @@ from flask_login import current_user
 from marshmallow import ValidationError
 
 from core.accounts import ANALYTICS_ROLES, Role
+from core.critical_results import LABELS, percentile
 from core.csv_cells import SafeCsvWriter
 from core.records import Priority, format_person_name
 from core.turnaround import PERIODS, TurnaroundFilters
 from portal.analytics import charts
 from portal.analytics.filters import AnalyticsArgs, to_filters
 from portal.extensions import db
-from portal.security import audit, roles
+from portal.security import audit, roles, utc_now
 from storage.analytics import find_patients
+from storage.critical_results import summarize_critical_results
 from warehouse import queries
 from warehouse.queries import WarehouseMissing, WarehouseReader
 
@@ -98,16 +101,37 @@ def parse_filters(con: duckdb.DuckDBPyConnection) -> tuple[TurnaroundFilters, st
     return filters, args["period"]
 
 
+CRITICAL_WINDOW = datetime.timedelta(days=90)
+
+
+def summarize_critical() -> dict[str, Any]:
+    """Critical results of the last 90 days, from the operational database (few rows, always
+    current): per category, signature -> acknowledgement p50/p90, those past their limit."""
+    now = utc_now()
+    summary = summarize_critical_results(db.session, now - CRITICAL_WINDOW, now)
+    return {
+        "per_category": summary.per_category,
+        "labels": {c.value: label for c, label in LABELS.items()},
+        "p50": percentile(summary.minutes_to_acknowledge, 0.5),
+        "p90": percentile(summary.minutes_to_acknowledge, 0.9),
+        "acknowledged": len(summary.minutes_to_acknowledge),
+        "open": summary.open,
+        "breached": summary.breached,
+        "now": now,
+    }
+
+
 @bp.get("")
 @roles(*ANALYTICS_ROLES)
 def show_dashboard():
+    critical = summarize_critical()
     try:
         with warehouse_reader().connect() as con:
             filters, period = parse_filters(con)
             options = queries.query_options(con)
             status = queries.read_status(con)
     except WarehouseMissing as missing:
-        return render_template("analytics/dashboard.html", missing=str(missing))
+        return render_template("analytics/dashboard.html", missing=str(missing), critical=critical)
     audit("view_analytics", object_type="analytics", detail=request.query_string.decode()[:1024])
     db.session.commit()
     return render_template(
@@ -120,6 +144,7 @@ def show_dashboard():
         options=options,
         status=status,
         charts=list(CHART_ROWS),
+        critical=critical,
     )
 
 

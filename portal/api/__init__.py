@@ -10,9 +10,11 @@ from portal.api import (  # noqa: E402,F401  (register their routes)
     admin,
     analytics,
     auth,
+    critical_results,
     exports,
     hooks,
     imports,
+    priors,
     reports,
     studies,
 )

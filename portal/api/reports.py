@@ -12,6 +12,7 @@ from flask_login import current_user
 from marshmallow import RAISE
 
 from core.accounts import CLINICAL_READERS, Role
+from core.critical_results import CriticalResultError, parse_category
 from core.reports import (
     MAX_ADDENDUM_LENGTH,
     MAX_SECTION_LENGTH,
@@ -23,6 +24,7 @@ from core.reports import (
 )
 from portal.api import bp
 from portal.api.studies import require_study
+from portal.critical_results import flag_on_signature
 from portal.extensions import db
 from portal.report_access import load_readable_report, refuse
 from portal.security import audit_study, roles, utc_now
@@ -136,13 +138,26 @@ def put_report(study_uid: str, draft: dict[str, Any]) -> Response:
 
 
 def sign(study_uid: str, action: ReportAction) -> Response:
+    """Sign; a body `{"critical": CATEGORY}` also flags the report as a critical result."""
     study = require_study(study_uid)
     expected = parse_etag(request.headers.get("If-Match"))
     try:
+        critical = read_critical_category(request.get_json(silent=True))
         document = sign_report(db.session, study, current_user.user, action, expected, utc_now())
-    except ReportError as error:
+        flag_on_signature(study, document, critical)
+    except (ReportError, CriticalResultError) as error:
         refuse(f"report_{action}", study_uid, error)
     return commit_and_archive(study, document, f"report_{action}")
+
+
+def read_critical_category(body: object) -> str | None:
+    """The signature's optional body: nothing, or {"critical": null | CATEGORY}."""
+    if body is None or body == {}:
+        return None
+    if not isinstance(body, dict) or set(body) - {"critical"}:
+        raise CriticalResultError('the signature takes no body but {"critical": CATEGORY}')
+    critical = body.get("critical")
+    return None if critical is None else parse_category(critical).value
 
 
 def commit_and_archive(study: Study, document: ReportDocument, action: str) -> Response:

@@ -7,13 +7,16 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_login import current_user
 
 from core.accounts import CLINICAL_READERS, Role
+from core.critical_results import LABELS
 from core.report_templates import suggest_template
 from core.reports import SECTIONS, ReportError, ReportStatus, make_etag
 from portal.extensions import db
+from portal.priors import list_visible_priors
 from portal.report_access import load_readable_report
 from portal.reports.pdf import render_report_pdf
 from portal.security import audit, audit_study, roles, utc_now
 from portal.worklist import require_listed_study
+from storage.critical_results import find_critical_result
 from storage.models.reports import ReportTemplate
 from storage.reports import (
     as_spec,
@@ -50,6 +53,9 @@ def edit_report(study_uid: str):
         etag=make_etag(report.version if report else 0),
         is_final=report is not None and report.status == ReportStatus.FINAL,
         may_sign=study.assignee_id in (None, current_user.user.id),
+        priors=list_visible_priors(study),
+        critical=find_critical_result(db.session, report),
+        critical_labels={c.value: label for c, label in LABELS.items()},
     )
 
 
@@ -65,6 +71,7 @@ def show_report(study_uid: str):
         study=study,
         view=view_report(report) if report else None,
         sections=SECTIONS,
+        priors=list_visible_priors(study),
     )
 
 

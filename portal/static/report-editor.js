@@ -25,8 +25,10 @@
     }
   }
 
-  function confirmSigning(text, buttonLabel) {
+  function confirmSigning(text, buttonLabel, offerCritical) {
     document.getElementById("confirm-text").textContent = text;
+    document.getElementById("critical-choice").hidden = !offerCritical;
+    document.getElementById("critical-category").value = "";
     document.getElementById("confirm-button").textContent = buttonLabel;
     dialog.returnValue = "";
     dialog.showModal();
@@ -132,6 +134,19 @@
       markDirty();
       save(false);
     });
+    // Compare with a prior: the viewer opens both, and the comparison line names the prior
+    // (replacing the template's placeholder, else added on a line of its own; editable).
+    const comparison = form.querySelector("textarea[data-section=comparison]");
+    document.querySelectorAll("a[data-comparison]").forEach(function (link) {
+      link.addEventListener("click", function () {
+        const line = link.dataset.comparison;
+        const current = comparison.value.trim();
+        if (current.includes(line)) { return; }
+        comparison.value = (!current || current === "None available.") ? line : current + "\n" + line;
+        markDirty();
+        save(false);
+      });
+    });
     setInterval(function () { save(false); }, SAVE_EVERY_MS);
     document.addEventListener("visibilitychange", function () {
       if (document.visibilityState === "hidden") { save(true); }
@@ -144,10 +159,12 @@
         const ok = await confirmSigning(
           final ? "Sign this report as FINAL? A final report cannot be changed afterwards; corrections become addenda."
                 : "Sign this report as PRELIMINARY? It will be archived and visible as preliminary.",
-          final ? "Sign final" : "Sign preliminary");
+          final ? "Sign final" : "Sign preliminary", true);
         if (!ok) { return; }
         if (!(await save(false))) { return; }
-        const response = await request(form, "POST", final ? "/finalize" : "/preliminary", undefined,
+        const critical = document.getElementById("critical-category").value;
+        const response = await request(form, "POST", final ? "/finalize" : "/preliminary",
+                                       critical ? { critical: critical } : undefined,
                                        { "If-Match": etag });
         if (!response.ok) {
           showError("Not signed: " + (await errorText(response)));

@@ -66,6 +66,7 @@ ENTRY_FILES = frozenset({"index.html", "app-config.js", BOOT_SCRIPT})
 UPSTREAM_TIMEOUT = (5.0, 60.0)  # connect, then between bytes
 REFERRER_LIMIT = "you may only view studies you referred, once they are reported"
 HOST = re.compile(r"[A-Za-z0-9.\-]{1,253}(?::[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](?::[0-9]{1,5})?")
+COMPARE_PROTOCOL = "@ohif/hpCompare"
 MAX_AUDITED_STUDIES = 20  # studies named in one request that are audited one by one
 mimetypes.add_type("application/wasm", ".wasm")
 
@@ -74,6 +75,17 @@ mimetypes.add_type("application/wasm", ".wasm")
 def viewer_url(study_uid: str) -> str:
     """Where "Open" takes a user: the study in OHIF's default (longitudinal) mode."""
     return url_for("viewer.serve_viewer", path="viewer", StudyInstanceUIDs=study_uid)
+
+
+@bp.app_template_global()
+def compare_url(study_uid: str, prior_uid: str) -> str:
+    """The study and a prior side by side (OHIF's comparison hanging protocol)."""
+    return url_for(
+        "viewer.serve_viewer",
+        path="viewer",
+        StudyInstanceUIDs=f"{study_uid},{prior_uid}",
+        hangingProtocolId=COMPARE_PROTOCOL,
+    )
 
 
 @bp.get("/viewer/", defaults={"path": ""})
@@ -99,8 +111,10 @@ def serve_viewer(path: str) -> Any:
         return deny(403, REFERRER_LIMIT)
     for uid in study_uids:
         audit_study("viewer.open", uid)
-        if current_user.role == Role.RADIOLOGIST:
-            record_study_opened(db.session, uid, current_user.email, utc_now())
+    if study_uids and current_user.role == Role.RADIOLOGIST:
+        # The first study is the one being read; the others are priors opened beside it,
+        # which must not count as a first opening for turnaround.
+        record_study_opened(db.session, study_uids[0], current_user.email, utc_now())
     db.session.commit()
     return send_bundle_file(folder / "index.html")
 

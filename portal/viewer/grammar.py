@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 STUDY_UID_KEY = "StudyInstanceUID"
 UID_KEYS = frozenset({STUDY_UID_KEY, "SeriesInstanceUID", "SOPInstanceUID"})
@@ -174,11 +174,23 @@ def parse_search_query(pairs: list[tuple[str, str]]) -> tuple[tuple[str, str], .
         if key == "includefield":
             query.extend((key, field) for field in parse_include_fields(value))
             continue
+        key = keyword_of_tag(key)
         if key in seen:
             raise RequestRefused(400, f"parameter {key!r} is given more than once")
         seen.add(key)
         query.append((key, parse_search_value(key, value)))
     return tuple(query)
+
+
+def keyword_of_tag(key: str) -> str:
+    """OHIF names some search attributes by tag (`00100020=...`): such a key becomes its
+    keyword, so that every later check (study UIDs above all) sees one spelling."""
+    if not TAG.fullmatch(key):
+        return key
+    keyword = keyword_for_tag(int(key, 16))
+    if not keyword:
+        raise RequestRefused(400, f"unknown search parameter {key!r}: use attribute keywords")
+    return keyword
 
 
 def parse_include_fields(value: str) -> list[str]:

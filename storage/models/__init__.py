@@ -12,6 +12,7 @@ scale: only the URL changes. The portal uses these same models through Flask-SQL
 from storage.models import (
     accounts,
     arrivals,
+    critical_results,
     evidence,
     exports,
     imports,
@@ -30,6 +31,7 @@ __all__ = [
     "Base",
     "accounts",
     "arrivals",
+    "critical_results",
     "evidence",
     "exports",
     "imports",

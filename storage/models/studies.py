@@ -86,6 +86,8 @@ class Study(Base):
         # then reads that one (2,400 pages at a million studies, not 8,600) for `count(*)`.
         Index("ix_studies_study_datetime", "study_datetime", "id"),
         Index("ix_studies_patient_name", "patient_name"),
+        # A patient's priors (storage/priors.py), newest first.
+        Index("ix_studies_patient_issuer_date", "patient_id", "issuer_of_patient_id", "study_date"),
         # The search, by case-insensitive prefix (with status, for its counts); SQLite only,
         # as is the query that uses them (`starts_with_ignoring_case` in storage/worklist.py).
         *(
