@@ -17,6 +17,7 @@ from config.settings import Settings, load_settings
 from tasks.archive import fetch_archived_studies
 from tasks.database import (
     StudyOutcome,
+    load_recorded_series,
     record_removed_studies,
     record_studies,
     remember_retries,
@@ -39,7 +40,8 @@ def process_studies(
     error is raised so the flow's state says why.
     """
     try:
-        fetched = fetch_archived_studies(settings, orthanc_ids)
+        recorded = load_recorded_series(settings, orthanc_ids)
+        fetched = fetch_archived_studies(settings, orthanc_ids, recorded, wait_for_stable)
     except Exception as error:
         remember_retries(settings, {i: f"{type(error).__name__}: {error}" for i in orthanc_ids})
         raise

@@ -23,8 +23,15 @@ class FetchedStudies:
 
 
 @archive_task
-def fetch_archived_studies(settings: Settings, orthanc_ids: list[str]) -> FetchedStudies:
-    """Each study's summary and instances' tags, two calls a study whatever its size.
+def fetch_archived_studies(
+    settings: Settings,
+    orthanc_ids: list[str],
+    recorded_series: dict[str, dict[str, int]] | None = None,
+    wait_for_stable: bool = False,
+) -> FetchedStudies:
+    """Each study's summary, series and the tags of the series not recorded yet
+    (`recorded_series`, see core/increments.py), streamed; `wait_for_stable`: studies
+    still arriving are only summarised.
 
     An outage fails (and retries) the whole task; a study the archive refuses is
     set aside with the reason, so one bad study never holds up the others.
@@ -33,7 +40,13 @@ def fetch_archived_studies(settings: Settings, orthanc_ids: list[str]) -> Fetche
     with ArchiveClient.from_settings(settings) as client:
         for orthanc_id in orthanc_ids:
             try:
-                fetched.studies.append(client.get_archived_study(orthanc_id))
+                fetched.studies.append(
+                    client.get_archived_study(
+                        orthanc_id,
+                        (recorded_series or {}).get(orthanc_id),
+                        wait_for_stable=wait_for_stable,
+                    )
+                )
             except ArchiveNotFound:
                 fetched.gone.append(orthanc_id)
             except ArchiveRejected as error:
