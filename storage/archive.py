@@ -219,10 +219,13 @@ class ArchiveClient:
         recorded_series: Mapping[str, int] | None = None,
         *,
         wait_for_stable: bool = False,
+        complete_series_only: bool = False,
     ) -> ArchivedStudy:
         """A study's summary and the tags of the series ingestion has not recorded yet
         (`recorded_series`: UID -> instances, see core/increments.py), series by series,
-        one call each. `wait_for_stable`: a study still arriving is summarised, not read.
+        one call each. `wait_for_stable`: a study still arriving is summarised, not read;
+        `complete_series_only`: of a study still arriving, only the complete series are
+        read (the pipeline's way: each is read once), else all of it as it is now.
 
         Also lists the Patient IDs of other archive studies sharing its
         StudyInstanceUID (Orthanc files one study UID per patient separately).
@@ -233,7 +236,9 @@ class ArchiveClient:
         if wait_for_stable and not is_stable:
             return ArchivedStudy(study_id, summary["LastUpdate"], is_stable, instances=[])
         plan = plan_series(
-            self.list_study_series(study_id), recorded_series, study_stable=is_stable
+            self.list_study_series(study_id),
+            recorded_series,
+            study_stable=is_stable or not complete_series_only,
         )
         shared: dict[str, str] = {}
         instances = [

@@ -45,6 +45,7 @@ def fetch_archived_studies(
                         orthanc_id,
                         (recorded_series or {}).get(orthanc_id),
                         wait_for_stable=wait_for_stable,
+                        complete_series_only=True,
                     )
                 )
             except ArchiveNotFound:
