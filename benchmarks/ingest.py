@@ -219,6 +219,8 @@ def main() -> None:
             complete_by = time.monotonic() + 60
             while len(watcher.complete) < args.studies and time.monotonic() < complete_by:
                 time.sleep(0.2)
+            with open_session(settings.database_url) as session:
+                rows = list(session.scalars(select(Study)))  # as completed
             watcher.stopping.set()
             pipeline.stop()
             live_fetch, live_record = fetch_clock.seconds, record_clock.seconds

@@ -272,11 +272,17 @@ class ArchiveClient:
         format, bulk values left out, one instance at a time as Orthanc's answer arrives:
         never the whole JSON text (tens of MB for a 3,000-instance study) nor every
         instance's full tags at once."""
+        # Uncompressed: Orthanc builds the whole answer before sending it, and gzipping tens
+        # of MB for a nearby client costs both sides more CPU than the bytes cost.
         response = self.request(
-            "GET", f"{resource}/instances-tags", params={"short": ""}, stream=True
+            "GET",
+            f"{resource}/instances-tags",
+            params={"short": ""},
+            headers={"Accept-Encoding": "identity"},
+            stream=True,
         )
         with response:
-            response.raw.decode_content = True  # gzip, if Orthanc compressed it
+            response.raw.decode_content = True  # gzip, should Orthanc compress it anyway
             try:
                 for _, tags in ijson.kvitems(response.raw, "", use_float=True):
                     yield tags
