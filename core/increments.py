@@ -6,6 +6,10 @@ series of a study still arriving, costs its own instances only, not the whole st
 While a study is still arriving, only its complete (stable) series are read; the others are
 counted and read once complete. Anything else (a recorded series changed or gone) reads the
 study whole.
+
+A big complete series takes the archive about a second to give all its tags (it parses
+every file), so a study seen for the first time while it arrives is first listed from one
+instance of it (`plan_glimpse`), and read whole right after.
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ class ArchivedSeries:
     series_instance_uid: str
     instance_count: int
     is_stable: bool
+    first_instance_id: str = ""
+
+
+# Complete series with more instances than this are glimpsed before they are read whole.
+GLIMPSE_ABOVE = 50
 
 
 @dataclass(frozen=True)
@@ -51,3 +60,14 @@ def plan_series(
         read = new
     waiting = sum(series.instance_count for series in new if series not in read)
     return SeriesPlan(read=tuple(read), kept=kept, waiting_instances=waiting)
+
+
+def plan_glimpse(
+    archived: Sequence[ArchivedSeries], *, study_stable: bool
+) -> ArchivedSeries | None:
+    """The complete series whose first instance lists a new study at once (None: reading
+    the study is quick enough, or it is complete and read whole anyway)."""
+    complete = [series for series in archived if series.is_stable and series.first_instance_id]
+    if study_stable or sum(series.instance_count for series in complete) <= GLIMPSE_ABOVE:
+        return None
+    return complete[0]

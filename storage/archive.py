@@ -19,7 +19,7 @@ import urllib3
 from dicomweb_client.api import DICOMwebClient
 
 from config.settings import Settings
-from core.increments import ArchivedSeries, plan_series
+from core.increments import ArchivedSeries, plan_glimpse, plan_series
 from core.records import ArchivedStudy
 from core.tags import keep_ingest_tags
 
@@ -209,6 +209,7 @@ class ArchiveClient:
                 series_instance_uid=series.get("MainDicomTags", {}).get("SeriesInstanceUID", ""),
                 instance_count=len(series.get("Instances", ())),
                 is_stable=series.get("IsStable", True),
+                first_instance_id=(series.get("Instances") or [""])[0],
             )
             for series in self.get_json(f"/studies/{study_id}/series")
         ]
@@ -226,9 +227,6 @@ class ArchiveClient:
         one call each. `wait_for_stable`: a study still arriving is summarised, not read;
         `complete_series_only`: of a study still arriving, only the complete series are
         read (the pipeline's way: each is read once), else all of it as it is now.
-
-        Also lists the Patient IDs of other archive studies sharing its
-        StudyInstanceUID (Orthanc files one study UID per patient separately).
         """
         summary = self.get_study(study_id)
         is_stable = summary.get("IsStable", True)
@@ -246,22 +244,47 @@ class ArchiveClient:
             for series in plan.read
             for tags in self.stream_instances_tags(f"/series/{series.orthanc_id}")
         ]
-        others = []
-        if study_uid:
-            others = [
-                other["PatientMainDicomTags"].get("PatientID", "")
-                for other in self.find("Study", {"StudyInstanceUID": study_uid})
-                if other["ID"] != study_id
-            ]
         return ArchivedStudy(
             orthanc_id=study_id,
             last_update=summary["LastUpdate"],
             is_stable=is_stable,
             instances=instances,
-            other_patient_ids=others,
+            other_patient_ids=self.find_other_patient_ids(study_id, study_uid),
             kept_series=plan.kept,
             waiting_instances=plan.waiting_instances,
         )
+
+    def get_study_glimpse(self, study_id: str) -> ArchivedStudy | None:
+        """A study still arriving as one instance of a big complete series, the others
+        counted (see core/increments.py `plan_glimpse`); None when there is none to take."""
+        summary = self.get_study(study_id)
+        if summary.get("IsStable", True):
+            return None
+        series = self.list_study_series(study_id)
+        chosen = plan_glimpse(series, study_stable=False)
+        if chosen is None:
+            return None
+        tags = self.get_json(f"/instances/{chosen.first_instance_id}/tags", short="")
+        study_uid = summary.get("MainDicomTags", {}).get("StudyInstanceUID", "")
+        return ArchivedStudy(
+            orthanc_id=study_id,
+            last_update=summary["LastUpdate"],
+            is_stable=False,
+            instances=[keep_ingest_tags(tags, {})],
+            other_patient_ids=self.find_other_patient_ids(study_id, study_uid),
+            waiting_instances=sum(s.instance_count for s in series) - 1,
+        )
+
+    def find_other_patient_ids(self, study_id: str, study_uid: str) -> list[str]:
+        """The Patient IDs of other archive studies sharing this StudyInstanceUID (Orthanc
+        files one study UID per patient separately)."""
+        if not study_uid:
+            return []
+        return [
+            other["PatientMainDicomTags"].get("PatientID", "")
+            for other in self.find("Study", {"StudyInstanceUID": study_uid})
+            if other["ID"] != study_id
+        ]
 
     def get_study_instances_tags(self, study_id: str) -> list[JsonDict]:
         """Every instance's tags (short format, bulk values left out) in one call."""

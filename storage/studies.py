@@ -225,6 +225,15 @@ def load_recorded_identity(
     )
 
 
+def is_new_study(session: Session, orthanc_id: str) -> bool:
+    """Neither listed nor ever quarantined."""
+    listed = session.scalar(select(Study.id).where(Study.orthanc_id == orthanc_id))
+    held = session.scalar(
+        select(QuarantinedStudy.id).where(QuarantinedStudy.orthanc_id == orthanc_id)
+    )
+    return listed is None and held is None
+
+
 def is_released(session: Session, orthanc_id: str) -> bool:
     state = session.scalar(
         select(QuarantinedStudy.state).where(QuarantinedStudy.orthanc_id == orthanc_id)

@@ -8,11 +8,12 @@ from config.settings import Settings
 from core.records import ArchivedStudy
 from storage.archive import (
     ArchiveClient,
+    ArchiveError,
     ArchiveNotFound,
     ArchiveRejected,
     ChangesPage,
 )
-from tasks.retries import archive_task
+from tasks.retries import archive_task, once_task
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,22 @@ def fetch_archived_studies(
             except ArchiveRejected as error:
                 fetched.failed[orthanc_id] = str(error)
     return fetched
+
+
+@once_task
+def glimpse_studies(settings: Settings, orthanc_ids: list[str]) -> list[ArchivedStudy]:
+    """New studies still arriving, each as one instance of a big complete series: listed
+    at once, read whole right after. Best effort: the whole read follows anyway."""
+    glimpses = []
+    with ArchiveClient.from_settings(settings) as client:
+        for orthanc_id in orthanc_ids:
+            try:
+                glimpse = client.get_study_glimpse(orthanc_id)
+            except ArchiveError:
+                continue
+            if glimpse is not None:
+                glimpses.append(glimpse)
+    return glimpses
 
 
 @archive_task

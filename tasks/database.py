@@ -16,6 +16,7 @@ from storage.studies import (
     clear_retry,
     count_known_studies,
     find_recorded_series,
+    is_new_study,
     is_released,
     list_known_study_ids,
     list_retries,
@@ -104,6 +105,12 @@ def load_recorded_series(settings: Settings, orthanc_ids: list[str]) -> dict[str
     with open_session(settings.database_url) as session:
         found = {i: find_recorded_series(session, i) for i in orthanc_ids}
     return {orthanc_id: series for orthanc_id, series in found.items() if series is not None}
+
+
+@once_task
+def select_new_studies(settings: Settings, orthanc_ids: list[str]) -> list[str]:
+    with open_session(settings.database_url) as session:
+        return [i for i in orthanc_ids if is_new_study(session, i)]
 
 
 @database_task

@@ -7,7 +7,7 @@ import json
 
 from core import tags as tg
 from core.evidence import read_study_evidence
-from core.increments import ArchivedSeries, plan_series
+from core.increments import GLIMPSE_ABOVE, ArchivedSeries, plan_glimpse, plan_series
 from core.ingest import RecordedStudy, assess_study
 from core.records import ArchivedStudy, build_study_record
 from core.validation import Finding, Severity, merge_findings
@@ -119,3 +119,12 @@ def test_only_the_tags_ingestion_reads_are_kept_and_values_shared() -> None:
     assert kept[0][tg.PATIENT_NAME] is kept[1][tg.PATIENT_NAME]
     # The rules and records see the same values as from the full tags.
     assert read_study_evidence(kept) == read_study_evidence([full, full])
+
+
+def test_a_new_study_with_a_big_complete_series_is_glimpsed_first() -> None:
+    big = ArchivedSeries("o1", "1", 300, True, "i1")
+    arriving = ArchivedSeries("o2", "2", 40, False, "i2")
+    assert plan_glimpse([arriving, big], study_stable=False) == big
+    assert plan_glimpse([arriving, big], study_stable=True) is None, "read whole anyway"
+    small = ArchivedSeries("o3", "3", GLIMPSE_ABOVE, True, "i3")
+    assert plan_glimpse([small, arriving], study_stable=False) is None, "quick to read"
