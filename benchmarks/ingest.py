@@ -248,6 +248,12 @@ def main() -> None:
                 ingest_study(ids[0])
                 peak_bytes = tracemalloc.get_traced_memory()[1]
                 tracemalloc.stop()
+                with ArchiveClient.from_settings(settings) as client:
+                    tracemalloc.start()
+                    every_tag = client.get_study_instances_tags(ids[0])
+                    baseline_bytes = tracemalloc.get_traced_memory()[1]
+                    tracemalloc.stop()
+                    del every_tag
                 started = time.perf_counter()
                 ingest_study(ids[0])  # recorded already: nothing new to read
                 noop_seconds = time.perf_counter() - started
@@ -322,6 +328,10 @@ def main() -> None:
     print(
         f"pipeline peak memory      {peak_bytes / 2**20:.1f} MiB of Python allocations "
         f"ingesting one {args.instances}-instance study whole (tracemalloc)"
+    )
+    print(
+        f"  baseline                {baseline_bytes / 2**20:.1f} MiB holding its instances' "
+        f"every tag, as ingestion did ({baseline_bytes / peak_bytes:.1f}x)"
     )
     print(f"run with nothing new      {noop_seconds:.3f} s (a study recorded already)")
     print(f"load average              {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
