@@ -1,8 +1,10 @@
 """Flows `ingest_study` and `ingest_studies`: stable studies onto the worklist or into quarantine.
 
 A flow run costs ~0.15 s of Prefect bookkeeping, so studies that arrive together
-go through one run (`ingest_studies`, two tasks for the whole batch); a study
-notified alone goes through `ingest_study`, the deployment's entry point.
+go through one run (`ingest_studies`, a few tasks for the whole batch, never one per
+study or instance); a study notified alone goes through `ingest_study`, the deployment's
+entry point. Each study is read series by series, only what was not recorded yet
+(core/increments.py).
 """
 
 from __future__ import annotations
