@@ -173,8 +173,9 @@ def main() -> None:
         from storage.database import open_session
         from storage.models.studies import Study
 
-        fetch_clock, record_clock = StageClock(), StageClock()
+        fetch_clock, record_clock, glimpse_clock = StageClock(), StageClock(), StageClock()
         ArchiveClient.get_archived_study = fetch_clock.wrap(ArchiveClient.get_archived_study)
+        ArchiveClient.get_study_glimpse = glimpse_clock.wrap(ArchiveClient.get_study_glimpse)
         tasks.database.record_study = record_clock.wrap(tasks.database.record_study)
 
         settings = load_settings(env)
@@ -316,12 +317,14 @@ def main() -> None:
         if orthanc_id not in timed.notified or orthanc_id not in fetch_clock.calls:
             continue
         notified = timed.notified[orthanc_id]
-        fetched = fetch_clock.calls[orthanc_id][0]
-        recorded = next(c for c in record_clock.calls[orthanc_id] if c[0] >= fetched[1])
+        # The first read after the notification: one instance (the glimpse), or the series.
+        read = min([*glimpse_clock.calls.get(orthanc_id, []), fetch_clock.calls[orthanc_id][0]])
+        kind = "glimpse" if read in glimpse_clock.calls.get(orthanc_id, []) else "series read"
+        recorded = next(c for c in record_clock.calls[orthanc_id] if c[0] >= read[1])
         print(
-            f"  split                   to the read {fetched[0] - notified:.3f} s (queue, "
-            f"flow run start), read {fetched[1] - fetched[0]:.3f} s, to the record "
-            f"{recorded[0] - fetched[1]:.3f} s, record {recorded[1] - recorded[0]:.3f} s, "
+            f"  split                   to the first read {read[0] - notified:.3f} s (queue, "
+            f"flow run start), {kind} {read[1] - read[0]:.3f} s, to the record "
+            f"{recorded[0] - read[1]:.3f} s, record {recorded[1] - recorded[0]:.3f} s, "
             f"to the row seen {watcher.arriving[uid] - recorded[1]:.3f} s"
         )
     print(f"last instance -> complete {describe(last_instance)}  (stable age 2 s included)")
