@@ -24,17 +24,24 @@ class MetadataCache:
         self.folder = folder
         self.max_bytes = max_bytes
 
-    def path_for(self, key: str) -> Path:
-        return self.folder / f"{hashlib.sha256(key.encode()).hexdigest()}.json.gz"
+    def path_for(self, owner: str, key: str) -> Path:
+        """Bodies are named by what they belong to (a series), then by their whole key."""
+        return self.folder / f"{digest(owner)}-{digest(key)}.json.gz"
 
-    def open(self, key: str) -> BinaryIO | None:
+    def open(self, owner: str, key: str) -> BinaryIO | None:
         """The cached body under `key`, or None."""
         try:
-            return self.path_for(key).open("rb")
+            return self.path_for(owner, key).open("rb")
         except FileNotFoundError:
             return None
 
-    def write_through(self, key: str, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    def forget(self, owner: str) -> None:
+        """Remove every body of `owner` (a series the archive no longer has)."""
+        for path in self.folder.glob(f"{digest(owner)}-*.json.gz"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def write_through(self, owner: str, key: str, chunks: Iterable[bytes]) -> Iterator[bytes]:
         """Pass `chunks` on, keeping a copy that becomes the body under `key` once they have
         all gone through; a stream broken off (an archive or client gone) leaves nothing."""
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -45,7 +52,7 @@ class MetadataCache:
                 for chunk in chunks:
                     copy.write(chunk)
                     yield chunk
-            os.replace(temporary, self.path_for(key))
+            os.replace(temporary, self.path_for(owner, key))
             complete = True
             self.prune()
         finally:
@@ -70,3 +77,7 @@ class MetadataCache:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             total -= size
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()

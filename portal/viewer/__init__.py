@@ -227,15 +227,17 @@ def serve_series_metadata(parsed: DicomwebRequest, browser_headers: dict[str, st
     try:
         count = count_series_instances(study_uid, series_uid)
     except (ArchiveUnavailable, ValueError, KeyError, IndexError):
-        count = None
-    if count is None:  # the archive cannot say: relayed as any other request
+        return relay(parsed, browser_headers)
+    cache: MetadataCache = current_app.extensions["pacs_metadata_cache"]
+    series = f"{study_uid}/{series_uid}"
+    if count is None:  # no such series (deleted?), or the archive cannot say
+        cache.forget(series)
         return relay(parsed, browser_headers)
     accept = browser_headers.get("Accept", "")
     origin = forwarded_header(request.host, request.scheme)
-    key = f"{study_uid}/{series_uid}/{count}/{origin}/{accept}"
-    cache: MetadataCache = current_app.extensions["pacs_metadata_cache"]
+    key = f"{series}/{count}/{origin}/{accept}"
     headers = {"Content-Type": "application/dicom+json", "Content-Encoding": "gzip"}
-    cached = cache.open(key)
+    cached = cache.open(series, key)
     if cached is not None:
         return Response(send_cached(cached), headers=headers, direct_passthrough=True)
     upstream_headers = {"Accept-Encoding": "gzip", "Forwarded": origin}
@@ -255,7 +257,7 @@ def serve_series_metadata(parsed: DicomwebRequest, browser_headers: dict[str, st
         and upstream.headers.get("Content-Encoding") == "gzip"
         and upstream.headers.get("Content-Type", "").startswith("application/dicom+json")
     ):
-        body = cache.write_through(key, body)
+        body = cache.write_through(series, key, body)
     return Response(
         body, status=upstream.status, headers=relay_headers(upstream), direct_passthrough=True
     )
