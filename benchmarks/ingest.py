@@ -9,12 +9,14 @@ dcmtk's storescu (TCP_NODELAY) and prints, for the same run:
 - the pipeline's processing rate (instances/s inside `ingest_study` runs),
 - the time from a study's stable notification to its worklist row (p50, p95),
 - the pipeline's capacity once the archive is quiet: the same studies ingested
-  again, one flow run per study and then all in one `ingest_studies` run,
+  again into a fresh database (recorded studies are not read again), one flow run per
+  study and then all in one `ingest_studies` run,
 - big studies (`--instances 3000`: CT in series of 300, sent series after series, one
   association each, as scanners do): the time from a study's first complete series (its
   StableSeries notification) to its "arriving" worklist row, from its last instance to its
-  complete row (the stable age included), and the pipeline's peak memory ingesting one
-  study (tracemalloc, Python allocations, in a run of its own).
+  complete row (the stable age included), where the first arriving row's time went, and
+  the pipeline's peak memory ingesting one study whole (tracemalloc, Python allocations, in
+  a run of its own).
 
 With --scaled-out, the same measures through the engine, as `pacs portal`, `pacs engine
 up` and `pacs worker` run them (PostgreSQL, Orthanc on its PostgreSQL index): studies
@@ -70,18 +72,24 @@ class TimedPipeline:
 
 
 class StageClock:
-    """Adds up the time spent in one function, to split a flow run's time by stage."""
+    """Adds up the time spent in one function, to split a flow run's time by stage, and
+    notes when each call for a study (its first argument after `self`/`settings`) started
+    and ended, to split the first arriving row's latency."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.calls: dict[str, list[tuple[float, float]]] = {}
 
     def wrap(self, function):
-        def timed(*args, **kwargs):
+        def timed(first, second, *args, **kwargs):
             started = time.perf_counter()
+            wall = time.time()
             try:
-                return function(*args, **kwargs)
+                return function(first, second, *args, **kwargs)
             finally:
                 self.seconds += time.perf_counter() - started
+                key = second if isinstance(second, str) else getattr(second, "orthanc_id", "")
+                self.calls.setdefault(key, []).append((wall, time.time()))
 
         return timed
 
@@ -165,8 +173,9 @@ def main() -> None:
         from storage.database import open_session
         from storage.models.studies import Study
 
-        fetch_clock, record_clock = StageClock(), StageClock()
+        fetch_clock, record_clock, glimpse_clock = StageClock(), StageClock(), StageClock()
         ArchiveClient.get_archived_study = fetch_clock.wrap(ArchiveClient.get_archived_study)
+        ArchiveClient.get_study_glimpse = glimpse_clock.wrap(ArchiveClient.get_study_glimpse)
         tasks.database.record_study = record_clock.wrap(tasks.database.record_study)
 
         settings = load_settings(env)
@@ -211,25 +220,44 @@ def main() -> None:
             complete_by = time.monotonic() + 60
             while len(watcher.complete) < args.studies and time.monotonic() < complete_by:
                 time.sleep(0.2)
+            with open_session(settings.database_url) as session:
+                rows = list(session.scalars(select(Study)))  # as completed
             watcher.stopping.set()
             pipeline.stop()
             live_fetch, live_record = fetch_clock.seconds, record_clock.seconds
             ids = [row.orthanc_id for row in rows]
             from flows.ingest_study import ingest_studies, ingest_study
             from pacs.engine import engine_settings
+            from tests.support.databases import new_database
+
+            def fresh_database(name: str) -> None:
+                """Studies already recorded are not read again: time reading them whole."""
+                os.environ["PACS_DATABASE_URL"] = new_database(home / f"{name}.sqlite3")
 
             with engine_settings(None):
+                fresh_database("single")
                 started = time.perf_counter()
                 for orthanc_id in ids:
                     ingest_study(orthanc_id)
                 single_seconds = time.perf_counter() - started
+                fresh_database("batch")
                 started = time.perf_counter()
                 ingest_studies(ids)
                 batch_seconds = time.perf_counter() - started
+                fresh_database("memory")
                 tracemalloc.start()
                 ingest_study(ids[0])
                 peak_bytes = tracemalloc.get_traced_memory()[1]
                 tracemalloc.stop()
+                with ArchiveClient.from_settings(settings) as client:
+                    tracemalloc.start()
+                    every_tag = client.get_study_instances_tags(ids[0])
+                    baseline_bytes = tracemalloc.get_traced_memory()[1]
+                    tracemalloc.stop()
+                    del every_tag
+                started = time.perf_counter()
+                ingest_study(ids[0])  # recorded already: nothing new to read
+                noop_seconds = time.perf_counter() - started
         finally:
             pipeline.stop()
             server.shutdown()
@@ -284,11 +312,31 @@ def main() -> None:
         f"first series -> arriving  {describe(first_series)}  "
         f"(from its StableSeries notification; goal <= 1 s)"
     )
+    for uid in watcher.arriving:
+        orthanc_id = orthanc_ids.get(uid)
+        if orthanc_id not in timed.notified or orthanc_id not in fetch_clock.calls:
+            continue
+        notified = timed.notified[orthanc_id]
+        # The first read after the notification: one instance (the glimpse), or the series.
+        read = min([*glimpse_clock.calls.get(orthanc_id, []), fetch_clock.calls[orthanc_id][0]])
+        kind = "glimpse" if read in glimpse_clock.calls.get(orthanc_id, []) else "series read"
+        recorded = next(c for c in record_clock.calls[orthanc_id] if c[0] >= read[1])
+        print(
+            f"  split                   to the first read {read[0] - notified:.3f} s (queue, "
+            f"flow run start), {kind} {read[1] - read[0]:.3f} s, to the record "
+            f"{recorded[0] - read[1]:.3f} s, record {recorded[1] - recorded[0]:.3f} s, "
+            f"to the row seen {watcher.arriving[uid] - recorded[1]:.3f} s"
+        )
     print(f"last instance -> complete {describe(last_instance)}  (stable age 2 s included)")
     print(
         f"pipeline peak memory      {peak_bytes / 2**20:.1f} MiB of Python allocations "
-        f"ingesting one {args.instances}-instance study (tracemalloc)"
+        f"ingesting one {args.instances}-instance study whole (tracemalloc)"
     )
+    print(
+        f"  baseline                {baseline_bytes / 2**20:.1f} MiB holding its instances' "
+        f"every tag, as ingestion did ({baseline_bytes / peak_bytes:.1f}x)"
+    )
+    print(f"run with nothing new      {noop_seconds:.3f} s (a study recorded already)")
     print(f"load average              {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"date                      {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
 

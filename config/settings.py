@@ -114,6 +114,13 @@ class Settings:
         return self.home / "exports"
 
     @property
+    def metadata_cache_dir(self) -> Path:
+        """Series metadata the viewer asked for, as the archive gave it (gzip), reused while
+        the series is unchanged: the archive takes seconds to minutes to build it for
+        thousands of instances (portal/viewer/__init__.py)."""
+        return self.home / "cache" / "series-metadata"
+
+    @property
     def prefect_dir(self) -> Path:
         """The embedded Prefect server's PREFECT_HOME: its database, log and pid file."""
         return self.home / "prefect"

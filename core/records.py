@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -49,13 +49,16 @@ DICOM_PRIORITIES = {
 
 @dataclass(frozen=True)
 class ArchivedStudy:
-    """What the archive returned for one study: its summary and every instance's tags."""
+    """What the archive returned for one study: its summary and the tags of the instances
+    read (see core/increments.py: series already recorded, or still arriving, are not)."""
 
     orthanc_id: str
     last_update: str  # Orthanc's LastUpdate, e.g. "20261127T213351" (UTC)
     is_stable: bool
     instances: Sequence[Tags]
     other_patient_ids: Sequence[str] = ()
+    kept_series: frozenset[str] = frozenset()  # recorded and unchanged: added to, not read
+    waiting_instances: int = 0  # in series still arriving, counted but not read yet
 
 
 @dataclass(frozen=True)
@@ -177,18 +180,54 @@ def build_series_records(instances: Sequence[Tags]) -> tuple[SeriesRecord, ...]:
         )
         for uid, members in groups.items()
     ]
+    return sort_series(records)
+
+
+def sort_series(records: Sequence[SeriesRecord]) -> tuple[SeriesRecord, ...]:
     return tuple(sorted(records, key=lambda s: (s.series_number is None, s.series_number or 0)))
+
+
+def summarize_series(series: Sequence[SeriesRecord]) -> dict[str, Any]:
+    """The study's columns that its series decide: main modality (by images), all
+    modalities, body part, and the counts."""
+    imaging = [s for s in series if s.modality not in NON_IMAGING_MODALITIES] or list(series)
+    modality_counts: Counter[str] = Counter()
+    for record in imaging:
+        modality_counts[record.modality] += record.instance_count
+    body_parts = Counter(s.body_part for s in imaging if s.body_part)
+    return {
+        "modality": modality_counts.most_common(1)[0][0] if modality_counts else "",
+        "modalities": "\\".join(sorted({s.modality for s in series if s.modality})),
+        "body_part": body_parts.most_common(1)[0][0] if body_parts else "",
+        "series_count": len(series),
+        "instance_count": sum(s.instance_count for s in series),
+    }
+
+
+def add_series_records(recorded: StudyRecord, study: ArchivedStudy) -> StudyRecord:
+    """A recorded study with the series of `study`'s instances added (a late series, or the
+    next complete series of a study still arriving); the rest stays as recorded."""
+    series = sort_series((*recorded.series, *build_series_records(study.instances)))
+    summary = summarize_series(series)
+    summary["instance_count"] += study.waiting_instances
+    first, last = read_instance_span(study.instances)
+    return replace(
+        recorded,
+        series=series,
+        received_at=parse_orthanc_timestamp(study.last_update),
+        first_instance_at=min(filter(None, (recorded.first_instance_at, first)), default=None),
+        last_instance_at=max(filter(None, (recorded.last_instance_at, last)), default=None),
+        **summary,
+    )
 
 
 def build_study_record(study: ArchivedStudy) -> StudyRecord:
     """The worklist's view of an archived study (which must have instances)."""
     instances = study.instances
     series = build_series_records(instances)
-    imaging = [s for s in series if s.modality not in NON_IMAGING_MODALITIES] or list(series)
     first_instance_at, last_instance_at = read_instance_span(instances)
-    modality_counts = Counter(s.modality for s in imaging for _ in range(s.instance_count))
-    modalities = sorted({s.modality for s in series if s.modality})
-    body_parts = Counter(s.body_part for s in imaging if s.body_part)
+    summary = summarize_series(series)
+    summary["instance_count"] += study.waiting_instances
     return StudyRecord(
         study_instance_uid=pick_common(instances, tg.STUDY_INSTANCE_UID),
         orthanc_id=study.orthanc_id,
@@ -201,10 +240,7 @@ def build_study_record(study: ArchivedStudy) -> StudyRecord:
         study_datetime=combine_date_time(
             pick_common(instances, tg.STUDY_DATE), pick_common(instances, tg.STUDY_TIME)
         ),
-        modality=modality_counts.most_common(1)[0][0] if modality_counts else "",
-        modalities="\\".join(modalities),
         description=pick_common(instances, tg.STUDY_DESCRIPTION),
-        body_part=body_parts.most_common(1)[0][0] if body_parts else "",
         referring_physician=pick_common(instances, tg.REFERRING_PHYSICIAN_NAME),
         institution=pick_common(instances, tg.INSTITUTION_NAME),
         priority=read_priority(instances),
@@ -213,12 +249,11 @@ def build_study_record(study: ArchivedStudy) -> StudyRecord:
             pick_common(instances, tg.ISSUE_TIME_OF_REQUEST),
         ),
         received_at=parse_orthanc_timestamp(study.last_update),
-        series_count=len(series),
-        instance_count=len(instances),
         series=series,
         issuer_of_patient_id=pick_common(instances, tg.ISSUER_OF_PATIENT_ID),
         first_instance_at=first_instance_at,
         last_instance_at=last_instance_at,
+        **summary,
     )
 
 

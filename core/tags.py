@@ -9,6 +9,7 @@ keeps a 1,000-instance study to milliseconds.
 from __future__ import annotations
 
 import datetime
+import re
 from typing import Any
 
 Tags = dict[str, Any]
@@ -51,6 +52,27 @@ ISSUE_TIME_OF_REQUEST = "0040,2005"
 PIXEL_DATA = "7fe0,0010"
 FLOAT_PIXEL_DATA = "7fe0,0008"
 DOUBLE_PIXEL_DATA = "7fe0,0009"
+
+# Every tag ingestion reads (every constant above, so a tag added here is never dropped): an
+# instance's other tags (hundreds for a CT slice) are dropped as its answer is parsed, so a
+# big study is held as these few values per instance.
+INGEST_TAGS = frozenset(
+    value
+    for name, value in dict(globals()).items()
+    if name.isupper() and isinstance(value, str) and re.fullmatch(r"[0-9a-f]{4},[0-9a-f]{4}", value)
+)
+
+
+def keep_ingest_tags(tags: Tags, shared: dict[str, str]) -> Tags:
+    """The instance's INGEST_TAGS only, each text value shared through `shared` with the
+    instances before it (a study's 3,000 instances hold its patient name once, not 3,000
+    times)."""
+    kept = {}
+    for tag in INGEST_TAGS:  # the keys kept are these constants, not the answer's copies
+        if tag in tags:
+            value = tags[tag]
+            kept[tag] = shared.setdefault(value, value) if isinstance(value, str) else value
+    return kept
 
 
 def get_text(tags: Tags, tag: str) -> str:

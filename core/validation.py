@@ -35,6 +35,16 @@ class Finding:
     message: str
     instances: int = 1
 
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Finding:
+        """A finding as `as_dict` stored it."""
+        return cls(
+            str(data["code"]),
+            Severity(data["severity"]),
+            str(data["message"]),
+            int(data.get("instances", 1)),  # type: ignore[call-overload]
+        )
+
     def as_dict(self) -> dict[str, object]:
         return {
             "code": self.code,
@@ -328,9 +338,31 @@ def validate_study(
     `other_patient_ids` are Patient IDs under which the archive holds the same
     StudyInstanceUID (the archive files those as separate studies).
     """
-    policy = policy or ValidationPolicy()
     if not instances:
         return [Finding("EMPTY_STUDY", Severity.ERROR, "The study has no instances")]
+    return check_instances(instances, policy or ValidationPolicy()) + check_study(
+        instances, other_patient_ids
+    )
+
+
+def validate_added_instances(
+    instances: Sequence[Tags],
+    recorded: Tags,
+    *,
+    other_patient_ids: Sequence[str] = (),
+    policy: ValidationPolicy | None = None,
+) -> list[Finding]:
+    """The rules broken by instances added to a recorded study (a late series): instance
+    rules on them, study rules on them together with `recorded`, the patient and study
+    values the study was recorded with, as DICOM text."""
+    if not instances:
+        return []
+    return check_instances(instances, policy or ValidationPolicy()) + check_study(
+        [recorded, *instances], other_patient_ids
+    )
+
+
+def check_instances(instances: Sequence[Tags], policy: ValidationPolicy) -> list[Finding]:
     findings = []
     for rule in INSTANCE_RULES:
         details = [detail for instance in instances if (detail := rule.check(instance, policy))]
@@ -339,6 +371,11 @@ def validate_study(
             findings.append(
                 Finding(rule.code, rule.severity, f"{rule.message}: {example}", len(details))
             )
+    return findings
+
+
+def check_study(instances: Sequence[Tags], other_patient_ids: Sequence[str]) -> list[Finding]:
+    findings = []
     for rule in STUDY_RULES:
         detail = rule.check(instances, other_patient_ids)
         if detail:
@@ -346,6 +383,21 @@ def validate_study(
                 Finding(rule.code, rule.severity, f"{rule.message}: {detail}", len(instances))
             )
     return findings
+
+
+def merge_findings(recorded: Sequence[Finding], added: Sequence[Finding]) -> list[Finding]:
+    """A recorded study's findings with those of its added instances: one per rule (an
+    error if either is), the recorded message kept, the instances counted together."""
+    merged = {finding.code: finding for finding in recorded}
+    for finding in added:
+        known = merged.get(finding.code)
+        if known is not None:
+            severity = min(known.severity, finding.severity, key=list(Severity).index)
+            finding = Finding(
+                known.code, severity, known.message, known.instances + finding.instances
+            )
+        merged[finding.code] = finding
+    return list(merged.values())
 
 
 def has_errors(findings: Sequence[Finding]) -> bool:

@@ -1,8 +1,10 @@
 """Flows `ingest_study` and `ingest_studies`: stable studies onto the worklist or into quarantine.
 
 A flow run costs ~0.15 s of Prefect bookkeeping, so studies that arrive together
-go through one run (`ingest_studies`, two tasks for the whole batch); a study
-notified alone goes through `ingest_study`, the deployment's entry point.
+go through one run (`ingest_studies`, a few tasks for the whole batch, never one per
+study or instance); a study notified alone goes through `ingest_study`, the deployment's
+entry point. Each study is read series by series, only what was not recorded yet
+(core/increments.py).
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from prefect import flow, get_run_logger
 from prefect.utilities.annotations import quote
 
 from config.settings import Settings, load_settings
-from tasks.archive import fetch_archived_studies
+from tasks.archive import fetch_archived_studies, glimpse_studies
 from tasks.database import (
     StudyOutcome,
+    load_recorded_series,
     record_removed_studies,
     record_studies,
     remember_retries,
+    select_new_studies,
 )
 
 
@@ -38,8 +42,11 @@ def process_studies(
     reconciliation. If the archive stays unreachable, all of them are, and the
     error is raised so the flow's state says why.
     """
+    if not wait_for_stable:
+        list_new_studies_at_once(settings, orthanc_ids)
     try:
-        fetched = fetch_archived_studies(settings, orthanc_ids)
+        recorded = load_recorded_series(settings, orthanc_ids)
+        fetched = fetch_archived_studies(settings, orthanc_ids, recorded, wait_for_stable)
     except Exception as error:
         remember_retries(settings, {i: f"{type(error).__name__}: {error}" for i in orthanc_ids})
         raise
@@ -59,6 +66,19 @@ def process_studies(
     if batch.failed or waiting:
         remember_retries(settings, {**batch.failed, **waiting})
     return batch
+
+
+def list_new_studies_at_once(settings: Settings, orthanc_ids: list[str]) -> None:
+    """New studies still arriving whose complete series are big go on the worklist from one
+    instance first (core/increments.py `plan_glimpse`): reading a few hundred instances takes
+    the archive a second or more. What fails here is left to the whole read that follows."""
+    try:
+        new = select_new_studies(settings, orthanc_ids)
+        glimpses = glimpse_studies(settings, new) if new else []
+        if glimpses:
+            record_studies(settings, quote(glimpses))
+    except Exception as error:
+        get_run_logger().warning(f"new studies not listed early ({error}); read whole now")
 
 
 def describe_outcome(outcome: StudyOutcome) -> str:

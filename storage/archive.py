@@ -8,7 +8,7 @@ failures become a few clear exceptions; retrying is the callers' business
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +19,9 @@ import urllib3
 from dicomweb_client.api import DICOMwebClient
 
 from config.settings import Settings
+from core.increments import ArchivedSeries, plan_glimpse, plan_series
 from core.records import ArchivedStudy
+from core.tags import keep_ingest_tags
 
 JsonDict = dict[str, Any]
 
@@ -199,40 +201,114 @@ class ArchiveClient:
     def get_study_instances(self, study_id: str) -> list[JsonDict]:
         return self.get_json(f"/studies/{study_id}/instances")
 
-    def get_archived_study(self, study_id: str) -> ArchivedStudy:
-        """A study's summary and all its instances' tags in two calls, whatever its size.
+    def list_study_series(self, study_id: str) -> list[ArchivedSeries]:
+        """The study's series with their sizes and whether each is complete (stable)."""
+        return [
+            ArchivedSeries(
+                orthanc_id=series["ID"],
+                series_instance_uid=series.get("MainDicomTags", {}).get("SeriesInstanceUID", ""),
+                instance_count=len(series.get("Instances", ())),
+                is_stable=series.get("IsStable", True),
+                first_instance_id=(series.get("Instances") or [""])[0],
+            )
+            for series in self.get_json(f"/studies/{study_id}/series")
+        ]
 
-        Also lists the Patient IDs of other archive studies sharing its
-        StudyInstanceUID (Orthanc files one study UID per patient separately).
+    def get_archived_study(
+        self,
+        study_id: str,
+        recorded_series: Mapping[str, int] | None = None,
+        *,
+        wait_for_stable: bool = False,
+        complete_series_only: bool = False,
+    ) -> ArchivedStudy:
+        """A study's summary and the tags of the series ingestion has not recorded yet
+        (`recorded_series`: UID -> instances, see core/increments.py), series by series,
+        one call each. `wait_for_stable`: a study still arriving is summarised, not read;
+        `complete_series_only`: of a study still arriving, only the complete series are
+        read (the pipeline's way: each is read once), else all of it as it is now.
         """
         summary = self.get_study(study_id)
-        tags = self.get_study_instances_tags(study_id)
+        is_stable = summary.get("IsStable", True)
         study_uid = summary.get("MainDicomTags", {}).get("StudyInstanceUID", "")
-        others = []
-        if study_uid:
-            others = [
-                other["PatientMainDicomTags"].get("PatientID", "")
-                for other in self.find("Study", {"StudyInstanceUID": study_uid})
-                if other["ID"] != study_id
-            ]
+        if wait_for_stable and not is_stable:
+            return ArchivedStudy(study_id, summary["LastUpdate"], is_stable, instances=[])
+        plan = plan_series(
+            self.list_study_series(study_id),
+            recorded_series,
+            study_stable=is_stable or not complete_series_only,
+        )
+        shared: dict[str, str] = {}
+        instances = [
+            keep_ingest_tags(tags, shared)
+            for series in plan.read
+            for tags in self.stream_instances_tags(f"/series/{series.orthanc_id}")
+        ]
         return ArchivedStudy(
             orthanc_id=study_id,
             last_update=summary["LastUpdate"],
-            is_stable=summary.get("IsStable", True),
-            instances=tags,
-            other_patient_ids=others,
+            is_stable=is_stable,
+            instances=instances,
+            other_patient_ids=self.find_other_patient_ids(study_id, study_uid),
+            kept_series=plan.kept,
+            waiting_instances=plan.waiting_instances,
         )
 
+    def get_study_glimpse(self, study_id: str) -> ArchivedStudy | None:
+        """A study still arriving as one instance of a big complete series, the others
+        counted (see core/increments.py `plan_glimpse`); None when there is none to take."""
+        summary = self.get_study(study_id)
+        if summary.get("IsStable", True):
+            return None
+        series = self.list_study_series(study_id)
+        chosen = plan_glimpse(series, study_stable=False)
+        if chosen is None:
+            return None
+        tags = self.get_json(f"/instances/{chosen.first_instance_id}/tags", short="")
+        study_uid = summary.get("MainDicomTags", {}).get("StudyInstanceUID", "")
+        return ArchivedStudy(
+            orthanc_id=study_id,
+            last_update=summary["LastUpdate"],
+            is_stable=False,
+            instances=[keep_ingest_tags(tags, {})],
+            other_patient_ids=self.find_other_patient_ids(study_id, study_uid),
+            waiting_instances=sum(s.instance_count for s in series) - 1,
+        )
+
+    def find_other_patient_ids(self, study_id: str, study_uid: str) -> list[str]:
+        """The Patient IDs of other archive studies sharing this StudyInstanceUID (Orthanc
+        files one study UID per patient separately)."""
+        if not study_uid:
+            return []
+        return [
+            other["PatientMainDicomTags"].get("PatientID", "")
+            for other in self.find("Study", {"StudyInstanceUID": study_uid})
+            if other["ID"] != study_id
+        ]
+
     def get_study_instances_tags(self, study_id: str) -> list[JsonDict]:
-        """Every instance's tags (short format, bulk values left out) in one call, parsed as
-        the body arrives: a 3,000-instance study's tags are held once, never also as the
-        whole JSON text (tens of MB)."""
-        path = f"/studies/{study_id}/instances-tags"
-        response = self.request("GET", path, params={"short": ""}, stream=True)
+        """Every instance's tags (short format, bulk values left out) in one call."""
+        return list(self.stream_instances_tags(f"/studies/{study_id}"))
+
+    def stream_instances_tags(self, resource: str) -> Iterator[JsonDict]:
+        """The tags of each instance of `resource` (`/studies/ID`, `/series/ID`), short
+        format, bulk values left out, one instance at a time as Orthanc's answer arrives:
+        never the whole JSON text (tens of MB for a 3,000-instance study) nor every
+        instance's full tags at once."""
+        # Uncompressed: Orthanc builds the whole answer before sending it, and gzipping tens
+        # of MB for a nearby client costs both sides more CPU than the bytes cost.
+        response = self.request(
+            "GET",
+            f"{resource}/instances-tags",
+            params={"short": ""},
+            headers={"Accept-Encoding": "identity"},
+            stream=True,
+        )
         with response:
-            response.raw.decode_content = True  # gzip, if Orthanc compressed it
+            response.raw.decode_content = True  # gzip, should Orthanc compress it anyway
             try:
-                return [tags for _, tags in ijson.kvitems(response.raw, "", use_float=True)]
+                for _, tags in ijson.kvitems(response.raw, "", use_float=True):
+                    yield tags
             except urllib3.exceptions.HTTPError as error:
                 raise ArchiveUnavailable(
                     f"the archive at {self.url} broke off its answer ({error})"

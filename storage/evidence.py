@@ -17,9 +17,16 @@ DELETE_BATCH = 500
 
 
 def save_evidence(
-    session: Session, study_id: int, header: StudyHeader, evidence: Sequence[EvidenceInstance]
+    session: Session,
+    study_id: int,
+    header: StudyHeader,
+    evidence: Sequence[EvidenceInstance],
+    *,
+    prune: bool = True,
 ) -> int:
-    """Bring the study's evidence up to date; returns how many instances were added."""
+    """Bring the study's evidence up to date; returns how many instances were added.
+    `prune`: `evidence` is the whole study's, and instances recorded but not in it go;
+    else it is only what series just read add."""
     row = session.get(EvidenceHeader, study_id)
     if row is None:
         session.add(EvidenceHeader(study_id=study_id, header=dataclasses.asdict(header)))
@@ -38,7 +45,7 @@ def save_evidence(
     ]
     if added:
         session.execute(insert(EvidenceItem), added)
-    gone = sorted(known - wanted)
+    gone = sorted(known - wanted) if prune else []
     for start in range(0, len(gone), DELETE_BATCH):
         session.execute(
             delete(EvidenceItem).where(

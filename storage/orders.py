@@ -496,11 +496,12 @@ def save_study_with_order(
     )
     if released:
         findings = [override_error(finding) for finding in findings]
-    assessment = Assessment(record=record, findings=(*assessment.findings, *findings))
+    assessment = dataclasses.replace(assessment, findings=(*assessment.findings, *findings))
     wrong_patient = any(finding.code == "ORDER_PATIENT_MISMATCH" for finding in findings)
     # Released by an admin despite another patient's order: the images keep their identity.
     if not assessment.quarantined and not wrong_patient:
-        assessment = Assessment(
+        assessment = dataclasses.replace(
+            assessment,
             record=dataclasses.replace(
                 record,
                 patient_id=order.patient_id or record.patient_id,
@@ -511,7 +512,6 @@ def save_study_with_order(
                 priority=Priority(order.priority),
                 ordered_at=order.ordered_at or record.ordered_at,
             ),
-            findings=assessment.findings,
         )
     outcome = save_assessment(session, assessment, now, complete=complete)
     if outcome != "quarantined":

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, union
 from sqlalchemy.orm import Session
 
+from core.evidence import StudyHeader
 from core.identity import (
     IDENTITY_FIELDS,
     REPORTED_STATUSES,
@@ -17,17 +18,19 @@ from core.identity import (
     accepted_identity,
     acknowledge,
 )
-from core.ingest import Assessment
+from core.ingest import Assessment, RecordedStudy
 from core.quarantine import (
     UNRESOLVED_STATES,
     IdentityDecisionError,
     QuarantineError,
     QuarantineState,
 )
-from core.records import SeriesRecord, StudyStatus
+from core.records import Priority, SeriesRecord, StudyRecord, StudyStatus
 from core.study_events import StudyEventKind
+from core.validation import Finding
 from storage.evidence import save_evidence
 from storage.models.arrivals import StudyArrival
+from storage.models.evidence import EvidenceHeader
 from storage.models.pipeline import IngestRetry, PipelineState
 from storage.models.quarantine import QuarantinedStudy
 from storage.models.studies import Series, Study, StudyEvent
@@ -80,7 +83,13 @@ def save_assessment(
     if outcome != "updated" or arrival is not None:
         outcome = record_arrival(session, study, arrival, complete, now)
     if assessment.header is not None:
-        save_evidence(session, study.id, assessment.header, assessment.evidence)
+        save_evidence(
+            session,
+            study.id,
+            assessment.header,
+            assessment.evidence,
+            prune=assessment.evidence_complete,
+        )
     return outcome
 
 
@@ -142,6 +151,63 @@ def merge_series(study: Study, records: tuple[SeriesRecord, ...]) -> None:
     study.series = merged
 
 
+def find_addable_study(session: Session, orthanc_id: str) -> Study | None:
+    """The listed study that series read later may be added to without reading it whole:
+    not quarantined, released or removed, its evidence header recorded."""
+    study = session.scalar(select(Study).where(Study.orthanc_id == orthanc_id))
+    if study is None or study.status in (StudyStatus.QUARANTINED, StudyStatus.REMOVED):
+        return None
+    entry_state = session.scalar(
+        select(QuarantinedStudy.state).where(QuarantinedStudy.orthanc_id == orthanc_id)
+    )
+    if entry_state in UNRESOLVED_STATES or session.get(EvidenceHeader, study.id) is None:
+        return None
+    return study
+
+
+def find_recorded_series(session: Session, orthanc_id: str) -> dict[str, int] | None:
+    """Series UID -> instances of a study that can be added to (core/increments.py)."""
+    study = find_addable_study(session, orthanc_id)
+    if study is None:
+        return None
+    return dict(
+        session.execute(
+            select(Series.series_instance_uid, Series.instance_count).where(
+                Series.study_id == study.id
+            )
+        ).all()
+    )
+
+
+def load_recorded_study(
+    session: Session, orthanc_id: str, series_uids: frozenset[str]
+) -> RecordedStudy | None:
+    """The study as recorded, to add series to; None when it cannot be added to any more
+    or its series are no longer `series_uids` (it changed since they were planned)."""
+    study = find_addable_study(session, orthanc_id)
+    if study is None or {s.series_instance_uid for s in study.series} != series_uids:
+        return None
+    columns = {name: getattr(study, name) for name in StudyRecord.__dataclass_fields__}
+    columns["priority"] = Priority(study.priority)
+    columns["series"] = tuple(
+        SeriesRecord(
+            series_instance_uid=s.series_instance_uid,
+            modality=s.modality,
+            series_number=s.series_number,
+            description=s.description,
+            body_part=s.body_part,
+            instance_count=s.instance_count,
+        )
+        for s in study.series
+    )
+    header = session.get(EvidenceHeader, study.id)
+    return RecordedStudy(
+        record=StudyRecord(**columns),
+        findings=tuple(Finding.from_dict(warning) for warning in study.warnings or ()),
+        header=StudyHeader(**header.header),
+    )
+
+
 def load_recorded_identity(
     session: Session, orthanc_id: str, study_uid: str
 ) -> RecordedIdentity | None:
@@ -157,6 +223,15 @@ def load_recorded_identity(
         values={f.name: getattr(study, f.name) for f in IDENTITY_FIELDS},
         acknowledged=study.identity_acknowledged or {},
     )
+
+
+def is_new_study(session: Session, orthanc_id: str) -> bool:
+    """Neither listed nor ever quarantined."""
+    listed = session.scalar(select(Study.id).where(Study.orthanc_id == orthanc_id))
+    held = session.scalar(
+        select(QuarantinedStudy.id).where(QuarantinedStudy.orthanc_id == orthanc_id)
+    )
+    return listed is None and held is None
 
 
 def is_released(session: Session, orthanc_id: str) -> bool:

@@ -8,11 +8,12 @@ from config.settings import Settings
 from core.records import ArchivedStudy
 from storage.archive import (
     ArchiveClient,
+    ArchiveError,
     ArchiveNotFound,
     ArchiveRejected,
     ChangesPage,
 )
-from tasks.retries import archive_task
+from tasks.retries import archive_task, once_task
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,15 @@ class FetchedStudies:
 
 
 @archive_task
-def fetch_archived_studies(settings: Settings, orthanc_ids: list[str]) -> FetchedStudies:
-    """Each study's summary and instances' tags, two calls a study whatever its size.
+def fetch_archived_studies(
+    settings: Settings,
+    orthanc_ids: list[str],
+    recorded_series: dict[str, dict[str, int]] | None = None,
+    wait_for_stable: bool = False,
+) -> FetchedStudies:
+    """Each study's summary, series and the tags of the series not recorded yet
+    (`recorded_series`, see core/increments.py), streamed; `wait_for_stable`: studies
+    still arriving are only summarised.
 
     An outage fails (and retries) the whole task; a study the archive refuses is
     set aside with the reason, so one bad study never holds up the others.
@@ -33,12 +41,35 @@ def fetch_archived_studies(settings: Settings, orthanc_ids: list[str]) -> Fetche
     with ArchiveClient.from_settings(settings) as client:
         for orthanc_id in orthanc_ids:
             try:
-                fetched.studies.append(client.get_archived_study(orthanc_id))
+                fetched.studies.append(
+                    client.get_archived_study(
+                        orthanc_id,
+                        (recorded_series or {}).get(orthanc_id),
+                        wait_for_stable=wait_for_stable,
+                        complete_series_only=True,
+                    )
+                )
             except ArchiveNotFound:
                 fetched.gone.append(orthanc_id)
             except ArchiveRejected as error:
                 fetched.failed[orthanc_id] = str(error)
     return fetched
+
+
+@once_task
+def glimpse_studies(settings: Settings, orthanc_ids: list[str]) -> list[ArchivedStudy]:
+    """New studies still arriving, each as one instance of a big complete series: listed
+    at once, read whole right after. Best effort: the whole read follows anyway."""
+    glimpses = []
+    with ArchiveClient.from_settings(settings) as client:
+        for orthanc_id in orthanc_ids:
+            try:
+                glimpse = client.get_study_glimpse(orthanc_id)
+            except ArchiveError:
+                continue
+            if glimpse is not None:
+                glimpses.append(glimpse)
+    return glimpses
 
 
 @archive_task

@@ -15,10 +15,13 @@ from storage.orders import save_study_with_order
 from storage.studies import (
     clear_retry,
     count_known_studies,
+    find_recorded_series,
+    is_new_study,
     is_released,
     list_known_study_ids,
     list_retries,
     load_recorded_identity,
+    load_recorded_study,
     mark_study_removed,
     read_change_cursor,
     record_retry,
@@ -61,15 +64,28 @@ def record_studies(settings: Settings, studies: list[ArchivedStudy]) -> Recorded
     return recorded
 
 
+class StudyChanged(RuntimeError):
+    """The study's recorded series changed between planning what to read and recording."""
+
+
 def record_study(
     settings: Settings, study: ArchivedStudy, policy: ValidationPolicy
 ) -> StudyOutcome:
     now = datetime.datetime.now(datetime.UTC)
     with open_session(settings.database_url) as session:
+        base = None
+        if study.kept_series:
+            base = load_recorded_study(session, study.orthanc_id, study.kept_series)
+            if base is None:
+                raise StudyChanged("its recorded series changed while it was read; retried")
         released = is_released(session, study.orthanc_id)
-        study_uid = pick_common(study.instances, tg.STUDY_INSTANCE_UID)
+        study_uid = (
+            base.record.study_instance_uid
+            if base is not None
+            else pick_common(study.instances, tg.STUDY_INSTANCE_UID)
+        )
         recorded = load_recorded_identity(session, study.orthanc_id, study_uid)
-        assessment = assess_study(study, policy, released=released, recorded=recorded)
+        assessment = assess_study(study, policy, released=released, recorded=recorded, base=base)
         outcome = save_study_with_order(
             session, assessment, now, released=released, complete=study.is_stable
         )
@@ -81,6 +97,20 @@ def record_study(
         instances=len(study.instances),
         findings=tuple(finding.code for finding in assessment.findings),
     )
+
+
+@once_task
+def load_recorded_series(settings: Settings, orthanc_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Each study's recorded series (UID -> instances), for those that can be added to."""
+    with open_session(settings.database_url) as session:
+        found = {i: find_recorded_series(session, i) for i in orthanc_ids}
+    return {orthanc_id: series for orthanc_id, series in found.items() if series is not None}
+
+
+@once_task
+def select_new_studies(settings: Settings, orthanc_ids: list[str]) -> list[str]:
+    with open_session(settings.database_url) as session:
+        return [i for i in orthanc_ids if is_new_study(session, i)]
 
 
 @database_task

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 from pydicom.uid import generate_uid
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from config.settings import Settings, load_settings
+from core.increments import GLIMPSE_ABOVE
 from flows.reconcile_archive import reconcile_archive
 from pacs.orthanc_server import start_orthanc, stop_orthanc
 from pacs.pipeline import EmbeddedPipeline
@@ -17,6 +18,7 @@ from portal import create_app
 from storage.archive import ArchiveClient
 from storage.database import open_session
 from storage.dicom_sender import send_datasets
+from storage.models.evidence import EvidenceItem
 from storage.models.studies import Study, StudyEvent
 from tests.support.big_studies import BigStudy
 from tests.support.databases import new_database
@@ -262,19 +264,24 @@ def test_latin1_and_utf8_names_are_decoded(pipeline_settings: Settings) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("instances", "per_series"),
+    [(30, 10), (GLIMPSE_ABOVE + 30, GLIMPSE_ABOVE + 10)],
+    ids=["small series", "big first series, listed from one instance first"],
+)
 def test_a_study_is_listed_while_it_arrives_then_completes(
-    pipeline_settings: Settings, portal: EmbeddedPipeline
+    pipeline_settings: Settings, portal: EmbeddedPipeline, instances: int, per_series: int
 ) -> None:
     """PACS_WORKLIST_ARRIVING=series (the default): a STAT CT is on the worklist once its first
     series is complete, as arriving, at STAT at once, its image count growing; complete at
-    the archive's stable event, when its turnaround starts."""
+    the archive's stable event, when its turnaround starts, with every image's evidence."""
     assert pipeline_settings.worklist_arriving == "series"
-    big = BigStudy(instances=30, per_series=10, pixel_step=8, priority="STAT")
+    big = BigStudy(instances=instances, per_series=per_series, pixel_step=8, priority="STAT")
     seen: list[tuple[bool, int, str]] = []
     with ArchiveClient.from_settings(pipeline_settings) as client:
         big.store(client, series=range(0, 1))
         # The next series trickle in, one slice every half stable age: never stable till the end.
-        for part10 in big.part10s(series=range(1, 3)):
+        for part10 in big.part10s(series=range(1, len(big.series_uids))):
             client.store_instances([part10])
             if (row := find_study(pipeline_settings, big.study_instance_uid)) is not None:
                 seen.append((is_arriving(pipeline_settings, row), row.instance_count, row.priority))
@@ -282,15 +289,22 @@ def test_a_study_is_listed_while_it_arrives_then_completes(
     assert seen, "the study was not listed while it arrived"
     assert all(arriving for arriving, _, _ in seen)
     assert all(priority == "STAT" for _, _, priority in seen)
-    assert 10 <= seen[0][1] < 30
+    assert per_series <= seen[0][1] < instances
     deadline = time.monotonic() + 60
     # On a loaded machine the archive may call the study stable between two slices; the
     # last slices then update the complete row.
-    while (study := wait_for_study(pipeline_settings, big.study_instance_uid)).instance_count < 30:
-        assert time.monotonic() < deadline, f"{study.instance_count} of 30 images listed"
+    while (study := wait_for_study(pipeline_settings, big.study_instance_uid)).instance_count < (
+        instances
+    ):
+        assert time.monotonic() < deadline, f"{study.instance_count} of {instances} images listed"
         time.sleep(0.2)
-    assert study.instance_count == 30 and study.series_count == 3
+    assert study.instance_count == instances and study.series_count == len(big.series_uids)
     assert not is_arriving(pipeline_settings, study)
+    with open_session(pipeline_settings.database_url) as session:
+        evidence = session.scalar(
+            select(func.count()).select_from(EvidenceItem).where(EvidenceItem.study_id == study.id)
+        )
+    assert evidence == instances, "every image recorded, read once complete"
     assert study.received_at.timestamp() >= time.time() - 30
     with open_session(pipeline_settings.database_url) as session:
         events = session.scalars(

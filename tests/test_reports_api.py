@@ -28,6 +28,8 @@ from storage.archive import ArchiveClient
 from storage.models.accounts import AuditEvent
 from storage.models.reports import ReportDocument
 from storage.models.studies import Study, StudyEvent
+from tasks.archive import fetch_archived_studies
+from tasks.database import load_recorded_series, record_studies
 from tasks.reports import send_pending_reports
 from tests.support.databases import new_database
 from tests.support.reports import (
@@ -361,7 +363,11 @@ def test_signing_succeeds_with_the_archive_down_and_the_outbox_delivers(
     assert len(series) == 1 and len(series[0]["Instances"]) == 2
 
 
-def test_a_late_series_joins_a_reported_study(setup: Setup, archive: ArchiveClient) -> None:
+def test_a_late_series_joins_a_reported_study(
+    setup: Setup, archive: ArchiveClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the pipeline's own tasks: only the series the study did not have are read
+    from the archive (the late one, and our SR's), the reported series are not read again."""
     client = setup.app.test_client()
     rad = token_for(client, "rad@example.org")
     url = f"/api/v1/studies/{setup.study_uid}/report"
@@ -376,7 +382,29 @@ def test_a_late_series_joins_a_reported_study(setup: Setup, archive: ArchiveClie
     late = clone_study("CR", limit=1, PatientName="Ødegård^Åse", ReferringPhysicianName=REFERRER_PN)
     late[0].StudyInstanceUID = setup.study_uid
     archive.upload_instance(part10_of(late[0]))
-    ingest(setup.app, archive, setup.orthanc_id)
+    read: list[str] = []
+    stream = ArchiveClient.stream_instances_tags
+
+    def spy(self: ArchiveClient, resource: str):
+        read.append(resource)
+        return stream(self, resource)
+
+    monkeypatch.setattr(ArchiveClient, "stream_instances_tags", spy)
+    deadline = time.monotonic() + 30  # what the pipeline reads on the stable event
+    while not archive.get_study(setup.orthanc_id)["IsStable"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    recorded = load_recorded_series.fn(setup.settings, [setup.orthanc_id])
+    fetched = fetch_archived_studies.fn(setup.settings, [setup.orthanc_id], recorded)
+    outcome = record_studies.fn(setup.settings, fetched.studies).outcomes[0]
+    assert outcome.outcome == "updated" and outcome.instances == 2
+    series_ids = {
+        s.series_instance_uid: s.orthanc_id for s in archive.list_study_series(setup.orthanc_id)
+    }
+    with setup.app.app_context():
+        sr_series = set(db.session.scalars(select(ReportDocument.series_instance_uid)))
+    assert sorted(read) == sorted(
+        f"/series/{series_ids[uid]}" for uid in {late[0].SeriesInstanceUID, *sr_series}
+    ), "only the series the study did not have are read"
     with setup.app.app_context():
         study = db.session.scalar(select(Study))
         assert study.status == "final", "a late series does not reopen the report"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import gzip
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from io import BytesIO
@@ -33,7 +34,7 @@ from storage.studies import save_assessment
 from tests.support.browser import screenshot, serve_portal, sign_in
 from tests.support.databases import new_database
 from tests.support.services import find_free_port
-from tests.support.studies import demo_study
+from tests.support.studies import clone_study, demo_study
 
 PASSWORD = "a-long-enough-passphrase"
 NOW = datetime.datetime.now(datetime.UTC)
@@ -252,6 +253,67 @@ def test_metadata_and_frames_stream_through_with_bulk_data_on_the_portal(
     assert rendered.status_code == 200 and rendered.content[:2] == b"\xff\xd8"
     missing = http.get(f"{viewer.url}/dicom-web/studies/1.2.3.4/series", timeout=10)
     assert missing.status_code in (200, 404) and not missing.content.strip(b"[]")
+
+
+def test_series_metadata_is_kept_while_the_series_is_unchanged(viewer: ViewerPortal) -> None:
+    """The archive builds a series' metadata from every instance's file (minutes for a big
+    CT): the portal keeps it, per origin, and never serves it once the series has grown."""
+    datasets = clone_study("CT", limit=3)
+    for ds in datasets:  # one series
+        ds.SeriesInstanceUID = datasets[0].SeriesInstanceUID
+    first, late = datasets[:2], datasets[2]
+    with ArchiveClient.from_settings(viewer.settings) as client:
+        for ds in first:
+            client.upload_instance(part10(ds))
+    path = f"studies/{first[0].StudyInstanceUID}/series/{first[0].SeriesInstanceUID}/metadata"
+    http = viewer.session("radiologist")
+    folder = viewer.settings.metadata_cache_dir
+
+    def fetch(host: str | None = None) -> list[dict]:
+        headers = {"Accept-Encoding": "gzip", **({"Host": host} if host else {})}
+        answer = http.get(f"{viewer.url}/dicom-web/{path}", headers=headers, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["Content-Encoding"] == "gzip"
+        return answer.json()
+
+    def sop_uids(metadata: list[dict]) -> set[str]:
+        return {instance["00080018"]["Value"][0] for instance in metadata}
+
+    before = set(folder.glob("*.json.gz")) if folder.exists() else set()
+    assert sop_uids(fetch()) == {ds.SOPInstanceUID for ds in first}
+    deadline = time.monotonic() + 10
+    while not set(folder.glob("*.json.gz")) - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [kept] = set(folder.glob("*.json.gz")) - before
+    assert kept.stat().st_mode & 0o077 == 0, "patient data: private to the platform"
+    written = kept.stat().st_mtime_ns
+    again = fetch()
+    assert sop_uids(again) == {ds.SOPInstanceUID for ds in first}
+    time.sleep(0.3)  # what a body written again would take
+    assert set(folder.glob("*.json.gz")) - before == {kept}
+    assert kept.stat().st_mtime_ns == written, "served from what was kept, not written again"
+    # Kept per origin: BulkDataURIs always name the origin the browser used.
+    port = viewer.url.rsplit(":", 1)[1]
+    other = fetch(f"localhost:{port}")
+    bulk = [i["7FE00010"]["BulkDataURI"] for i in other if "BulkDataURI" in i.get("7FE00010", {})]
+    assert bulk and all(uri.startswith(f"http://localhost:{port}/dicom-web/") for uri in bulk)
+    # The series grows (a late slice): never the old body again.
+    with ArchiveClient.from_settings(viewer.settings) as client:
+        study_id = client.upload_instance(part10(late)).study_id
+    assert sop_uids(fetch()) == {ds.SOPInstanceUID for ds in datasets}
+    # Deleted from the archive: refused, and what was kept of it goes. (A body is kept once
+    # its last byte has gone out, a moment after the client may have read it.)
+    deadline = time.monotonic() + 10
+    while len(set(folder.glob("*.json.gz")) - before) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(set(folder.glob("*.json.gz")) - before) == 3, "one per origin and size"
+    with ArchiveClient.from_settings(viewer.settings) as client:
+        client.delete_study(study_id)
+    gone = http.get(
+        f"{viewer.url}/dicom-web/{path}", headers={"Accept-Encoding": "gzip"}, timeout=10
+    )
+    assert gone.status_code == 404 and "error" in gone.json()
+    assert set(folder.glob("*.json.gz")) - before == set()
 
 
 def test_writes_and_other_resources_are_refused(viewer: ViewerPortal) -> None:

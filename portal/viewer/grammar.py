@@ -68,6 +68,16 @@ class DicomwebRequest:
         """Frames and bulk data: the many small requests of an opened series."""
         return len(self.segments) > 7 and self.segments[6] in ("frames", "bulk")
 
+    @property
+    def is_series_metadata(self) -> bool:
+        """WADO-RS metadata of one series (studies/UID/series/UID/metadata)."""
+        shape = (
+            (self.segments[0], self.segments[2], self.segments[4])
+            if len(self.segments) == 5
+            else ()
+        )
+        return shape == ("studies", "series", "metadata") and not self.is_search
+
     def upstream_path(self) -> str:
         """The path under /dicom-web/ built from the parsed parts, each quoted."""
         return "/".join(quote(segment, safe=",") for segment in self.segments)
