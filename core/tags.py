@@ -11,6 +11,9 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
 Tags = dict[str, Any]
 
 PATIENT_NAME = "0010,0010"
@@ -51,6 +54,26 @@ ISSUE_TIME_OF_REQUEST = "0040,2005"
 PIXEL_DATA = "7fe0,0010"
 FLOAT_PIXEL_DATA = "7fe0,0008"
 DOUBLE_PIXEL_DATA = "7fe0,0009"
+
+
+BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW"})
+
+
+def tags_from_dataset(ds: Dataset) -> Tags:
+    """A dataset in Orthanc's short tag format: what ingestion would read from the archive
+    once it holds the dataset (binary values null, sequences as lists of items)."""
+    tags: Tags = {}
+    for element in ds:
+        key = f"{element.tag.group:04x},{element.tag.element:04x}"
+        if element.VR == "SQ":
+            tags[key] = [tags_from_dataset(item) for item in element.value]
+        elif element.VR in BINARY_VRS or element.value is None:
+            tags[key] = None
+        elif isinstance(element.value, MultiValue):
+            tags[key] = "\\".join(str(value) for value in element.value)
+        else:
+            tags[key] = str(element.value)
+    return tags
 
 
 def get_text(tags: Tags, tag: str) -> str:

@@ -84,6 +84,10 @@ def save_assessment(
     return outcome
 
 
+def find_listed_study(session: Session, orthanc_id: str) -> Study | None:
+    return session.scalar(select(Study).where(Study.orthanc_id == orthanc_id))
+
+
 def record_arrival(
     session: Session,
     study: Study,
