@@ -15,7 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from config.settings import load_settings
 from core.assignments import MAX_PRIORITY_REASON
 from core.exports import MAX_PURPOSE_LENGTH, MAX_REASON_LENGTH
-from core.records import format_person_name
+from core.records import describe_study_line, format_person_name
 from core.reports import MAX_ADDENDUM_LENGTH, MAX_SECTION_LENGTH
 from portal.extensions import csrf, db, login_manager
 from portal.import_service import UploadRequest
@@ -90,6 +90,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         check_schema(db.engine)
 
     app.jinja_env.filters["person_name"] = format_person_name
+    app.jinja_env.globals["study_line"] = describe_study_line
     app.jinja_env.globals.update(FIELD_LIMITS)
     app.before_request(enforce_access)
     app.after_request(add_security_headers)
