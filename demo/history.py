@@ -224,10 +224,8 @@ def build_history_study(number: int, start: datetime, now: datetime, zone: tzinf
     uid = make_uid(HISTORY_KEY, number, "study")
     accession = f"H{26_000_000 + number}"
     steps = plan_reading(rng, received_at, priority, modality)
-    if now - received_at < BEHIND_SINCE and rng.random() < 0.6:
-        # This week the department runs behind: much recent work still waits for a reader.
-        delay = timedelta(days=rng.uniform(1.0, 5.0))
-        steps = [ReadingStep(step.kind, step.at + delay, step.radiologist) for step in steps]
+    if now - received_at < BEHIND_SINCE:
+        steps = hold_recent(rng, steps, received_at, now)
     study_started = (received_at - timedelta(minutes=rng.uniform(4, 20))).astimezone(zone)
     ordered = study_started - timedelta(minutes=rng.uniform(10, 240))
     dataset = make_image(
@@ -264,7 +262,11 @@ def build_history_study(number: int, start: datetime, now: datetime, zone: tzinf
         received_at=received_at,
         findings=findings,
         impression=impression,
-        steps=tuple(step for step in steps if step.at <= now),
+        steps=tuple(
+            ReadingStep(step.kind, step.at.replace(microsecond=0), step.radiologist)
+            for step in steps
+            if step.at <= now
+        ),
         datasets=(dataset,),
     )
 
@@ -303,6 +305,24 @@ def plan_reading(
             ReadingStep("addendum", final + timedelta(hours=rng.uniform(6, 48)), radiologist)
         )
     return steps
+
+
+def hold_recent(
+    rng: random.Random, steps: list[ReadingStep], received_at: datetime, now: datetime
+) -> list[ReadingStep]:
+    """This week the department runs behind: much recent work is still waiting for a
+    reader, being drafted, or signed preliminary only."""
+    state = pick(rng, (("waiting", 0.3), ("drafting", 0.2), ("preliminary", 0.2), ("read", 0.3)))
+    if state[0] == "read":
+        return steps
+    reader = steps[0].radiologist
+    if state[0] == "waiting":
+        return []
+    opened = received_at + (now - received_at) * rng.uniform(0.2, 0.6)
+    held = [ReadingStep("opened", opened, reader), ReadingStep("draft", opened, reader)]
+    if state[0] == "preliminary":
+        held.append(ReadingStep("preliminary", opened + (now - opened) / 2, reader))
+    return held
 
 
 def pick(rng: random.Random, weighted):

@@ -11,6 +11,7 @@ modality's study, and a finished research export is made for the demo researcher
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Sequence
 from typing import TextIO
 from zoneinfo import ZoneInfo
@@ -45,7 +46,9 @@ from storage.studies import (
 )
 from tasks.database import make_policy
 
+log = logging.getLogger(__name__)
 DEMO_EXPORT_PURPOSE = "Demo: radiograph cohort for a fracture-detection study"
+SEND_ATTEMPTS = 3
 BATCH = 10  # studies a transaction
 ADDENDUM_TEXT = "Compared with the outside study received later: appearances unchanged."
 
@@ -108,24 +111,40 @@ def record_history_study(
 
 
 def send_missing(settings: Settings, datasets: Sequence, calling_aet: str) -> int:
-    """C-STORE the datasets whose studies the archive lacks; returns how many were sent."""
-    with ArchiveClient.from_settings(settings) as client:
-        stored = set(client.list_study_ids())
-    missing = [
-        ds for ds in datasets if orthanc_study_id(ds.PatientID, ds.StudyInstanceUID) not in stored
-    ]
-    if not missing:
-        return 0
-    summary = send_datasets(
-        missing,
-        host="127.0.0.1",
-        port=settings.orthanc_dicom_port,
-        called_aet=settings.orthanc_aet,
-        calling_aet=calling_aet,
-    )
-    if summary.failed:
-        raise DicomSendError(f"the archive refused {len(summary.failed)} demo history instances")
-    return summary.sent
+    """C-STORE the datasets whose studies the archive lacks; returns how many were sent.
+
+    An association that breaks off (seen under heavy load: a C-STORE response the sender
+    took for a request, then a timeout) is tried again for what is still missing."""
+    sent = 0
+    for attempt in range(1, SEND_ATTEMPTS + 1):
+        with ArchiveClient.from_settings(settings) as client:
+            stored = set(client.list_study_ids())
+        missing = [
+            ds
+            for ds in datasets
+            if orthanc_study_id(ds.PatientID, ds.StudyInstanceUID) not in stored
+        ]
+        if not missing:
+            return sent
+        try:
+            summary = send_datasets(
+                missing,
+                host="127.0.0.1",
+                port=settings.orthanc_dicom_port,
+                called_aet=settings.orthanc_aet,
+                calling_aet=calling_aet,
+            )
+        except DicomSendError as error:
+            if attempt == SEND_ATTEMPTS:
+                raise
+            log.warning("demo: %s; sending the rest again", error)
+            continue
+        if summary.failed:
+            raise DicomSendError(
+                f"the archive refused {len(summary.failed)} demo history instances"
+            )
+        sent += summary.sent
+    return sent
 
 
 def history_datasets(history: Sequence[HistoryStudy], now: datetime.datetime, zone: str) -> list:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from types import FrameType
@@ -14,7 +15,7 @@ from pacs import orthanc_server
 from pacs.console import configure_logging
 from pacs.db_commands import run_upgrade
 from pacs.demo import run_demo
-from pacs.engine import SupervisedServer, drain_prefect_logs
+from pacs.engine import QUIET_ENV, SupervisedServer, drain_prefect_logs
 from pacs.modality_commands import apply_to_archive
 from pacs.order_services import OrderServices
 from pacs.pipeline import EmbeddedPipeline
@@ -28,6 +29,7 @@ def run_platform(settings: Settings, *, load_demo_data: bool, verbose: bool = Fa
     The portal answers at once; the pipeline waits for the Prefect server (3-8 s to start),
     so studies notified meanwhile wait in its queue. The terminal gets one line per event
     (pacs/console.py), the detail goes to PACS_HOME/logs/pacs.log."""
+    os.environ.update(QUIET_ENV)  # no telemetry from this process's Prefect client either
     log_file = configure_logging(settings, verbose=verbose)
     run_upgrade(settings, sys.stdout)
     paths = orthanc_server.OrthancPaths(settings.orthanc_dir)
