@@ -40,7 +40,7 @@ from storage.models.accounts import User
 from storage.reports import add_addendum, find_report, save_draft, sign_report
 from storage.studies import (
     find_listed_study,
-    list_known_study_ids,
+    list_recorded_study_ids,
     record_study_opened,
     save_assessment,
 )
@@ -60,7 +60,7 @@ def record_history(
     history = build_history(now, ZoneInfo(settings.timezone))
     policy = make_policy(settings)
     with open_session(settings.database_url) as session:
-        known = list_known_study_ids(session)
+        known = list_recorded_study_ids(session)
     missing = [study for study in history if study.orthanc_id not in known]
     for start in range(0, len(missing), BATCH):  # short write locks: the pipeline writes too
         with open_session(settings.database_url) as session:
@@ -90,7 +90,6 @@ def record_history_study(
         instances=[tags_from_dataset(ds) for ds in study.datasets],
     )
     save_assessment(session, assess_study(archived, policy), study.received_at)
-    session.flush()
     record = find_listed_study(session, study.orthanc_id)
     sections = {"findings": study.findings, "impression": study.impression}
     for step in study.steps:
@@ -107,7 +106,6 @@ def record_history_study(
             sign_report(session, record, actor, action, report.version, step.at)
         else:
             add_addendum(session, record, actor, ADDENDUM_TEXT, step.at)
-        session.flush()
 
 
 def send_missing(settings: Settings, datasets: Sequence, calling_aet: str) -> int:

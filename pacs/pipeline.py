@@ -98,10 +98,19 @@ class EmbeddedPipeline:
                 self.refresh_wanted.clear()
                 if self.run_safely(refresh_warehouse) is ENGINE_DOWN and self.wait_for_engine():
                     continue
-                self.refresh_wanted.wait(self.refresh_every)
-                if self.stopping.is_set():
+                if not self.wait_for_request():
                     return
                 self.settle_requests()
+
+    def wait_for_request(self) -> bool:
+        """Until a refresh is requested or `refresh_every` s have passed: True; False when
+        the pipeline is stopping instead."""
+        deadline = time.monotonic() + (self.refresh_every or 0)
+        while not self.stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.refresh_wanted.wait(min(remaining, 1.0)):
+                return True
+        return False
 
     def settle_requests(self) -> None:
         """Wait until requests stop coming for REFRESH_QUIET s (at most REFRESH_LATEST s)."""

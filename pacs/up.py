@@ -64,8 +64,9 @@ def run_platform(settings: Settings, *, load_demo_data: bool, verbose: bool = Fa
         finally:
             server.close()
     except KeyboardInterrupt:
-        print("pacs: stopping", flush=True)
+        pass  # Ctrl-C or SIGTERM before the portal serves (waitress ends on it by itself)
     finally:
+        print("pacs: stopping", flush=True)
         order_services.stop()
         pipeline.stop()
         if engine is not None:

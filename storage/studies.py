@@ -195,6 +195,11 @@ def list_known_study_ids(session: Session) -> set[str]:
     return set(session.scalars(select_known_study_ids()))
 
 
+def list_recorded_study_ids(session: Session) -> set[str]:
+    """Orthanc ids of every study row, removed ones included."""
+    return set(session.scalars(select(Study.orthanc_id)))
+
+
 def count_known_studies(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(select_known_study_ids().subquery()))
 
