@@ -159,7 +159,7 @@ PROCEDURES: tuple[tuple[str, float, tuple[tuple[str, str, str, str], ...]], ...]
 )
 
 # Median minutes from arrival to the final signature and its spread (log-normal sigma).
-TURNAROUND = {"STAT": (38.0, 0.45), "HIGH": (300.0, 0.8), "ROUTINE": (1080.0, 0.85)}
+TURNAROUND = {"STAT": (42.0, 0.6), "HIGH": (300.0, 0.8), "ROUTINE": (1080.0, 0.85)}
 MODALITY_PACE = {"CR": 0.6, "DX": 0.6, "US": 0.9, "CT": 1.0, "MR": 1.5}
 PRIORITY_SHARE = (("STAT", 0.08), ("HIGH", 0.2), ("ROUTINE", 0.72))
 REFERRERS = ((HOUSE, 0.3), (QUINN, 0.25), (KILDARE, 0.25), (BAILEY, 0.2))
@@ -211,7 +211,9 @@ def build_history(now: datetime, zone: tzinfo, count: int = 320) -> list[History
 
 def build_history_study(number: int, start: datetime, now: datetime, zone: tzinfo) -> HistoryStudy:
     rng = random.Random(f"{HISTORY_KEY}/{number}")
-    received_at = place_arrival(rng, start, now, number)
+    # Its own generator: how many draws the arrival takes depends on `now`, and the study's
+    # identity (patient, modality...) drawn next must not.
+    received_at = place_arrival(random.Random(f"{HISTORY_KEY}/{number}/arrival"), start, now)
     modality = pick(rng, [(m, share) for m, share, _ in PROCEDURES])[0]
     description, body_part, findings, impression = rng.choice(
         next(procedures for m, _, procedures in PROCEDURES if m == modality)
@@ -271,7 +273,7 @@ def build_history_study(number: int, start: datetime, now: datetime, zone: tzinf
     )
 
 
-def place_arrival(rng: random.Random, start: datetime, now: datetime, number: int) -> datetime:
+def place_arrival(rng: random.Random, start: datetime, now: datetime) -> datetime:
     """Spread over the period, busier on weekdays and in working hours."""
     while True:
         moment = start + timedelta(seconds=rng.uniform(0, (now - start).total_seconds()))
@@ -294,7 +296,7 @@ def plan_reading(
     radiologist = rng.choice(RADIOLOGISTS)
     steps = [
         ReadingStep("opened", opened, radiologist),
-        ReadingStep("draft", opened + timedelta(minutes=2), radiologist),
+        ReadingStep("draft", opened + (final - opened) * 0.1, radiologist),
     ]
     if priority != "ROUTINE" and rng.random() < 0.3:
         preliminary = opened + (final - opened) * 0.5

@@ -33,24 +33,11 @@ def base_layout(y_title: str, **more: Any) -> dict[str, Any]:
 
 
 def say_when_empty(figure: Figure, message: str) -> Figure:
-    """No points: hide the axes and write `message` where the chart would be."""
+    """No points: `empty` carries `message`, which the page shows as text instead of a
+    chart (no axes running from -1 to 6)."""
     if any(trace.get("x") or trace.get("y") for trace in figure["data"]):
         return figure
-    layout = figure["layout"]
-    layout["xaxis"] = {"visible": False}
-    layout["yaxis"] = {"visible": False}
-    layout["annotations"] = [
-        {
-            "text": message,
-            "showarrow": False,
-            "xref": "paper",
-            "yref": "paper",
-            "x": 0.5,
-            "y": 0.5,
-            "font": {"size": 14, "color": "#4b5563"},
-        }
-    ]
-    return {"data": [], "layout": layout}
+    return {"data": [], "layout": figure["layout"], "empty": message}
 
 
 def date_axis(periods: list[str], title: str) -> dict[str, Any]:
