@@ -102,6 +102,9 @@ class Settings:
     critical_oncall: str = ""
     critical_webhook_url: str = ""
     critical_webhook_secret: str = ""
+    # The department as its reports name it (read page and PDF); the address may span lines.
+    department_name: str = "Department of Radiology"
+    department_address: str = ""
 
     @property
     def orthanc_dir(self) -> Path:
@@ -169,6 +172,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         import_max_mb=_read_int(env, "PACS_IMPORT_MAX_MB", 2048, minimum=1),
         import_radiologists=_read_flag(env, "PACS_IMPORT_RADIOLOGISTS"),
         timezone=_read_timezone(env.get("PACS_TIMEZONE") or "UTC"),
+        department_name=env.get("PACS_DEPARTMENT_NAME", "").strip() or "Department of Radiology",
+        department_address=env.get("PACS_DEPARTMENT_ADDRESS", "").replace("\\n", "\n").strip(),
         tat_targets={
             priority: _read_int(env, f"PACS_TAT_TARGET_{priority}", minutes, minimum=1)
             for priority, minutes in DEFAULT_TAT_TARGETS.items()

@@ -257,6 +257,15 @@ def build_study_record(study: ArchivedStudy) -> StudyRecord:
     )
 
 
+def describe_study_line(modality: str, description: str) -> str:
+    """ "CT THORAX LOW DOSE", from modality CT and a description that may already start with
+    it (as modalities often write it): the modality is prefixed only when it is not there."""
+    words = description.split()
+    if words and words[0].upper() == modality.upper():
+        return " ".join(words)
+    return f"{modality} {' '.join(words)}".strip()
+
+
 def format_person_name(name: str) -> str:
     """A DICOM PN ("Family^Given^Middle^Prefix^Suffix", groups split by "=") for people:
     "Family, Given Middle". Only the first (alphabetic) group is shown."""

@@ -12,6 +12,9 @@ import datetime
 import re
 from typing import Any
 
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
 Tags = dict[str, Any]
 
 PATIENT_NAME = "0010,0010"
@@ -73,6 +76,26 @@ def keep_ingest_tags(tags: Tags, shared: dict[str, str]) -> Tags:
             value = tags[tag]
             kept[tag] = shared.setdefault(value, value) if isinstance(value, str) else value
     return kept
+
+
+BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW"})
+
+
+def tags_from_dataset(ds: Dataset) -> Tags:
+    """A dataset in Orthanc's short tag format: what ingestion would read from the archive
+    once it holds the dataset (binary values null, sequences as lists of items)."""
+    tags: Tags = {}
+    for element in ds:
+        key = f"{element.tag.group:04x},{element.tag.element:04x}"
+        if element.VR == "SQ":
+            tags[key] = [tags_from_dataset(item) for item in element.value]
+        elif element.VR in BINARY_VRS or element.value is None:
+            tags[key] = None
+        elif isinstance(element.value, MultiValue):
+            tags[key] = "\\".join(str(value) for value in element.value)
+        else:
+            tags[key] = str(element.value)
+    return tags
 
 
 def get_text(tags: Tags, tag: str) -> str:

@@ -89,17 +89,18 @@ def run_orthanc_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from pacs.demo import create_demo_users, load_demo
+    from pacs.console import configure_logging
+    from pacs.demo import run_demo as run_whole_demo
 
-    load_demo(settings, out=sys.stdout)
-    create_demo_users(settings, out=sys.stdout)
+    configure_logging(settings, verbose=args.verbose)
+    run_whole_demo(settings, out=sys.stdout)
     return 0
 
 
 def run_up(settings: Settings, args: argparse.Namespace) -> int:
     from pacs.up import run_platform
 
-    return run_platform(settings, load_demo_data=args.demo)
+    return run_platform(settings, load_demo_data=args.demo, verbose=args.verbose)
 
 
 def run_status(settings: Settings, args: argparse.Namespace) -> int:
@@ -271,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
         "up", help="start Orthanc and the portal in the foreground until Ctrl-C"
     )
     up.add_argument("--demo", action="store_true", help="load the demo studies once up")
+    up.add_argument(
+        "--verbose", action="store_true", help="Prefect's run and task logs on the terminal too"
+    )
     up.set_defaults(handler=run_up)
 
     status = commands.add_parser(
@@ -301,7 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the HL7 listener and the Modality Worklist / MPPS SCP alone, in the foreground",
     ).set_defaults(handler=run_order_services)
 
-    demo = commands.add_parser("demo", help="send the demo studies to the archive by C-STORE")
+    demo = commands.add_parser(
+        "demo", help="a demo department: users, studies by C-STORE, eight weeks of history"
+    )
+    demo.add_argument(
+        "--verbose", action="store_true", help="Prefect's run and task logs on the terminal too"
+    )
     demo.set_defaults(handler=run_demo)
 
     ingest = commands.add_parser(

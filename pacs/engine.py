@@ -242,7 +242,8 @@ class SupervisedServer:
             return
         self.process = start_server(self.settings, **self.options)
         self.recorded = False
-        print(f"pacs: Prefect server starting on {self.url} (pid {self.process.pid})", flush=True)
+        ui = f"http://127.0.0.1:{self.settings.prefect_port}"
+        print(f"pacs: Prefect UI on {ui} (server pid {self.process.pid})", flush=True)
 
 
 @contextmanager
@@ -277,7 +278,18 @@ def use_engine(settings: Settings) -> Iterator[str]:
         ) from None
     finally:
         if process is not None:
+            drain_prefect_logs()
             stop_server(process, settings)
+
+
+def drain_prefect_logs(timeout: float = 10.0) -> None:
+    """Send the run logs Prefect still holds to its server while it is up: at exit, with
+    the server gone, Prefect would retry for a minute and print "Error logging to API"."""
+    if "prefect" not in sys.modules:
+        return
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=timeout)
 
 
 @contextmanager

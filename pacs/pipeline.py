@@ -22,8 +22,11 @@ from storage.database import open_session
 from storage.pipeline_queue import beat, consumer_name, forget_worker
 
 log = logging.getLogger(__name__)
+events = logging.getLogger("pacs.events")  # one line each on `pacs up`'s terminal
 
 MAX_BATCH = 50
+REFRESH_QUIET = 1.0  # seconds without a new change before a requested refresh runs
+REFRESH_LATEST = 5.0  # ...but no later than this after the first request
 BEAT_EVERY = 5.0  # seconds between the pipeline's heartbeats in the database
 ENGINE_DOWN = object()  # what run_safely returns when the Prefect server did not answer
 
@@ -31,7 +34,10 @@ ENGINE_DOWN = object()  # what run_safely returns when the Prefect server did no
 class EmbeddedPipeline:
     """One worker thread: queued studies first (a burst in one flow run), a reconciliation
     every `reconcile_every` seconds; and, given `refresh_every`, a second thread that
-    refreshes the analytics warehouse that often (a full build must not hold up ingestion)."""
+    refreshes the analytics warehouse that often (a full build must not hold up ingestion)
+    and, debounced, soon after a change is announced (`request_refresh`): an ingestion, a
+    signature or a status change is on the dashboards within seconds. That thread is the
+    warehouse's one writer."""
 
     def __init__(
         self,
@@ -51,6 +57,7 @@ class EmbeddedPipeline:
         self.refresher = threading.Thread(
             target=self.refresh_periodically, name="pacs-warehouse", daemon=True
         )
+        self.refresh_wanted = threading.Event()
         self.pending: queue.Queue[str | None] = queue.Queue()
         self.queued: set[str] = set()
         self.lock = threading.Lock()
@@ -65,6 +72,7 @@ class EmbeddedPipeline:
     def stop(self, timeout: float = 30.0) -> None:
         self.pending.put(None)
         self.stopping.set()
+        self.refresh_wanted.set()
         if self.thread.is_alive():
             self.thread.join(timeout)
         if self.refresher.is_alive():
@@ -73,16 +81,44 @@ class EmbeddedPipeline:
             with open_session(self.database_url) as session:
                 forget_worker(session, self.name)
 
+    def request_refresh(self) -> None:
+        """Something the dashboards show changed: refresh the warehouse soon (requests
+        arriving together make one refresh)."""
+        self.refresh_wanted.set()
+
     def refresh_periodically(self) -> None:
-        """The warehouse now (dashboards need a first build), then every `refresh_every` s."""
+        """The warehouse now (dashboards need a first build), then every `refresh_every` s
+        or soon after a request, whichever comes first."""
         with engine_settings(self.engine_url):
             from flows.refresh_warehouse import refresh_warehouse
 
+            if not self.wait_for_engine(quiet=True):
+                return
             while True:
+                self.refresh_wanted.clear()
                 if self.run_safely(refresh_warehouse) is ENGINE_DOWN and self.wait_for_engine():
                     continue
-                if self.stopping.wait(self.refresh_every):
+                if not self.wait_for_request():
                     return
+                self.settle_requests()
+
+    def wait_for_request(self) -> bool:
+        """Until a refresh is requested or `refresh_every` s have passed: True; False when
+        the pipeline is stopping instead."""
+        deadline = time.monotonic() + (self.refresh_every or 0)
+        while not self.stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.refresh_wanted.wait(min(remaining, 1.0)):
+                return True
+        return False
+
+    def settle_requests(self) -> None:
+        """Wait until requests stop coming for REFRESH_QUIET s (at most REFRESH_LATEST s)."""
+        deadline = time.monotonic() + REFRESH_LATEST
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            self.refresh_wanted.clear()
+            if not self.refresh_wanted.wait(min(REFRESH_QUIET, deadline - time.monotonic())):
+                return
 
     def submit(self, orthanc_study_id: str) -> None:
         """Queue a study once: a notification repeated while it waits adds nothing."""
@@ -103,6 +139,8 @@ class EmbeddedPipeline:
         with engine_settings(self.engine_url):
             from flows.export_research import export_research
 
+            if not self.wait_for_engine(quiet=True):
+                return
             while self.run_safely(export_research, export_id) is ENGINE_DOWN:
                 if not self.wait_for_engine():
                     return
@@ -118,8 +156,8 @@ class EmbeddedPipeline:
             self.beat()
             if not self.wait_for_engine(quiet=True):
                 return
-            self.run_safely(reconcile_archive)
-            self.run_safely(archive_reports)
+            announce_reconciled(self.run_safely(reconcile_archive))
+            announce_archived(self.run_safely(archive_reports))
             self.run_safely(escalate_critical_results)
             if sends_results():
                 self.run_safely(send_results)
@@ -131,8 +169,8 @@ class EmbeddedPipeline:
                     item = self.pending.get(timeout=wait)
                 except queue.Empty:
                     if time.monotonic() >= next_reconcile:
-                        self.run_safely(reconcile_archive)
-                        self.run_safely(archive_reports)  # the SR outbox
+                        announce_reconciled(self.run_safely(reconcile_archive))
+                        announce_archived(self.run_safely(archive_reports))  # the SR outbox
                         self.run_safely(escalate_critical_results)  # overdue, and the webhook
                         if sends_results():
                             self.run_safely(send_results)  # the ORU^R01 outbox
@@ -151,12 +189,10 @@ class EmbeddedPipeline:
                         self.submit(orthanc_id)
                     self.wait_for_engine()
                     continue
-                if outcome is None:
-                    instances = 0
-                elif len(batch) == 1:
-                    instances = outcome.instances
-                else:
-                    instances = sum(o.instances for o in outcome.outcomes)
+                self.request_refresh()
+                outcomes = [] if outcome is None else getattr(outcome, "outcomes", [outcome])
+                announce_outcomes(outcomes)
+                instances = sum(o.instances for o in outcomes)
                 self.run_seconds.append((time.perf_counter() - started, instances))
 
     def wait_for_engine(self, *, quiet: bool = False) -> bool:
@@ -209,6 +245,34 @@ class EmbeddedPipeline:
                 return ENGINE_DOWN
             log.exception("pipeline: %s%r failed", flow.name, args)
             return None
+
+
+def announce_outcomes(outcomes: list[Any]) -> None:
+    """A line for each study that reached the worklist or quarantine."""
+    for outcome in outcomes:
+        if outcome.outcome == "ingested":
+            events.info(f"study {outcome.study_instance_uid} ingested ({outcome.instances} images)")
+        elif outcome.outcome == "quarantined":
+            events.warning(
+                f"study {outcome.study_instance_uid} quarantined: {', '.join(outcome.findings)}"
+            )
+
+
+def announce_reconciled(summary: Any) -> None:
+    """Studies that reached the worklist or quarantine by reconciliation (missed notices)."""
+    if summary is None or summary is ENGINE_DOWN:
+        return
+    counts = {kind: summary.outcomes[kind] for kind in ("ingested", "quarantined")}
+    if any(counts.values()):
+        events.info(
+            f"reconciliation: {counts['ingested']} studies ingested, "
+            f"{counts['quarantined']} quarantined"
+        )
+
+
+def announce_archived(outcome: Any) -> None:
+    if outcome is not None and outcome is not ENGINE_DOWN and outcome.sent:
+        events.info(f"{outcome.sent} signed report(s) archived from the outbox")
 
 
 def sends_results() -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from types import FrameType
@@ -11,21 +12,25 @@ import waitress
 
 from config.settings import Settings
 from pacs import orthanc_server
+from pacs.console import configure_logging
 from pacs.db_commands import run_upgrade
-from pacs.demo import create_demo_users, load_demo
-from pacs.engine import SupervisedServer
+from pacs.demo import run_demo
+from pacs.engine import QUIET_ENV, SupervisedServer, drain_prefect_logs
 from pacs.modality_commands import apply_to_archive
 from pacs.order_services import OrderServices
 from pacs.pipeline import EmbeddedPipeline
 from pacs.wsgi import make_app
 
 
-def run_platform(settings: Settings, *, load_demo_data: bool) -> int:
+def run_platform(settings: Settings, *, load_demo_data: bool, verbose: bool = False) -> int:
     """Upgrade the database's schema, start Orthanc (unless already running), the site's
     Prefect server (unless one is configured), the pipeline and the portal; stop them on exit.
 
     The portal answers at once; the pipeline waits for the Prefect server (3-8 s to start),
-    so studies notified meanwhile wait in its queue."""
+    so studies notified meanwhile wait in its queue. The terminal gets one line per event
+    (pacs/console.py), the detail goes to PACS_HOME/logs/pacs.log."""
+    os.environ.update(QUIET_ENV)  # no telemetry from this process's Prefect client either
+    log_file = configure_logging(settings, verbose=verbose)
     run_upgrade(settings, sys.stdout)
     paths = orthanc_server.OrthancPaths(settings.orthanc_dir)
     process = None
@@ -49,21 +54,23 @@ def run_platform(settings: Settings, *, load_demo_data: bool) -> int:
         pipeline.start()
         order_services.start()
         if load_demo_data:
-            load_demo(settings, out=sys.stdout)
-            create_demo_users(settings, out=sys.stdout)
+            run_demo(settings, out=sys.stdout, pipeline=pipeline)
         app = make_app(settings, pipeline)
         server = make_portal_server(app, settings)
         print(f"pacs: portal on {settings.portal_url} (Ctrl-C stops everything)", flush=True)
+        print(f"pacs: detailed log in {log_file}", flush=True)
         try:
             server.run()
         finally:
             server.close()
     except KeyboardInterrupt:
-        print("pacs: stopping", flush=True)
+        pass  # Ctrl-C or SIGTERM before the portal serves (waitress ends on it by itself)
     finally:
+        print("pacs: stopping", flush=True)
         order_services.stop()
         pipeline.stop()
         if engine is not None:
+            drain_prefect_logs()
             engine.stop()
             print("pacs: Prefect server stopped", flush=True)
         if process is not None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from apiflask import APIFlask, HTTPError
 from flask import Response, request
+from flask_sqlalchemy.session import Session as PortalSession
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -14,10 +15,11 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from config.settings import load_settings
 from core.assignments import MAX_PRIORITY_REASON
 from core.exports import MAX_PURPOSE_LENGTH, MAX_REASON_LENGTH
-from core.records import format_person_name
+from core.records import describe_study_line, format_person_name
 from core.reports import MAX_ADDENDUM_LENGTH, MAX_SECTION_LENGTH
 from portal.extensions import csrf, db, login_manager
 from portal.import_service import UploadRequest
+from portal.live_analytics import watch_analytics_changes
 from portal.report_delivery import ReportDelivery
 from portal.security import deny, enforce_access
 from storage.database import configure_sqlite
@@ -74,6 +76,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.extensions["pacs_report_delivery"] = ReportDelivery(app)
 
     db.init_app(app)
+    watch_analytics_changes(PortalSession)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     # Sessions live in the database and end on sign-out; Flask-Login's address/agent hash
@@ -87,6 +90,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         check_schema(db.engine)
 
     app.jinja_env.filters["person_name"] = format_person_name
+    app.jinja_env.globals["study_line"] = describe_study_line
     app.jinja_env.globals.update(FIELD_LIMITS)
     app.before_request(enforce_access)
     app.after_request(add_security_headers)

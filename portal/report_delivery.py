@@ -12,6 +12,7 @@ The thread starts with the first signature and ends after `IDLE_SECONDS` without
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 
@@ -24,6 +25,7 @@ from storage.report_archive import try_send_report_document
 
 ARCHIVE_TIMEOUT = 30.0  # seconds; a slower archive leaves the document to the outbox flow
 IDLE_SECONDS = 10.0
+events = logging.getLogger("pacs.events")  # `pacs up` prints these, one line each
 
 
 class ReportDelivery:
@@ -69,3 +71,5 @@ class ReportDelivery:
                 return
         if error is not None:
             self.app.logger.warning("report document %s left to the outbox: %s", document_id, error)
+        else:
+            events.info("signed report %s archived as a DICOM SR", document_id)

@@ -150,6 +150,9 @@ class IngestDispatcher(Protocol):
 
     def submit_export(self, export_id: int) -> None: ...
 
+    def request_refresh(self) -> None:
+        """Something the dashboards show changed: refresh the warehouse soon."""
+
 
 class QueueDispatcher:
     """Where the portal hands studies and approved exports when no pipeline runs in its own
@@ -163,6 +166,9 @@ class QueueDispatcher:
 
     def submit_export(self, export_id: int) -> None:
         self.put(EXPORT, str(export_id))
+
+    def request_refresh(self) -> None:
+        """Scaled out, the `refresh-warehouse` deployment's schedule keeps the dashboards."""
 
     def put(self, kind: str, key: str) -> None:
         with open_session(self.database_url) as session:

@@ -93,6 +93,10 @@ def save_assessment(
     return outcome
 
 
+def find_listed_study(session: Session, orthanc_id: str) -> Study | None:
+    return session.scalar(select(Study).where(Study.orthanc_id == orthanc_id))
+
+
 def record_arrival(
     session: Session,
     study: Study,
@@ -264,6 +268,11 @@ def select_known_study_ids():
 
 def list_known_study_ids(session: Session) -> set[str]:
     return set(session.scalars(select_known_study_ids()))
+
+
+def list_recorded_study_ids(session: Session) -> set[str]:
+    """Orthanc ids of every study row, removed ones included."""
+    return set(session.scalars(select(Study.orthanc_id)))
 
 
 def count_known_studies(session: Session) -> int:

@@ -190,3 +190,32 @@ def test_without_a_warehouse_the_pages_say_how_to_build_it(
     api = client.get("/api/v1/analytics/turnaround", headers=headers)
     assert api.status_code == 404
     assert "pacs warehouse refresh" in api.json["error"] + str(api.json["detail"])
+
+
+def test_charts_without_data_say_so_in_words() -> None:
+    from portal.analytics import charts
+
+    for figure in (
+        charts.turnaround_figure([]),
+        charts.volume_figure([]),
+        charts.backlog_figure([]),
+        charts.productivity_figure([]),
+    ):
+        assert figure["data"] == []  # no axes from -1 to 6: the page shows the words instead
+        assert figure["empty"].startswith("No ")
+
+
+def test_a_single_period_is_labelled_as_its_date_with_units_and_a_legend() -> None:
+    from portal.analytics import charts
+
+    row = {"period": "2026-11-30", "group_value": "CT", "count": 3}
+    figure = charts.turnaround_figure([{**row, "p50_minutes": 90.0, "p90_minutes": 150.0}])
+    axis = figure["layout"]["xaxis"]
+    assert axis["type"] == "date"
+    assert axis["tickvals"] == ["2026-11-30"] and axis["ticktext"] == ["2026-11-30"]
+    assert figure["layout"]["yaxis"]["title"]["text"] == "hours, received → final"
+    assert figure["layout"]["showlegend"] is True
+    assert [trace["name"] for trace in figure["data"]] == ["CT p50", "CT p90"]
+    volume = charts.volume_figure([{"day": "2026-11-30", "modality": "CT", "studies": 4}])
+    assert volume["layout"]["xaxis"]["tickvals"] == ["2026-11-30"]
+    assert volume["layout"]["showlegend"] is True

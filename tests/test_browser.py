@@ -190,8 +190,8 @@ LANDING = {
     "radiologist": ("/worklist", "Worklist"),
     "admin": ("/worklist", "Worklist"),
     "referrer": ("/referrals", "My patients"),
-    "manager": ("/", "Welcome"),
-    "researcher": ("/", "Welcome"),
+    "manager": ("/analytics", "Turnaround analytics"),
+    "researcher": ("/research", "Research exports"),
 }
 
 

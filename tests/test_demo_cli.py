@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow  # the pacs command against an Orthanc of its own
 
 def test_demo_loads_every_study_once(orthanc_env: dict[str, str], archive: ArchiveClient) -> None:
     studies = build_demo_studies(datetime.date.today())
-    first = run_pacs(orthanc_env, "demo")
+    first = run_pacs(orthanc_env, "demo", timeout=600)
     assert first.returncode == 0, first.stderr
     for study in studies:
         [study_id] = archive.find_study_ids(study.study_instance_uid)
@@ -28,7 +28,7 @@ def test_demo_loads_every_study_once(orthanc_env: dict[str, str], archive: Archi
     status = run_pacs(orthanc_env, "orthanc", "status").stdout
     before = archive.get_statistics()["CountInstances"]
 
-    again = run_pacs(orthanc_env, "demo")
+    again = run_pacs(orthanc_env, "demo", timeout=600)
     assert again.returncode == 0, again.stderr
     assert "already in the archive" in again.stdout
     assert archive.get_statistics()["CountInstances"] == before
@@ -39,7 +39,7 @@ def test_demo_loads_every_study_once(orthanc_env: dict[str, str], archive: Archi
 
 
 def test_demo_names_survive_in_utf8(orthanc_env: dict[str, str], archive: ArchiveClient) -> None:
-    assert run_pacs(orthanc_env, "demo").returncode == 0
+    assert run_pacs(orthanc_env, "demo", timeout=600).returncode == 0
     names = {
         study["PatientMainDicomTags"]["PatientName"]
         for study in archive.find("Study", {"PatientID": "DEMO*"})

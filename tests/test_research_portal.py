@@ -36,6 +36,9 @@ class RecordingDispatcher:
     def submit_export(self, export_id: int) -> None:
         self.exports.append(export_id)
 
+    def request_refresh(self) -> None:
+        """The dashboards are not under test here."""
+
 
 @pytest.fixture
 def dispatcher(app: Flask) -> RecordingDispatcher:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -504,3 +505,28 @@ def test_pacs_up_refreshes_the_warehouse_at_start_and_then_periodically(
     pipeline.refresher.join(timeout=10)
     assert not pipeline.refresher.is_alive(), "the refresher did not stop when asked"
     assert not runs.acquire(timeout=0), "refreshed again before its interval"
+
+
+def test_requested_refreshes_run_soon_and_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst of changes (an ingest batch, a signature...) makes one refresh within seconds,
+    not one each, and never waits for the schedule."""
+    runs = threading.Semaphore(0)
+
+    def refresh_warehouse() -> None:
+        runs.release()
+
+    monkeypatch.setattr("flows.refresh_warehouse.refresh_warehouse", refresh_warehouse)
+    pipeline = EmbeddedPipeline(refresh_every=3600)
+    pipeline.refresher.start()
+    try:
+        assert runs.acquire(timeout=30), "no refresh at start"
+        for _ in range(5):
+            pipeline.request_refresh()
+            time.sleep(0.1)
+        started = time.monotonic()
+        assert runs.acquire(timeout=10), "a requested refresh did not run"
+        assert time.monotonic() - started < 7  # quiet 1 s, at most 5 s after the first
+        assert not runs.acquire(timeout=2), "five requests made more than one refresh"
+    finally:
+        pipeline.stop()
+    assert not pipeline.refresher.is_alive()

@@ -1,5 +1,9 @@
 """Plotly figures (plain JSON: data + layout) from the warehouse's rows; the browser draws
-them with plotly.js. Turnaround is shown in hours, the rows keep minutes."""
+them with plotly.js. Turnaround is shown in hours, the rows keep minutes.
+
+Every figure has a legend and axis titles with their units; a figure without data says so in
+words instead of drawing empty axes; periods are dates on a date axis, and a single one is
+labelled as that date (not as hours of it)."""
 
 from __future__ import annotations
 
@@ -28,6 +32,23 @@ def base_layout(y_title: str, **more: Any) -> dict[str, Any]:
     }
 
 
+def say_when_empty(figure: Figure, message: str) -> Figure:
+    """No points: `empty` carries `message`, which the page shows as text instead of a
+    chart (no axes running from -1 to 6)."""
+    if any(trace.get("x") or trace.get("y") for trace in figure["data"]):
+        return figure
+    return {"data": [], "layout": figure["layout"], "empty": message}
+
+
+def date_axis(periods: list[str], title: str) -> dict[str, Any]:
+    """A date axis; one period alone gets one tick, labelled with its date."""
+    axis: dict[str, Any] = {"type": "date", "title": {"text": title}, "tickformat": "%d %b %Y"}
+    distinct = sorted(set(periods))
+    if len(distinct) == 1:
+        axis.update(tickvals=distinct, ticktext=distinct)
+    return axis
+
+
 def turnaround_figure(rows: list[dict[str, Any]]) -> Figure:
     """p50 (solid) and p90 (dotted) per group over time."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -53,7 +74,13 @@ def turnaround_figure(rows: list[dict[str, Any]]) -> Figure:
                     "marker": {"size": 4},
                 }
             )
-    return {"data": data, "layout": base_layout("hours, received → final")}
+    layout = base_layout("hours, received → final", showlegend=True)
+    layout["xaxis"] = date_axis([str(row["period"]) for row in rows], "period (start date)")
+    layout["margin"]["b"] = 60
+    layout["legend"]["y"] = -0.3
+    return say_when_empty(
+        {"data": data, "layout": layout}, "No finalized studies for these filters yet."
+    )
 
 
 def order_turnaround_figure(rows: list[dict[str, Any]]) -> Figure:
@@ -94,7 +121,11 @@ def volume_figure(rows: list[dict[str, Any]]) -> Figure:
         }
         for modality, days in sorted(by_modality.items())
     ]
-    return {"data": data, "layout": base_layout("studies received", barmode="stack")}
+    layout = base_layout("studies received", barmode="stack", showlegend=True)
+    layout["xaxis"] = date_axis([str(row["day"]) for row in rows], "day received")
+    layout["margin"]["b"] = 60
+    layout["legend"]["y"] = -0.3
+    return say_when_empty({"data": data, "layout": layout}, "No studies received in this period.")
 
 
 def backlog_figure(rows: list[dict[str, Any]]) -> Figure:
@@ -115,13 +146,17 @@ def backlog_figure(rows: list[dict[str, Any]]) -> Figure:
         }
         for priority, counts in sorted(by_priority.items())
     ]
-    layout = base_layout("studies waiting", barmode="stack")
+    layout = base_layout("studies waiting", barmode="stack", showlegend=True)
     layout["xaxis"] = {
-        "title": {"text": "waiting since received"},
+        "title": {"text": "time waiting since received"},
         "categoryorder": "array",
         "categoryarray": buckets,
     }
-    return {"data": data, "layout": layout}
+    layout["margin"]["b"] = 60
+    layout["legend"]["y"] = -0.3
+    return say_when_empty(
+        {"data": data, "layout": layout}, "No study is waiting for a report: the backlog is empty."
+    )
 
 
 def productivity_figure(rows: list[dict[str, Any]]) -> Figure:
@@ -137,11 +172,15 @@ def productivity_figure(rows: list[dict[str, Any]]) -> Figure:
             "textposition": "auto",
         }
     ]
-    layout = base_layout("", height=max(240, 28 * len(rows) + 80))
+    layout = base_layout("radiologist", height=max(240, 28 * len(rows) + 110), showlegend=True)
     layout["margin"]["l"] = 160
-    layout["xaxis"] = {"title": {"text": "reports finalized"}}
+    layout["margin"]["b"] = 60
+    layout["legend"]["y"] = -0.3
+    layout["xaxis"] = {"title": {"text": "reports finalized (count); median turnaround in hours"}}
     layout["hovermode"] = "closest"
-    return {"data": data, "layout": layout}
+    return say_when_empty(
+        {"data": data if rows else [], "layout": layout}, "No report finalized in this period."
+    )
 
 
 def hours(minutes: float | None) -> float | None:

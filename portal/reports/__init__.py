@@ -3,7 +3,17 @@ admins' template editor. Every write of the editor goes through the API (portal/
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 
 from core.accounts import CLINICAL_READERS, Role
@@ -83,7 +93,14 @@ def download_report_pdf(study_uid: str):
         abort(404, "the report has not been signed yet")
     audit_study("download_report_pdf", study_uid)
     db.session.commit()
-    response = Response(render_report_pdf(study, view_report(report)), mimetype="application/pdf")
+    settings = current_app.config["PACS_SETTINGS"]
+    pdf = render_report_pdf(
+        study,
+        view_report(report),
+        department=settings.department_name,
+        address=settings.department_address,
+    )
+    response = Response(pdf, mimetype="application/pdf")
     name = f"report-{study.accession_number or study.id}.pdf"
     response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
     return response

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fpdf import FPDF
 
-from core.records import format_person_name
+from core.records import describe_study_line, format_person_name
 from core.reports import SECTIONS
 from storage.models.studies import Study
 from storage.reports import ReportView
@@ -22,7 +22,10 @@ class ReportPdf(FPDF):
         self.cell(0, 6, f"Page {self.page_no()}/{{nb}}", align="C")
 
 
-def render_report_pdf(study: Study, view: ReportView) -> bytes:
+def render_report_pdf(
+    study: Study, view: ReportView, *, department: str = "", address: str = ""
+) -> bytes:
+    """The report on A4 under the department's letterhead (PACS_DEPARTMENT_NAME/_ADDRESS)."""
     pdf = ReportPdf(format="A4")
     pdf.set_title(f"Radiology report {study.accession_number}".strip())
     pdf.set_author(view.signed.signed_by if view.signed else "")
@@ -30,6 +33,14 @@ def render_report_pdf(study: Study, view: ReportView) -> bytes:
     pdf.add_font("DejaVu", "B", str(FONT_DIR / "DejaVuSans-Bold.ttf"))
     pdf.set_margins(18, 16, 18)
     pdf.add_page()
+    if department:
+        pdf.set_font("DejaVu", "B", 12)
+        pdf.multi_cell(0, 6, department, new_x="LMARGIN", new_y="NEXT")
+    if address:
+        pdf.set_font("DejaVu", size=9)
+        pdf.multi_cell(0, 4.5, address, new_x="LMARGIN", new_y="NEXT")
+    if department or address:
+        pdf.ln(4)
     pdf.set_font("DejaVu", "B", 16)
     pdf.cell(0, 10, f"Radiology report — {view.label}", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("DejaVu", size=10)
@@ -38,7 +49,7 @@ def render_report_pdf(study: Study, view: ReportView) -> bytes:
         ("Patient ID", study.patient_id),
         ("Birth date / sex", f"{study.patient_birth_date or ''} {study.patient_sex}".strip()),
         ("Accession", study.accession_number),
-        ("Study", f"{study.modality} {study.description}".strip()),
+        ("Study", describe_study_line(study.modality, study.description)),
         ("Study date", f"{study.study_datetime:%Y-%m-%d %H:%M}" if study.study_datetime else ""),
         ("Referring physician", format_person_name(study.referring_physician)),
     ]

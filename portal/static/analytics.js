@@ -80,7 +80,17 @@
     form.elements.to.value = payload.to || "";
     for (const [name, figure] of Object.entries(payload.figures)) {
       const element = document.getElementById("chart-" + name);
-      await Plotly.react(element, figure.data, figure.layout, plotConfig);
+      const note = element.querySelector(".chart-empty");
+      if (figure.empty) { // no data: say so in words, not with empty axes
+        Plotly.purge(element);
+        const text = document.createElement("p");
+        text.className = "chart-empty";
+        text.textContent = figure.empty;
+        element.replaceChildren(text);
+      } else {
+        if (note) note.remove();
+        await Plotly.react(element, figure.data, figure.layout, plotConfig);
+      }
       element.dataset.draws = String(Number(element.dataset.draws) + 1);
     }
     fillBreaches(payload.breaches);

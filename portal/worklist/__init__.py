@@ -47,16 +47,19 @@ PER_PAGE_CHOICES = (25, 50, 100)
 # worklist to a study, its report editor and "next unread", so the list goes with the user.
 WORKLIST_ARGS = ("status", "modality", "priority", "assignee", "q", "from", "to", "sort", "order")
 WORKLIST_POLL_SECONDS = 5  # how often an open worklist asks whether it changed
+LANDING_PAGES = {
+    Role.REFERRER: "worklist.show_referrals",
+    Role.MANAGER: "analytics.show_dashboard",
+    Role.RESEARCHER: "research.show_exports",
+}
 
 
 @bp.get("/")
 @roles(*ALL_ROLES)
 def home():
-    if current_user.role in WORKLIST_ROLES:
-        return redirect(url_for("worklist.show_worklist"))
-    if current_user.role == Role.REFERRER:
-        return redirect(url_for("worklist.show_referrals"))
-    return render_template("worklist/home.html")
+    """Each role's first page is its work: the worklist, a referrer's reports, the
+    dashboards, the research exports."""
+    return redirect(url_for(LANDING_PAGES.get(current_user.role, "worklist.show_worklist")))
 
 
 @bp.get("/referrals")

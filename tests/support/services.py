@@ -49,7 +49,9 @@ def make_env(home: Path, **overrides: str) -> dict[str, str]:
     return env
 
 
-def run_pacs(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+def run_pacs(
+    env: dict[str, str], *args: str, stdin: str = "", timeout: float = 120
+) -> subprocess.CompletedProcess:
     """Run the installed `pacs` console script as a user would, with `env` on top."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PACS_")}
     return subprocess.run(
@@ -58,7 +60,7 @@ def run_pacs(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.Com
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
 
 

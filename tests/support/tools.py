@@ -27,6 +27,7 @@ TOOLS = {
     "dump2dcm": ("dump2dcm", "Debian package dcmtk"),
     "gunicorn": (str(Path(sys.executable).with_name("gunicorn")), "pip install -e .[test]"),
     "initdb": ("/usr/lib/postgresql/15/bin/initdb", "Debian package postgresql"),
+    "pdftotext": ("pdftotext", "Debian package poppler-utils"),
 }
 
 
