@@ -32,11 +32,10 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 import psycopg  # noqa: E402
-from worklist import STUDY_COLUMNS, study_rows  # noqa: E402
 
+from benchmarks.worklist import STUDY_COLUMNS, study_rows  # noqa: E402
 from core.accounts import Role  # noqa: E402
 from storage.accounts import create_user  # noqa: E402
 from storage.database import open_session  # noqa: E402

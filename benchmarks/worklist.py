@@ -232,6 +232,8 @@ def study_rows(
             [a or None for a in assignee],
             [""] * n,
             ["{}"] * n,
+            stamps(local),  # the first image at the study's time, the last a few minutes on
+            stamps(local + rng.integers(1, 30, n) * np.timedelta64(60, "s")),
         ]
         yield list(zip(*columns, strict=True))
 
@@ -265,6 +267,8 @@ STUDY_COLUMNS = (
     "assignee_id",
     "issuer_of_patient_id",
     "identity_acknowledged",
+    "first_instance_at",
+    "last_instance_at",
 )
 
 
