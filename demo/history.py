@@ -396,7 +396,18 @@ def draw_disc(number: int) -> np.ndarray:
 def orthanc_study_id(patient_id: str, study_uid: str) -> str:
     """The identifier Orthanc gives this study: SHA-1 of "PatientID|StudyInstanceUID" in
     five groups of eight hex digits."""
-    digest = hashlib.sha1(f"{patient_id}|{study_uid}".encode()).hexdigest()
+    return hash_orthanc_id(patient_id, study_uid)
+
+
+def orthanc_instance_id(ds: Dataset) -> str:
+    """The identifier Orthanc gives this instance (its four UIDs' hash, as for studies)."""
+    return hash_orthanc_id(
+        ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+    )
+
+
+def hash_orthanc_id(*parts: str) -> str:
+    digest = hashlib.sha1("|".join(parts).encode()).hexdigest()
     return "-".join(digest[i : i + 8] for i in range(0, 40, 8))
 
 

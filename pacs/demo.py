@@ -23,7 +23,6 @@ from pacs.modality_commands import register_local_callers
 from storage.accounts import create_user, find_user
 from storage.archive import ArchiveClient
 from storage.database import open_session
-from storage.dicom_sender import DicomSendError, send_datasets
 
 DEMO_AET = "PACS-DEMO"
 
@@ -90,23 +89,12 @@ def load_demo(settings: Settings, *, out: TextIO) -> int:
     if not missing:
         out.write(f"demo: all {len(studies)} demo studies are already in the archive\n")
         return 0
-    datasets = [ds for study in missing for ds in study.datasets]
-    summary = send_datasets(
-        datasets,
-        host="127.0.0.1",
-        port=settings.orthanc_dicom_port,
-        called_aet=settings.orthanc_aet,
-        calling_aet=DEMO_AET,
-    )
-    for sop_instance_uid, reason in summary.failed:
-        out.write(f"demo: {sop_instance_uid} refused: {reason}\n")
-    if summary.failed:
-        raise DicomSendError(f"the archive refused {len(summary.failed)} demo instances")
+    sent = send_missing(settings, [ds for study in missing for ds in study.datasets], DEMO_AET)
     out.write(
-        f"demo: sent {summary.sent} instances in {len(missing)} studies "
+        f"demo: sent {sent} instances in {len(missing)} studies "
         f"({len(studies) - len(missing)} already stored)\n"
     )
-    return summary.sent
+    return sent
 
 
 DEMO_USERS = (

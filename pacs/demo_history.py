@@ -29,7 +29,7 @@ from demo.history import (
     HistoryStudy,
     build_history,
     build_quarantine_examples,
-    orthanc_study_id,
+    orthanc_instance_id,
 )
 from storage.accounts import find_user
 from storage.archive import ArchiveClient
@@ -109,19 +109,15 @@ def record_history_study(
 
 
 def send_missing(settings: Settings, datasets: Sequence, calling_aet: str) -> int:
-    """C-STORE the datasets whose studies the archive lacks; returns how many were sent.
+    """C-STORE the datasets the archive lacks; returns how many were sent.
 
     An association that breaks off (seen under heavy load: a C-STORE response the sender
-    took for a request, then a timeout) is tried again for what is still missing."""
+    took for a request, then a timeout) is tried again for the instances still missing."""
     sent = 0
     for attempt in range(1, SEND_ATTEMPTS + 1):
         with ArchiveClient.from_settings(settings) as client:
-            stored = set(client.list_study_ids())
-        missing = [
-            ds
-            for ds in datasets
-            if orthanc_study_id(ds.PatientID, ds.StudyInstanceUID) not in stored
-        ]
+            stored = set(client.get_json("/instances"))
+        missing = [ds for ds in datasets if orthanc_instance_id(ds) not in stored]
         if not missing:
             return sent
         try:
@@ -138,9 +134,7 @@ def send_missing(settings: Settings, datasets: Sequence, calling_aet: str) -> in
             log.warning("demo: %s; sending the rest again", error)
             continue
         if summary.failed:
-            raise DicomSendError(
-                f"the archive refused {len(summary.failed)} demo history instances"
-            )
+            raise DicomSendError(f"the archive refused {len(summary.failed)} demo instances")
         sent += summary.sent
     return sent
 

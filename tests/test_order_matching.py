@@ -70,7 +70,13 @@ def test_another_study_uid_than_the_orders_is_a_warning() -> None:
 
 @pytest.fixture
 def settings(orthanc_env: dict[str, str], tmp_path: Path) -> Settings:
-    env = {**orthanc_env, "PACS_DATABASE_URL": new_database(tmp_path / "pacs.sqlite3")}
+    env = {
+        **orthanc_env,
+        "PACS_DATABASE_URL": new_database(tmp_path / "pacs.sqlite3"),
+        # The session's home is shared: a warehouse of this test's own, not one another
+        # test built from another database (its study ids collide with these).
+        "PACS_WAREHOUSE_PATH": str(tmp_path / "warehouse.duckdb"),
+    }
     settings = load_settings(env)
     get_engine(settings.database_url)
     return settings
