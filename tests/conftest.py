@@ -35,9 +35,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         require_tool(*mark.args)
 
 
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.requires("initdb"))]
-)
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.requires("initdb"))])
 def database_backend(request: pytest.FixtureRequest) -> str:
     """Each test that uses a database (through `database_url`) runs on both backends."""
     return request.param

@@ -74,7 +74,9 @@ def drop_database(url: str) -> None:
     SQLite file goes with its test's temporary folder."""
     if make_url(url).get_backend_name() != "postgresql":
         return
-    administer(postgres_server(), f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+    administer(
+        postgres_server(), f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'
+    )
 
 
 def administer(server: PostgresServer, statement: str) -> None:
