@@ -22,11 +22,15 @@ from portal import create_app
 from storage.archive import ArchiveClient
 from tests.support.apps import add_users_and_studies
 from tests.support.browser import CHROMIUM_ARGS
-from tests.support.databases import drop_database, new_database
+from tests.support.databases import drop_database, new_database, stop_postgres_server
 from tests.support.services import make_env, start_prefect_server
 from tests.support.studies import register_test_callers
 from tests.support.tools import CHROMIUM, require_tool
 from tests.support.users import PASSWORD
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    stop_postgres_server()
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

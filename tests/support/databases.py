@@ -47,11 +47,19 @@ def postgres_server() -> PostgresServer:
     from tests.support.postgres import start_postgres  # it imports the services, which import us
 
     server = start_postgres(TEMPLATE)
-    atexit.register(server.stop)
+    atexit.register(stop_postgres_server)
     engine = create_database_engine(server.url(TEMPLATE))
     upgrade_database(engine)
     engine.dispose()  # a template with a connection open cannot be copied
     return server
+
+
+def stop_postgres_server() -> None:
+    """Stop the test process's server if it started (at the session's end, and at exit)."""
+    if postgres_server.cache_info().currsize:
+        server = postgres_server()
+        postgres_server.cache_clear()
+        server.stop()
 
 
 def new_database(path: Path, backend: str = "sqlite") -> str:
