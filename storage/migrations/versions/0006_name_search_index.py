@@ -8,7 +8,7 @@ PostgreSQL only (SQLite has its NOCASE indexes since 0001 and no time zones):
 - every UtcDateTime column becomes `timestamptz`, its naive UTC values read as UTC.
 
 Revision ID: 0006_name_search_index
-Revises: 0005_pipeline_queue_orders
+Revises: 0007_priors_critical
 Create Date: 2026-11-30
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0006_name_search_index"
-down_revision = "0005_pipeline_queue_orders"
+down_revision = "0007_priors_critical"
 branch_labels = None
 depends_on = None
 
@@ -31,6 +31,9 @@ SEARCH_INDEXES = {
 UTC_COLUMNS = {
     "api_tokens": ("created_at", "expires_at", "revoked_at"),
     "audit_events": ("at",),
+    "critical_communications": ("communicated_at", "recorded_at"),
+    "critical_notifications": ("created_at", "next_attempt_at", "delivered_at"),
+    "critical_results": ("flagged_at", "due_at", "acknowledged_at", "escalated_at"),
     "dicom_modalities": ("added_at",),
     "hl7_messages": ("received_at",),
     "imports": ("at",),
