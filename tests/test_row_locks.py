@@ -141,7 +141,9 @@ def test_two_saves_of_the_same_report_version(
         )
 
     def read(session: Session) -> Study:
-        return find_listed_study(session, UID, for_update=locked)
+        study = find_listed_study(session, UID, for_update=locked)
+        storage.reports.find_report(session, study, for_update=locked)  # the version, read now
+        return study
 
     def save(session: Session, name: str, study: Study) -> None:
         # Two tabs of the same radiologist, both at version 1.
