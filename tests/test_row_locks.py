@@ -42,7 +42,7 @@ NOW = datetime.datetime(2026, 11, 30, 12, tzinfo=datetime.UTC)
 UID = make_study(1).study_instance_uid
 # How long the first writer keeps its transaction open for the second to read (it commits
 # as soon as the second has read, which happens at once without the lock).
-HOLD = 1.0
+HOLD = 5.0
 
 
 @pytest.fixture
@@ -140,14 +140,14 @@ def test_two_saves_of_the_same_report_version(
             "storage.reports.find_report", lambda session, study, **_: find_report(session, study)
         )
 
-    def read(session: Session) -> Study:
+    def read(session: Session) -> tuple[Study, Report | None]:
         study = find_listed_study(session, UID, for_update=locked)
-        storage.reports.find_report(session, study, for_update=locked)  # the version, read now
-        return study
+        # The version, read now (and held: the session keeps only objects referenced).
+        return study, storage.reports.find_report(session, study, for_update=locked)
 
-    def save(session: Session, name: str, study: Study) -> None:
+    def save(session: Session, name: str, found: tuple[Study, Report | None]) -> None:
         # Two tabs of the same radiologist, both at version 1.
-        save_draft(session, study, user(session, "one"), {"findings": name}, 1, NOW)
+        save_draft(session, found[0], user(session, "one"), {"findings": name}, 1, NOW)
 
     outcomes = race(engine, read, save)
     with Session(engine) as session:
