@@ -111,6 +111,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     from portal.critical_results import bp as critical_results_bp
     from portal.imports import bp as imports_bp
     from portal.orders import bp as orders_bp
+    from portal.peer_review import bp as peer_review_bp
     from portal.reports import bp as reports_bp
     from portal.research import bp as research_bp
     from portal.viewer import bp as viewer_bp
@@ -129,6 +130,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(analytics_bp)
     app.register_blueprint(orders_bp)
     app.register_blueprint(critical_results_bp)
+    app.register_blueprint(peer_review_bp)
     return app
 
 

@@ -443,6 +443,17 @@ EXPECTED_ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/analytics/<chart>.csv"): frozenset({A, M}),
     ("GET", "/analytics/data.json"): frozenset({A, M}),
     ("GET", "/analytics/plotly.min.js"): frozenset({A, M}),
+    ("GET", "/analytics/peer-review"): frozenset({A, M}),
+    ("GET", "/api/v1/analytics/peer-review"): frozenset({A, M}),
+    ("GET", "/peer-review"): frozenset({A, R}),
+    ("POST", "/peer-review/score"): frozenset({R}),
+    ("POST", "/peer-review/assign"): frozenset({A}),
+    ("GET", "/peer-review/discussions"): frozenset({A}),
+    ("POST", "/peer-review/discussions/<int:review_id>"): frozenset({A}),
+    ("GET", "/api/v1/peer-reviews"): frozenset({A, R}),
+    ("POST", "/api/v1/peer-reviews"): frozenset({R}),
+    ("POST", "/api/v1/peer-reviews/assignments"): frozenset({A}),
+    ("POST", "/api/v1/peer-reviews/<int:review_id>/outcome"): frozenset({A}),
     ("GET", "/api/v1/analytics/turnaround"): frozenset({A, M}),
     ("GET", "/api/v1/audit"): frozenset({A}),
     ("POST", "/api/v1/auth/token"): frozenset({"public"}),
@@ -515,6 +526,7 @@ URL_SAMPLES = {  # harmless values for every URL variable the portal's routes ta
     "chart": "volume",
     "export_id": 999999,
     "result_id": 999999,
+    "review_id": 999999,
 }
 
 

@@ -14,6 +14,7 @@ from portal.api import (  # noqa: E402,F401  (register their routes)
     exports,
     hooks,
     imports,
+    peer_reviews,
     priors,
     reports,
     studies,
