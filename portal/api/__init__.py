@@ -18,4 +18,5 @@ from portal.api import (  # noqa: E402,F401  (register their routes)
     priors,
     reports,
     studies,
+    teaching,
 )

@@ -39,6 +39,7 @@ class TeachingCase(Base):
     source_series_uids: Mapped[list[str]] = mapped_column(JSON, default=list)
     salt: Mapped[str] = mapped_column(String(64))
     copy_study_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    copy_orthanc_id: Mapped[str] = mapped_column(String(64), default="", index=True)
     location: Mapped[str] = mapped_column(String(16))  # archive, research
     state: Mapped[str] = mapped_column(String(16), index=True)  # copying, ready, failed
     instances: Mapped[int] = mapped_column(Integer, default=0)

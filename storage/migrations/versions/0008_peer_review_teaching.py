@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("source_series_uids", sa.JSON(), nullable=False),
         sa.Column("salt", sa.String(length=64), nullable=False),
         sa.Column("copy_study_uid", sa.String(length=64), nullable=False),
+        sa.Column("copy_orthanc_id", sa.String(length=64), nullable=False),
         sa.Column("location", sa.String(length=16), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("instances", sa.Integer(), nullable=False),
@@ -52,6 +53,9 @@ def upgrade() -> None:
     with op.batch_alter_table("teaching_cases", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_teaching_cases_author_id"), ["author_id"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_teaching_cases_copy_orthanc_id"), ["copy_orthanc_id"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_teaching_cases_modality"), ["modality"], unique=False)
         batch_op.create_index(batch_op.f("ix_teaching_cases_state"), ["state"], unique=False)
@@ -119,6 +123,7 @@ def downgrade() -> None:
     with op.batch_alter_table("teaching_cases", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_teaching_cases_state"))
         batch_op.drop_index(batch_op.f("ix_teaching_cases_modality"))
+        batch_op.drop_index(batch_op.f("ix_teaching_cases_copy_orthanc_id"))
         batch_op.drop_index(batch_op.f("ix_teaching_cases_author_id"))
 
     op.drop_table("teaching_cases")
