@@ -4,6 +4,7 @@ the collection's ZIP re-imported elsewhere with `pacs import`."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import json
@@ -31,6 +32,7 @@ from storage.accounts import create_user
 from storage.archive import ArchiveClient
 from storage.models.accounts import AuditEvent
 from storage.models.studies import Study
+from storage.models.teaching import TeachingCase
 from storage.studies import list_known_study_ids
 from tasks.database import record_study
 from tests.support.databases import new_database
@@ -39,7 +41,7 @@ from tests.support.pipeline import upload
 from tests.support.reports import ingest
 from tests.support.services import make_env, run_pacs
 from tests.support.studies import clone_study
-from tests.support.users import NOW, PASSWORD, token_for
+from tests.support.users import NOW, PASSWORD, csrf_token_of, sign_in, token_for
 
 ROLES = {
     "radiologist": Role.RADIOLOGIST,
@@ -303,4 +305,64 @@ def test_the_collection_zip_reimports_elsewhere_with_pacs_import(
             assert len(other.get_study_instances(study_id)) == case["instances"]
     finally:
         stop_orthanc(elsewhere)
+        process.wait(timeout=30)
+
+
+def test_a_copy_cut_short_is_made_again_with_the_same_uids(site: Site) -> None:
+    client = site.app.test_client()
+    case = new_case(site, client, token_for(client, "radiologist")).json
+    with site.app.app_context():  # as if the portal had stopped in the middle of the copy
+        row = db.session.get(TeachingCase, case["id"])
+        row.state, row.instances = "copying", 0
+        db.session.commit()
+    researcher = token_for(client, "researcher")
+    assert client.get("/api/v1/teaching-cases", headers=researcher).json["items"] == []
+    assert client.get(f"/api/v1/teaching-cases/{case['id']}", headers=researcher).status_code == 404
+    sign_in(client, "radiologist")
+    page = client.get(f"/teaching/{case['id']}").get_data(as_text=True)
+    assert "Copy the images again" in page
+    again = client.post(f"/teaching/{case['id']}/copy", data={"csrf_token": csrf_token_of(page)})
+    assert again.status_code == 302
+    with site.app.app_context():
+        row = db.session.get(TeachingCase, case["id"])
+        assert (row.state, row.instances, row.copy_study_uid) == (
+            "ready",
+            case["instances"],
+            case["study_uid"],
+        )
+    assert len(copy_files(site, case["study_uid"])) == case["instances"]  # no duplicate
+
+
+@pytest.mark.slow
+def test_copies_go_to_the_research_orthanc_and_the_viewer_relays_them(
+    site: Site, tmp_path: Path
+) -> None:
+    research = load_settings(make_env(tmp_path / "research"))
+    process = start_orthanc(research)
+    try:
+        settings = dataclasses.replace(
+            site.app.config["PACS_SETTINGS"],
+            research_orthanc_url=research.orthanc_url,
+            research_orthanc_user=research.orthanc_user,
+            research_orthanc_password=research.orthanc_password,
+        )
+        app = create_app({"PACS_SETTINGS": settings, "TESTING": True})  # the same database
+        client = app.test_client()
+        case = new_case(site, client, token_for(client, "radiologist")).json
+        assert case["state"] == "ready", case
+        assert copy_files(site, case["study_uid"]) == []  # not in the clinical archive
+        with ArchiveClient.from_settings(research) as other:
+            [study_id] = other.find_study_ids(case["study_uid"])
+            files = [other.get_instance_file(i["ID"]) for i in other.get_study_instances(study_id)]
+        assert len(files) == case["instances"]
+        for data in files:
+            assert_clean(data, site.identifiers)
+        researcher = token_for(client, "researcher")
+        series = client.get(f"/dicom-web/studies/{case['study_uid']}/series", headers=researcher)
+        assert series.status_code == 200 and len(json_of(series)) == 1
+        exported = client.get("/teaching/export.zip", headers=researcher)
+        with zipfile.ZipFile(io.BytesIO(exported.data)) as archive:
+            assert sum(n.endswith(".dcm") for n in archive.namelist()) == case["instances"]
+    finally:
+        stop_orthanc(research)
         process.wait(timeout=30)
