@@ -10,6 +10,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import delete, select
 
+from config.settings import load_settings
 from core.accounts import Role
 from core.peer_review import (
     PeerReviewError,
@@ -22,10 +23,13 @@ from core.peer_review import (
 )
 from portal.extensions import db
 from storage.accounts import create_user
+from storage.database import open_session
 from storage.models.accounts import AuditEvent
 from storage.models.peer_review import PeerReview
 from storage.models.studies import Study
+from tests.support.apps import make_study
 from tests.support.peer_review import add_final_report
+from tests.support.services import make_env, run_pacs
 from tests.support.users import NOW, PASSWORD, sign_in, token_for
 
 T0 = datetime.datetime(2026, 10, 5, 9, 0)
@@ -383,3 +387,48 @@ def test_admins_assign_a_reproducible_random_sample_and_a_chosen_study(peer_app)
             )
         )
     assert any("seed=november per_radiologist=3" in detail for detail in details)
+
+
+def list_pairs(session) -> list[tuple[int, int]]:
+    return sorted((r.report_id, r.reviewer_id) for r in session.scalars(select(PeerReview)))
+
+
+def test_pacs_peer_review_assign_draws_the_same_sample_from_the_same_seed(tmp_path) -> None:
+    env = make_env(tmp_path)
+    url = load_settings(env).database_url
+    with open_session(url) as session:
+        for name, role in (("admin", Role.ADMIN), ("a", Role.RADIOLOGIST), ("b", Role.RADIOLOGIST)):
+            create_user(session, f"{name}@example.org", PASSWORD, role, NOW)
+        session.flush()
+        for index in range(8):
+            session.add(make_study(index))
+            session.flush()
+            add_final_report(
+                session,
+                session.scalars(select(Study)).all()[-1],
+                f"{'ab'[index % 2]}@example.org",
+                NOW,
+            )
+    args = ("peer-review", "assign", "--month", "2026-11", "--by", "admin@example.org")
+    first = run_pacs(env, *args, "--seed", "s1", "--per-radiologist", "2")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.endswith("4 reviews assigned for 2026-11 (seed s1)\n")
+    with open_session(url) as session:
+        drawn = list_pairs(session)
+        session.execute(delete(PeerReview))
+    again = run_pacs(env, *args, "--seed", "s1", "--per-radiologist", "2")
+    assert again.stdout == first.stdout
+    with open_session(url) as session:
+        assert (
+            sorted((r.report_id, r.reviewer_id) for r in session.scalars(select(PeerReview)))
+            == drawn
+        )
+    for bad, reason in (
+        (("--month", "2026-13"), "is not a month written YYYY-MM"),
+        (("--by", "a@example.org"), "is not an active admin"),
+        (("--per-radiologist", "101"), "between 0 and 100"),
+    ):
+        values = dict(zip(args[2::2], args[3::2], strict=True)) | dict([bad])
+        refused = run_pacs(env, "peer-review", "assign", *[x for kv in values.items() for x in kv])
+        assert refused.returncode == 1 and reason in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
