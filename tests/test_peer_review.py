@@ -236,6 +236,16 @@ def test_reviewers_are_shown_to_admins_only_unless_the_setting_reveals_them(peer
     for role in ("manager", "referrer", "researcher"):
         headers = token_for(client, role)
         assert client.get("/api/v1/peer-reviews", headers=headers).status_code == 403
+    # The pages say the same.
+    pages = {}
+    for role in ("admin", "second", "third"):
+        browser = peer_app.test_client()
+        sign_in(browser, role)
+        pages[role] = browser.get("/peer-review").get_data(as_text=True)
+    assert '<td class="reviewer">radiologist@example.org</td>' in pages["admin"]
+    assert '<td class="reviewer">hidden</td>' in pages["second"]
+    assert "radiologist@example.org" not in pages["second"].split("</header>")[1]
+    assert "No reviews." in pages["third"] and "missed nodule" not in pages["third"]
     settings = peer_app.config["PACS_SETTINGS"]
     peer_app.config["PACS_SETTINGS"] = dataclasses.replace(
         settings, peer_review_reveal_reviewers=True
@@ -350,6 +360,10 @@ def test_admins_assign_a_reproducible_random_sample_and_a_chosen_study(peer_app)
     assert len(drawn["seed"]) == 16
     # The assigned reviewer scores without reading a later study.
     mine = next(i for i in drawn["items"] if i["reviewer"] == "radiologist@example.org")
+    browser = peer_app.test_client()
+    sign_in(browser, "radiologist")
+    page = browser.get("/peer-review").get_data(as_text=True)
+    assert f'name="study_uid" value="{mine["study_uid"]}"' in page  # a score form for it
     headers = token_for(client, "radiologist")
     body = {"study_uid": mine["study_uid"], "score": "1"}
     assert client.post("/api/v1/peer-reviews", json=body, headers=headers).status_code == 201
