@@ -366,3 +366,27 @@ def test_copies_go_to_the_research_orthanc_and_the_viewer_relays_them(
     finally:
         stop_orthanc(research)
         process.wait(timeout=30)
+
+
+def test_images_with_burned_in_annotation_are_left_out_of_the_copy(site: Site) -> None:
+    settings = site.app.config["PACS_SETTINGS"]
+    datasets = clone_study("CR", BurnedInAnnotation="YES")
+    upload(settings, datasets)
+    with ArchiveClient.from_settings(settings) as archive:
+        ingest(site.app, archive, archive.find_study_ids(datasets[0].StudyInstanceUID)[0])
+    client = site.app.test_client()
+    series = sorted({ds.SeriesInstanceUID for ds in datasets})
+    case = new_case(
+        site,
+        client,
+        token_for(client, "radiologist"),
+        study_uid=datasets[0].StudyInstanceUID,
+        series_uids=series,
+    ).json
+    assert (case["state"], case["instances"]) == ("failed", 0)
+    assert case["left_out"] == [
+        {"reason": "burned-in annotation (Burned In Annotation = YES)", "instances": len(datasets)}
+    ]
+    assert copy_files(site, case["study_uid"]) == []
+    researcher = token_for(client, "researcher")
+    assert client.get("/api/v1/teaching-cases", headers=researcher).json["items"] == []

@@ -3,7 +3,7 @@
 New tables only, nothing changed in existing ones.
 
 Revision ID: 0008_peer_review_teaching
-Revises: 0005_pipeline_queue_orders
+Revises: 0007_priors_critical
 Create Date: 2026-11-30
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_peer_review_teaching"
-down_revision = "0005_pipeline_queue_orders"
+down_revision = "0007_priors_critical"
 branch_labels = None
 depends_on = None
 
