@@ -195,9 +195,9 @@ def test_the_study_page_offers_colleagues_priors_to_score(peer_app) -> None:
     sign_in(client, "radiologist")
     page = client.get(f"/studies/{uid(2)}").get_data(as_text=True)
     assert "Priors reported by colleagues" in page
-    assert f'data-prior-uid="{uid(0)}"' in page
-    assert f'data-prior-uid="{uid(1)}"' not in page  # their own
-    assert f'data-prior-uid="{uid(4)}"' not in page  # no final report
+    assert f'data-peer-prior-uid="{uid(0)}"' in page
+    assert f'data-peer-prior-uid="{uid(1)}"' not in page  # their own
+    assert f'data-peer-prior-uid="{uid(4)}"' not in page  # no final report
     token = page.split('name="csrf_token" value="')[1].split('"')[0]
     form = {
         "csrf_token": token,

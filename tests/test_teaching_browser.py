@@ -94,7 +94,7 @@ def test_a_radiologist_scores_a_prior_and_shares_a_case_a_researcher_opens(
         page = context.new_page()
         assert sign_in(page, "radiologist@example.org") == 200
         page.goto(f"/studies/{site.current_uid}")
-        prior = page.locator(f"li[data-prior-uid='{site.prior_uid}']")
+        prior = page.locator(f"li[data-peer-prior-uid='{site.prior_uid}']")
         prior.locator("select[name=score]").select_option("2a")
         prior.locator("input[name=comment]").fill("A small nodule, visible in hindsight")
         with page.expect_navigation():

@@ -83,7 +83,10 @@ def show_discussions():
     decided = [service.describe(r) for r in service.visible_reviews(discussion="closed")]
     service.audit_list("discussions", len(waiting))
     return render_template(
-        "peer_review/discussions.html", waiting=waiting, decided=decided, outcomes=list(Outcome)
+        "peer_review/discussions.html",
+        open_reviews=waiting,
+        decided_reviews=decided,
+        outcomes=list(Outcome),
     )
 
 
