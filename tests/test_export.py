@@ -29,6 +29,7 @@ from storage.database import open_session
 from storage.exports import create_export, list_pseudonyms
 from storage.models.exports import ExportPseudonym, ResearchExport
 from tests.support.identified_studies import PATIENTS, build_identified_cohort
+from tests.support.leaks import assert_clean
 from tests.support.pipeline import upload
 from tests.support.services import make_env, run_pacs
 from tests.support.users import NOW, PASSWORD, token_for
@@ -85,17 +86,6 @@ def new_export(settings: Settings, study_uids: list[str], profile: str) -> int:
 def read_zip(path: Path) -> dict[str, bytes]:
     with zipfile.ZipFile(path) as archive:
         return {name: archive.read(name) for name in archive.namelist()}
-
-
-def assert_clean(data: bytes, identifiers: set[str]) -> None:
-    lowered = data.lower()
-    for value in identifiers:
-        for encoding in ("utf-8", "latin-1"):
-            try:
-                needle = value.lower().encode(encoding)
-            except UnicodeEncodeError:
-                continue
-            assert needle not in lowered, value
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ from core.accounts import ALL_ROLES, WORKLIST_ROLES, Role
 from core.assignments import AssignmentError, check_priority_reason
 from core.records import Priority, StudyStatus
 from portal.extensions import db
+from portal.peer_review_service import colleague_priors
 from portal.priors import list_visible_priors
 from portal.security import audit, audit_study, audit_study_read, roles, utc_now
 from storage.accounts import list_radiologists
@@ -215,6 +216,7 @@ def show_study(study_uid: str):
         arriving=bool(find_arriving(db.session, [study.id])),
         order=find_study_order(db.session, study.id),
         priors=list_visible_priors(study),
+        peer_priors=colleague_priors(study) if current_user.role == Role.RADIOLOGIST else [],
     )
 
 
