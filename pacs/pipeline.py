@@ -62,6 +62,9 @@ class EmbeddedPipeline:
         self.queued: set[str] = set()
         self.lock = threading.Lock()
         self.run_seconds: list[tuple[float, int]] = []  # (duration, instances) per study run
+        # Set once the start-up catch-up (reconciliation, outboxes) is done: until then a
+        # queued study waits behind every study the archive took while nothing listened.
+        self.caught_up = threading.Event()
         self.thread = threading.Thread(target=self.run, name="pacs-pipeline", daemon=True)
 
     def start(self) -> None:
@@ -161,6 +164,7 @@ class EmbeddedPipeline:
             self.run_safely(escalate_critical_results)
             if sends_results():
                 self.run_safely(send_results)
+            self.caught_up.set()
             next_reconcile = time.monotonic() + self.reconcile_every
             while True:
                 self.beat()

@@ -150,6 +150,9 @@ def portal(pipeline_settings: Settings) -> Iterator[EmbeddedPipeline]:
     """The portal (webhook) with the embedded pipeline, as `pacs up` runs them."""
     pipeline = EmbeddedPipeline(reconcile_every=3600)
     pipeline.start()
+    # The start-up reconciliation ingests every study earlier tests left in the shared
+    # archive; a test's own study must not wait behind them.
+    assert pipeline.caught_up.wait(180), "the pipeline did not finish its start-up catch-up"
     app = create_app({"PACS_SETTINGS": pipeline_settings, "PACS_PIPELINE": pipeline})
     server = make_server("127.0.0.1", pipeline_settings.portal_port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever)

@@ -292,6 +292,12 @@ def test_series_metadata_is_kept_while_the_series_is_unchanged(viewer: ViewerPor
         time.sleep(0.05)
     [kept] = set(folder.glob("*.json.gz")) - before
     assert kept.stat().st_mode & 0o077 == 0, "patient data: private to the platform"
+    # What is kept goes out only after the proxy's checks: a referrer of other studies is
+    # refused it, however warm the cache.
+    refused = viewer.session("referrer").get(
+        f"{viewer.url}/dicom-web/{path}", headers={"Accept-Encoding": "gzip"}, timeout=10
+    )
+    assert refused.status_code == 403 and "error" in refused.json()
     written = kept.stat().st_mtime_ns
     again = fetch()
     assert sop_uids(again) == {ds.SOPInstanceUID for ds in first}

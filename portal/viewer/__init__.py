@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import mimetypes
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +204,16 @@ def audit_dicomweb_read(parsed: DicomwebRequest) -> None:
 def relay(parsed: DicomwebRequest, browser_headers: dict[str, str]) -> Any:
     headers = {name: browser_headers[name] for name in REQUEST_HEADERS if name in browser_headers}
     headers["Forwarded"] = forwarded_header(request.host, request.scheme)
+    return forward(parsed, headers)
+
+
+def forward(
+    parsed: DicomwebRequest,
+    headers: dict[str, str],
+    keep: Callable[[Any, Iterator[bytes]], Iterator[bytes]] | None = None,
+) -> Any:
+    """The archive's answer streamed back (`keep` may tee the body), or its refusal in
+    the portal's words."""
     try:
         upstream = open_archive(parsed, headers)
     except ArchiveTimeout:
@@ -212,11 +222,11 @@ def relay(parsed: DicomwebRequest, browser_headers: dict[str, str]) -> Any:
         return deny(502, "the archive is unreachable; try again in a moment")
     if upstream.status >= 400:
         return deny_archive_error(upstream)
+    body = stream_body(upstream)  # needs no request context: the database session is released
+    if keep is not None:
+        body = keep(upstream, body)
     return Response(
-        stream_body(upstream),  # needs no request context: the database session is released
-        status=upstream.status,
-        headers=relay_headers(upstream),
-        direct_passthrough=True,
+        body, status=upstream.status, headers=relay_headers(upstream), direct_passthrough=True
     )
 
 
@@ -249,24 +259,17 @@ def serve_series_metadata(parsed: DicomwebRequest, browser_headers: dict[str, st
     upstream_headers = {"Accept-Encoding": "gzip", "Forwarded": origin}
     if accept:
         upstream_headers["Accept"] = accept
-    try:
-        upstream = open_archive(parsed, upstream_headers)
-    except ArchiveTimeout:
-        return deny(504, "the archive did not answer in time")
-    except ArchiveUnavailable:
-        return deny(502, "the archive is unreachable; try again in a moment")
-    if upstream.status >= 400:
-        return deny_archive_error(upstream)
-    body = stream_body(upstream)
-    if (
-        upstream.status == 200
-        and upstream.headers.get("Content-Encoding") == "gzip"
-        and upstream.headers.get("Content-Type", "").startswith("application/dicom+json")
-    ):
-        body = cache.write_through(series, key, body)
-    return Response(
-        body, status=upstream.status, headers=relay_headers(upstream), direct_passthrough=True
-    )
+
+    def keep(upstream: Any, body: Iterator[bytes]) -> Iterator[bytes]:
+        if (
+            upstream.status == 200
+            and upstream.headers.get("Content-Encoding") == "gzip"
+            and upstream.headers.get("Content-Type", "").startswith("application/dicom+json")
+        ):
+            return cache.write_through(series, key, body)
+        return body
+
+    return forward(parsed, upstream_headers, keep)
 
 
 def count_series_instances(study_uid: str, series_uid: str) -> int | None:
