@@ -1,21 +1,27 @@
-"""Warehouse refresh and dashboard query times at 1,000,000 studies.
+"""Warehouse refresh and dashboard query times at 1,000,000 studies, on SQLite and PostgreSQL.
 
 Fills a fresh SQLite operational database (temporary PACS_HOME) with the worklist
 benchmark's synthetic studies (benchmarks/worklist.py: ~5 years, realistic modality and
 priority shares, a few thousand still open) and their report events with realistic
 turnaround: received -> final log-normal per priority (STAT ~45 min, URGENT ~5 h,
 ROUTINE ~20 h median), opened part-way, a quarter with a preliminary report, addenda on
-amended studies, assignments. Generation is not measured. Then it measures:
+amended studies, assignments. Generation is not measured. With `--database postgresql` (or
+`both`, the default) the same rows are copied (COPY) into a throwaway PostgreSQL server
+(tests/support/postgres.py), and every step below runs on each backend. Then it measures:
 
-- a full refresh (extract from SQLite + build + checks + swap), split in its steps;
+- the full extract as Arrow (warehouse/extract.py, ADBC) against the row-by-row extract it
+  replaced (SQLAlchemy rows -> Python tuples -> Polars, `extract_rows` below), same run;
+- a full refresh (extract + build + checks + swap), split in its steps;
 - an incremental refresh after 1,000 new studies arrive and 500 waiting ones are signed;
 - p50/p95 of every dashboard query (each on a cursor of a shared read-only reader, as a
   portal request does),
   over the default 90-day range and over all five years, unfiltered and filtered.
 
-Goals: full <= 30 s, incremental <= 2 s, every dashboard query <= 200 ms.
+Goals: Arrow extract >= 3x the row-by-row one, full <= 15 s, incremental <= 2 s, every
+dashboard query <= 200 ms.
 
     .venv/bin/python benchmarks/warehouse.py [--studies 1000000] [--runs 30]
+        [--database sqlite|postgresql|both]
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -202,6 +209,70 @@ def add_new_studies(
     return add_events(database, f"id >= {first}", seed, emails), len(waiting)
 
 
+def extract_rows(settings: Settings) -> tuple[int, int]:
+    """The full extract as it was before Arrow: rows through SQLAlchemy into Python tuples,
+    then Polars frames (the baseline of the Arrow extract). Returns the rows read."""
+    import polars as pl
+    from sqlalchemy import text
+
+    from storage.database import get_engine
+    from warehouse import extract
+
+    def read(connection, sql: str, columns: dict, **params) -> pl.DataFrame:
+        rows = connection.execute(text(sql), params).fetchall()
+        as_read = {
+            name: pl.String
+            if isinstance(dtype, pl.Datetime) and connection.dialect.name == "sqlite"
+            else dtype
+            for name, dtype in columns.items()
+        }
+        frame = pl.DataFrame(rows, schema=as_read, orient="row")
+        return frame.with_columns(
+            extract.cast_column(frame[name], dtype) for name, dtype in columns.items()
+        )
+
+    with get_engine(settings.database_url).connect() as connection:
+        last = connection.execute(text(extract.LAST_EVENT_SQL)).scalar_one()
+        studies = read(connection, extract.STUDIES_SQL, extract.STUDY_COLUMNS)
+        events = read(
+            connection, extract.EVENTS_SQL, extract.EVENT_COLUMNS, event_id=0, last_event=last
+        )
+        read(connection, extract.USERS_SQL, extract.USER_COLUMNS)
+    return studies.height, events.height
+
+
+def extract_arrow(settings: Settings) -> tuple[int, int]:
+    from storage.database import get_engine
+    from warehouse.extract import extract_changes
+
+    extract = extract_changes(get_engine(settings.database_url), None)
+    return extract.studies.height, extract.events.height
+
+
+def copy_to_postgresql(database: Path, url: str, tables: dict[str, str]) -> int:
+    """COPY the rows of SQLite `tables` matching their WHERE clause into PostgreSQL (its
+    times are naive UTC text: the session's zone is UTC); returns the rows copied."""
+    import psycopg
+
+    source = sqlite3.connect(database)
+    copied = 0
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as connection:
+        connection.execute("SET TIME ZONE 'UTC'")
+        for table, where in tables.items():
+            columns = [row[1] for row in source.execute(f"PRAGMA table_info({table})")]
+            rows = source.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE {where}")
+            with connection.transaction(), connection.cursor() as cursor:
+                with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                    while chunk := rows.fetchmany(CHUNK):
+                        for row in chunk:
+                            copy.write_row(row)
+                        copied += len(chunk)
+                cursor.execute(f"SELECT setval('{table}_id_seq', (SELECT max(id) FROM {table}))")
+        connection.execute("ANALYZE")
+    source.close()
+    return copied
+
+
 def refresh(settings: Settings, full: bool) -> dict[str, float]:
     """The flow's three tasks, in-process (Prefect's own overhead is not the warehouse's)."""
     from tasks.warehouse import (
@@ -293,11 +364,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30, help="timed calls per dashboard query")
     parser.add_argument("--seed", type=int, default=20261128)
     parser.add_argument(
-        "--home", type=Path, help="keep the data here; a second run reuses its database"
+        "--home", type=Path, help="keep the data here; a second run reuses its SQLite database"
     )
+    parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
     args = parser.parse_args()
+    backends = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
 
-    with tempfile.TemporaryDirectory(prefix="pacs-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="pacs-bench-") as tmp, ExitStack() as stack:
         home = args.home or Path(tmp)
         reuse = (home / "pacs.sqlite3").exists()  # before make_env makes a new one
         settings = load_settings(make_env(home, PACS_TIMEZONE="Europe/Paris"))
@@ -318,23 +391,97 @@ def main() -> None:
                 f" database {database.stat().st_size / 2**20:,.0f} MiB",
                 flush=True,
             )
+        sites = {}
+        if "sqlite" in backends:
+            sites["sqlite"] = settings
+        if "postgresql" in backends:
+            from tests.support.postgres import start_postgres
 
-        full = refresh(settings, full=True)
+            server = start_postgres("pacs")
+            stack.callback(server.stop)
+            url = server.url("pacs")
+            pg_home = home / "postgresql"
+            pg_home.mkdir(exist_ok=True)
+            sites["postgresql"] = load_settings(
+                make_env(pg_home, PACS_TIMEZONE="Europe/Paris", PACS_DATABASE_URL=url)
+            )
+            upgrade_schema(sites["postgresql"])
+            started = time.perf_counter()
+            rows = copy_to_postgresql(
+                database, url, {"users": "1", "studies": "1", "study_events": "1"}
+            )
+            print(
+                f"copied {rows:,} rows into PostgreSQL in {time.perf_counter() - started:.0f} s"
+                " (not measured)",
+                flush=True,
+            )
+
+        figures: dict[str, dict[str, float]] = {}
+        for backend, site in sites.items():
+            print(f"\n[{backend}]", flush=True)
+            times = {}
+            for name, read in (("rows", extract_rows), ("arrow", extract_arrow)):
+                read(site)  # warm: the first read also pages the database in
+                started = time.perf_counter()
+                studies, events = read(site)
+                times[name] = time.perf_counter() - started
+                print(
+                    f"full extract, {name}: {times[name]:.2f} s ({studies:,} studies,"
+                    f" {events:,} events)",
+                    flush=True,
+                )
+            figures[backend] = {
+                "extract rows": times["rows"],
+                "extract arrow": times["arrow"],
+                "full": refresh(site, full=True)["total"],
+            }
+
+        last_study = sqlite3.connect(database).execute("SELECT max(id) FROM studies").fetchone()[0]
+        last_event = (
+            sqlite3.connect(database).execute("SELECT max(id) FROM study_events").fetchone()[0]
+        )
         new_events, signed = add_new_studies(database, 1000, 500, args.seed + 1, emails)
-        print(f"added 1,000 studies ({new_events:,} events) and signed {signed} waiting ones")
-        incremental = refresh(settings, full=False)
+        print(f"\nadded 1,000 studies ({new_events:,} events) and signed {signed} waiting ones")
+        if "postgresql" in sites:
+            copy_to_postgresql(
+                database,
+                sites["postgresql"].database_url,
+                {"studies": f"id > {last_study}", "study_events": f"id > {last_event}"},
+            )
+            signing = (
+                "UPDATE studies SET status = 'final' WHERE id IN (SELECT study_id FROM"
+                f" study_events WHERE id > {last_event} AND kind = 'final') AND id <= {last_study}"
+            )
+            import psycopg
+
+            with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as connection:
+                connection.execute(signing)
+        for backend, site in sites.items():
+            print(f"[{backend}] ", end="")
+            figures[backend]["incremental"] = refresh(site, full=False)["total"]
+
+        first = next(iter(sites.values()))
         print("\ndashboard queries (cursor + query + rows as dicts), ms:")
-        results = measure_queries(settings, args.runs)
+        results = measure_queries(first, args.runs)
         width = max(len(name) for name, _, _ in results)
         for name, p50, p95 in results:
             print(f"  {name:<{width}}  p50 {p50:7.1f}  p95 {p95:7.1f}")
         worst = max(p95 for _, _, p95 in results)
-        print(
-            f"\nfull refresh {full['total']:.2f} s (goal 30 s), incremental"
-            f" {incremental['total']:.2f} s (goal 2 s), slowest dashboard query p95"
-            f" {worst:.1f} ms (goal 200 ms); incremental/full ratio"
-            f" {incremental['total'] / full['total']:.2f}"
+
+        print(f"\n{'seconds':32}" + "".join(f"{backend:>12}" for backend in figures))
+        for row, goal in (
+            ("extract rows", "(baseline)"),
+            ("extract arrow", ""),
+            ("full", "goal <= 15 s"),
+            ("incremental", "goal <= 2 s"),
+        ):
+            cells = "".join(f"{figures[b][row]:12.2f}" for b in figures)
+            print(f"  {row:30}{cells}  {goal}")
+        ratios = "".join(
+            f"{figures[b]['extract rows'] / figures[b]['extract arrow']:11.1f}x" for b in figures
         )
+        print(f"  {'arrow speed-up':30}{ratios}  goal >= 3x")
+        print(f"slowest dashboard query p95 {worst:.1f} ms (goal 200 ms)")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Worklist latency at scale: the studies API and page over 1,000,000 studies on SQLite.
+"""Worklist latency at scale: the studies API and page over 1,000,000 studies.
 
 Fills a fresh SQLite database (temporary PACS_HOME) with synthetic studies by bulk
 insert: mostly final studies over ~5 years, a few thousand received / in progress /
@@ -17,7 +17,14 @@ indexes `Study.__table_args__` declares now. Prints p50/p95 in ms per combinatio
 pass, the baseline/indexed ratio of the p95s, and the SQL statements an API call runs.
 No ANALYZE is run: a database made by the migrations has no planner statistics either.
 
+With `--database postgresql` the same studies go by COPY into a throwaway PostgreSQL server
+(tests/support/postgres.py) at this release's schema; the baseline pass runs without the
+name-search indexes of revision 0006 (`lower(...) COLLATE "C"`), the second with them. Both
+after VACUUM ANALYZE, as autovacuum would have run on a site that reached a million studies
+(statistics for the planner, the visibility map for index-only scans).
+
     .venv/bin/python benchmarks/worklist.py [--studies 1000000] [--runs 50]
+        [--database sqlite|postgresql]
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -324,6 +332,66 @@ def fill(path: Path, count: int, radiologist_ids: list[int], seed: int) -> tuple
     return inserted - started, indexed - inserted
 
 
+# Revision 0006's indexes: the PostgreSQL pass measures without them first.
+SEARCH_INDEXES = (
+    "ix_studies_patient_name_lower",
+    "ix_studies_given_name_lower",
+    "ix_studies_patient_id_lower",
+    "ix_studies_accession_lower",
+)
+
+
+def postgres_index_definitions(connection) -> dict[str, str]:
+    """The studies indexes of their own (none behind a constraint), name -> CREATE INDEX."""
+    rows = connection.execute(
+        "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x"
+        " JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid"
+        " WHERE t.relname = 'studies'"
+        " AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)"
+    )
+    return dict(rows.fetchall())
+
+
+def fill_postgresql(
+    url: str, count: int, radiologist_ids: list[int], seed: int
+) -> tuple[float, float, float, dict[str, str]]:
+    """COPY the studies with their indexes dropped, then every index but revision 0006's,
+    then VACUUM ANALYZE. Returns the seconds of the three steps and the definitions dropped."""
+    import psycopg
+
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as connection:
+        connection.execute("SET TIME ZONE 'UTC'")  # the rows' times are naive UTC text
+        indexes = postgres_index_definitions(connection)
+        for name in indexes:
+            connection.execute(f"DROP INDEX {name}")
+        now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+        started = time.perf_counter()
+        with connection.transaction(), connection.cursor() as cursor:
+            with cursor.copy(f"COPY studies ({', '.join(STUDY_COLUMNS)}) FROM STDIN") as copy:
+                for chunk in study_rows(count, radiologist_ids, now, seed):
+                    for row in chunk:
+                        copy.write_row(row)
+            cursor.execute("SELECT setval('studies_id_seq', (SELECT max(id) FROM studies))")
+        copied = time.perf_counter()
+        for name, definition in indexes.items():
+            if name not in SEARCH_INDEXES:
+                connection.execute(definition)
+        indexed = time.perf_counter()
+        connection.execute("VACUUM ANALYZE")
+        return copied - started, indexed - copied, time.perf_counter() - indexed, indexes
+
+
+def add_search_indexes_postgresql(url: str, definitions: dict[str, str]) -> float:
+    import psycopg
+
+    started = time.perf_counter()
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as connection:
+        for name in SEARCH_INDEXES:
+            connection.execute(definitions[name])
+        connection.execute("ANALYZE studies")
+    return time.perf_counter() - started
+
+
 def add_schema_indexes(path: Path) -> tuple[list[str], list[str], float]:
     """Bring the studies indexes to what `Study.__table__` declares: (created, dropped, s)."""
     from sqlalchemy.dialects import sqlite
@@ -373,18 +441,21 @@ def csrf_token_of(html: str) -> str:
     return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html).group(1)
 
 
-def combinations(database: Path) -> list[Combination]:
+def combinations(url: str) -> list[Combination]:
     """The typical worklist requests, with values taken from the data."""
-    connection = sqlite3.connect(database)
-    last_day = datetime.date.fromisoformat(
-        connection.execute("SELECT max(study_date) FROM studies").fetchone()[0]
-    )
-    count = connection.execute("SELECT max(id) FROM studies").fetchone()[0]
-    patient_id, accession, name = connection.execute(
-        "SELECT patient_id, accession_number, patient_name FROM studies WHERE id = ?",
-        (max(1, count * 7 // 9),),
-    ).fetchone()
-    connection.close()
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        last_day = connection.execute(text("SELECT max(study_date) FROM studies")).scalar_one()
+        count = connection.execute(text("SELECT max(id) FROM studies")).scalar_one()
+        patient_id, accession, name = connection.execute(
+            text("SELECT patient_id, accession_number, patient_name FROM studies WHERE id = :id"),
+            {"id": max(1, count * 7 // 9)},
+        ).one()
+    engine.dispose()
+    if isinstance(last_day, str):  # SQLite
+        last_day = datetime.date.fromisoformat(last_day)
     family, given = name.split("^")
     week = last_day - datetime.timedelta(days=6)
     return [
@@ -515,11 +586,24 @@ def main() -> None:
         "--budget", type=float, default=5.0, help="seconds per combination before stopping early"
     )
     parser.add_argument("--seed", type=int, default=20261127)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="pacs-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="pacs-bench-") as tmp, ExitStack() as stack:
         home = Path(tmp)
-        settings = load_settings(make_env(home))
+        overrides = {}
+        if args.database == "postgresql":
+            from storage.database import create_database_engine
+            from storage.schema import upgrade_database
+            from tests.support.postgres import start_postgres
+
+            server = start_postgres("pacs")
+            stack.callback(server.stop)
+            overrides["PACS_DATABASE_URL"] = server.url("pacs")
+            engine = create_database_engine(server.url("pacs"))
+            upgrade_database(engine)
+            engine.dispose()
+        settings = load_settings(make_env(home, **overrides))
         database = Path(settings.database_url.removeprefix("sqlite:///"))
 
         import storage.accounts
@@ -542,30 +626,44 @@ def main() -> None:
             db.session.commit()
             db.engine.dispose()  # the fill connects alone
 
-        print(f"filling {args.studies:,} studies into {database} ...", flush=True)
-        insert_seconds, index_seconds = fill(database, args.studies, radiologists, args.seed)
-        print(
-            f"fill: {insert_seconds:.1f} s bulk insert"
-            f" ({args.studies / insert_seconds:,.0f} studies/s)"
-            f" + {index_seconds:.1f} s baseline indexes;"
-            f" database {database.stat().st_size / 2**20:,.0f} MiB",
-            flush=True,
-        )
-        combos = combinations(database)
         me = "rad01@example.org"
-
-        print(f"\nbaseline: indexes {', '.join(BASELINE_INDEXES)}", flush=True)
-        before = measure(app, me, combos, args.baseline_runs, args.budget)
-
-        with app.app_context():
-            db.engine.dispose()  # no reader holds the WAL back from its checkpoint
-        created, dropped, seconds = add_schema_indexes(database)
-        print(
-            f"\nindexes of Study.__table__: created {', '.join(created)}"
-            f"; dropped {', '.join(dropped) or 'none'} in {seconds:.1f} s;"
-            f" database {database.stat().st_size / 2**20:,.0f} MiB",
-            flush=True,
-        )
+        if args.database == "postgresql":
+            print(f"filling {args.studies:,} studies into PostgreSQL ...", flush=True)
+            copy, index, analyze, definitions = fill_postgresql(
+                settings.database_url, args.studies, radiologists, args.seed
+            )
+            print(
+                f"fill: {copy:.1f} s COPY ({args.studies / copy:,.0f} studies/s) + {index:.1f} s"
+                f" indexes + {analyze:.1f} s VACUUM ANALYZE",
+                flush=True,
+            )
+            combos = combinations(settings.database_url)
+            print(f"\nbaseline: every index but {', '.join(SEARCH_INDEXES)}", flush=True)
+            before = measure(app, me, combos, args.baseline_runs, args.budget)
+            seconds = add_search_indexes_postgresql(settings.database_url, definitions)
+            print(f"\nrevision 0006's search indexes created in {seconds:.1f} s", flush=True)
+        else:
+            print(f"filling {args.studies:,} studies into {database} ...", flush=True)
+            insert_seconds, index_seconds = fill(database, args.studies, radiologists, args.seed)
+            print(
+                f"fill: {insert_seconds:.1f} s bulk insert"
+                f" ({args.studies / insert_seconds:,.0f} studies/s)"
+                f" + {index_seconds:.1f} s baseline indexes;"
+                f" database {database.stat().st_size / 2**20:,.0f} MiB",
+                flush=True,
+            )
+            combos = combinations(settings.database_url)
+            print(f"\nbaseline: indexes {', '.join(BASELINE_INDEXES)}", flush=True)
+            before = measure(app, me, combos, args.baseline_runs, args.budget)
+            with app.app_context():
+                db.engine.dispose()  # no reader holds the WAL back from its checkpoint
+            created, dropped, seconds = add_schema_indexes(database)
+            print(
+                f"\nindexes of Study.__table__: created {', '.join(created)}"
+                f"; dropped {', '.join(dropped) or 'none'} in {seconds:.1f} s;"
+                f" database {database.stat().st_size / 2**20:,.0f} MiB",
+                flush=True,
+            )
         after = measure(app, me, combos, args.runs, args.budget)
         report(combos, before, after)
         with app.app_context():

@@ -105,6 +105,10 @@ class Settings:
     # The department as its reports name it (read page and PDF); the address may span lines.
     department_name: str = "Department of Radiology"
     department_address: str = ""
+    # Peer review: reports drawn per radiologist per month by an admin's random assignment,
+    # and whether the reviewed radiologist sees who scored them (admins always do).
+    peer_review_sample: int = 5
+    peer_review_reveal_reviewers: bool = False
 
     @property
     def orthanc_dir(self) -> Path:
@@ -211,6 +215,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         critical_webhook_url=_read_http_url(env, "PACS_CRITICAL_WEBHOOK_URL"),
         critical_webhook_secret=env.get("PACS_CRITICAL_WEBHOOK_SECRET")
         or read_secret(home, "critical-webhook-secret"),
+        peer_review_sample=_read_int(env, "PACS_PEER_REVIEW_SAMPLE", 5, minimum=0),
+        peer_review_reveal_reviewers=_read_flag(env, "PACS_PEER_REVIEW_REVEAL_REVIEWERS"),
     )
 
 

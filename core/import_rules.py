@@ -67,6 +67,11 @@ RAW_ELEMENTS_BEFORE_TRUNCATED = 3
 
 IGNORED_FOLDERS = frozenset({"__MACOSX"})
 IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini"})
+# What the platform's own exports carry beside the images (research exports, teaching files),
+# at the top of their ZIP: a ZIP of ours imports without a rejection.
+EXPORT_MANIFEST_NAMES = frozenset(
+    {"manifest.csv", "deidentification-report.json", "teaching-manifest.json"}
+)
 
 
 class Outcome(enum.StrEnum):
@@ -492,6 +497,8 @@ def ignored_reason(name: str) -> str | None:
     base = parts[-1]
     if base.startswith(".") or base.lower() in IGNORED_NAMES:
         return "hidden or system file"
+    if len(parts) == 1 and base in EXPORT_MANIFEST_NAMES:
+        return "the manifest of an export of this platform"
     return None
 
 

@@ -23,6 +23,7 @@ from pacs import (
     ingest_commands,
     modality_commands,
     orthanc_server,
+    peer_review_commands,
     user_commands,
     warehouse_commands,
 )
@@ -55,7 +56,16 @@ EXPECTED_ERRORS = (
 # Commands that use the operational database bring its schema up to date first (the
 # operator runs them), as `pacs up` does; the portal and the pipeline's flows refuse a
 # database that is behind instead.
-DATABASE_COMMANDS = {"demo", "ingest", "quarantine", "import", "export", "user", "warehouse"}
+DATABASE_COMMANDS = {
+    "demo",
+    "ingest",
+    "quarantine",
+    "import",
+    "export",
+    "user",
+    "warehouse",
+    "peer-review",
+}
 # Commands that serve the site refuse a home whose restore has not finished (pacs/restore.py).
 SERVING_COMMANDS = {
     ("up", None),
@@ -184,6 +194,17 @@ def run_user_change(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_user_set_password(settings: Settings, args: argparse.Namespace) -> int:
     return user_commands.change_password(settings, args.email, args.temporary, sys.stdout)
+
+
+def run_peer_review_assign(settings: Settings, args: argparse.Namespace) -> int:
+    return peer_review_commands.assign_sample(
+        settings,
+        month=args.month,
+        by=args.by,
+        seed=args.seed,
+        per_radiologist=args.per_radiologist,
+        out=sys.stdout,
+    )
 
 
 def run_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
@@ -396,6 +417,18 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_subparsers(dest="action", required=True, metavar="ACTION").add_parser(
         "verify", help="check the hash chain: exit 1 naming the first broken event"
     ).set_defaults(handler=run_audit_verify)
+
+    peer = commands.add_parser("peer-review", help="peer review of final reports")
+    assign = peer.add_subparsers(dest="action", required=True, metavar="ACTION").add_parser(
+        "assign", help="draw a month's random sample of each radiologist's final reports"
+    )
+    assign.add_argument("--month", required=True, help="the month the reports were signed, YYYY-MM")
+    assign.add_argument("--by", required=True, help="the admin assigning (e-mail; audited)")
+    assign.add_argument("--seed", help="the draw's seed (the same seed, the same sample)")
+    assign.add_argument(
+        "--per-radiologist", type=int, help="reports per radiologist (PACS_PEER_REVIEW_SAMPLE)"
+    )
+    assign.set_defaults(handler=run_peer_review_assign)
 
     modality = commands.add_parser(
         "modality", help="the modalities (AE titles) allowed to store, query and retrieve"

@@ -111,8 +111,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     from portal.critical_results import bp as critical_results_bp
     from portal.imports import bp as imports_bp
     from portal.orders import bp as orders_bp
+    from portal.peer_review import bp as peer_review_bp
     from portal.reports import bp as reports_bp
     from portal.research import bp as research_bp
+    from portal.teaching import bp as teaching_bp
     from portal.viewer import bp as viewer_bp
     from portal.viewer import init_viewer
     from portal.worklist import bp as worklist_bp
@@ -129,6 +131,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
     app.register_blueprint(analytics_bp)
     app.register_blueprint(orders_bp)
     app.register_blueprint(critical_results_bp)
+    app.register_blueprint(peer_review_bp)
+    app.register_blueprint(teaching_bp)
     return app
 
 

@@ -15,12 +15,20 @@ from storage.models.accounts import User
 from storage.models.studies import Study, StudyEvent
 
 
-def find_listed_study(session: Session, study_uid: str) -> Study | None:
-    return session.scalar(
-        select(Study).where(
-            Study.study_instance_uid == study_uid, Study.status != StudyStatus.REMOVED
-        )
+def find_listed_study(
+    session: Session, study_uid: str, *, for_update: bool = False
+) -> Study | None:
+    """The study on the worklist. `for_update` before a read-modify-write of it (assignment,
+    priority, its report): the row stays locked (PostgreSQL `FOR UPDATE`) until the
+    transaction ends, so a concurrent writer waits and then reads what this one wrote, instead
+    of both deciding on the same old values and one update being lost. SQLite has no row
+    locks: its one writer at a time refuses a transaction whose reads went stale."""
+    statement = select(Study).where(
+        Study.study_instance_uid == study_uid, Study.status != StudyStatus.REMOVED
     )
+    if for_update:
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    return session.scalar(statement)
 
 
 def assign_study(

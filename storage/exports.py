@@ -126,8 +126,12 @@ def create_export(
     return export
 
 
-def get_export(session: Session, export_id: int) -> ResearchExport:
-    export = session.get(ResearchExport, export_id)
+def get_export(session: Session, export_id: int, *, for_update: bool = False) -> ResearchExport:
+    """The export; `for_update` locks its row (PostgreSQL) before its state is moved on, so
+    two deciders or runners cannot both move it from the same state."""
+    export = session.get(
+        ResearchExport, export_id, with_for_update=for_update, populate_existing=for_update
+    )
     if export is None:
         raise ExportNotFound(f"no export {export_id}")
     return export
@@ -150,7 +154,7 @@ def decide_export(
     by: str,
     now: datetime.datetime,
 ) -> ResearchExport:
-    export = get_export(session, export_id)
+    export = get_export(session, export_id, for_update=True)
     export.state = state_after_decision(export_id, export.state, approve=approve)
     export.reason, export.decided_by, export.decided_at = reason, by, now
     return export
@@ -160,7 +164,7 @@ def start_export(
     session: Session, export_id: int, total: int, now: datetime.datetime
 ) -> ResearchExport:
     """Running from scratch (a re-run starts its counts again, with the same salt)."""
-    export = get_export(session, export_id)
+    export = get_export(session, export_id, for_update=True)
     export.state = state_at_start(export_id, export.state)
     export.started_at, export.finished_at = now, None
     export.total_instances = total
@@ -194,7 +198,7 @@ def finish_export(
     reason: str,
     now: datetime.datetime,
 ) -> ResearchExport:
-    export = get_export(session, export_id)
+    export = get_export(session, export_id, for_update=True)
     export.state = state_after_run(ok)
     export.destination, export.report, export.reason = destination, report, reason
     export.finished_at = now

@@ -38,8 +38,13 @@ from storage.models.reports import Report, ReportDocument, ReportTemplate
 from storage.models.studies import Series, Study, StudyEvent
 
 
-def find_report(session: Session, study: Study) -> Report | None:
-    return session.scalar(select(Report).where(Report.study_id == study.id))
+def find_report(session: Session, study: Study, *, for_update: bool = False) -> Report | None:
+    """The study's report; `for_update` locks its row (as `find_listed_study` does the
+    study's, which writers lock first) before its version is checked and moved on."""
+    statement = select(Report).where(Report.study_id == study.id)
+    if for_update:
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    return session.scalar(statement)
 
 
 def check_report_version(report: Report | None, expected: int | None, *, required: bool) -> None:
@@ -72,7 +77,7 @@ def save_draft(
     template_key: str | None = None,
 ) -> Report:
     """Write the working text; the first save creates the report and takes the study."""
-    report = find_report(session, study)
+    report = find_report(session, study, for_update=True)
     decide(study, report, ReportAction.EDIT, actor)
     check_report_version(report, expected_version, required=True)
     cleaned = clean_sections(sections)
@@ -119,7 +124,7 @@ def sign_report(
     now: datetime.datetime,
 ) -> ReportDocument:
     """Sign the saved text preliminary or final: a new document, queued for the archive."""
-    report = find_report(session, study)
+    report = find_report(session, study, for_update=True)
     after = decide(study, report, action, actor)
     check_report_version(report, expected_version, required=False)
     check_signable(report.sections)
@@ -135,7 +140,7 @@ def add_addendum(
     now: datetime.datetime,
 ) -> ReportDocument:
     """A correction to a final report: a new document that includes and references it."""
-    report = find_report(session, study)
+    report = find_report(session, study, for_update=True)
     decide(study, report, ReportAction.ADDENDUM, actor)
     return add_document(study, report, actor, ReportAction.ADDENDUM, now, check_addendum(text))
 

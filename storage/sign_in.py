@@ -58,7 +58,7 @@ def record_failure(session: Session, key: str, backoff: Backoff, now: datetime.d
     if wait:
         # The row stays locked (PostgreSQL) or the database write-locked (SQLite) until the
         # transaction ends: no concurrent failure can set an older wait over this one.
-        row = session.get(SignInThrottle, key, populate_existing=True)
+        row = session.get(SignInThrottle, key, populate_existing=True, with_for_update=True)
         row.blocked_until = now + wait
     return failures
 

@@ -34,6 +34,7 @@ from storage.models.evidence import EvidenceHeader
 from storage.models.pipeline import IngestRetry, PipelineState
 from storage.models.quarantine import QuarantinedStudy
 from storage.models.studies import Series, Study, StudyEvent
+from storage.teaching import select_copy_orthanc_ids
 
 CHANGE_CURSOR = "orthanc_changes_seq"
 
@@ -260,10 +261,11 @@ def mark_study_removed(session: Session, orthanc_id: str, now: datetime.datetime
 
 
 def select_known_study_ids():
-    """Orthanc ids the database accounts for: listed studies and unresolved quarantine."""
+    """Orthanc ids the database accounts for: listed studies, unresolved quarantine and the
+    teaching copies kept in the archive."""
     listed = select(Study.orthanc_id).where(Study.status != StudyStatus.REMOVED)
     held = select(QuarantinedStudy.orthanc_id).where(QuarantinedStudy.state.in_(UNRESOLVED_STATES))
-    return union(listed, held)
+    return union(listed, held, select_copy_orthanc_ids())
 
 
 def list_known_study_ids(session: Session) -> set[str]:

@@ -383,8 +383,9 @@ class starts_with_ignoring_case(FunctionElement):
     """`expression` starts with `prefix`, ignoring case (as `lower()`, `ILIKE` and SQLite's
     NOCASE do: ASCII letters only, on SQLite).
 
-    On SQLite a NOCASE range, which the `ix_studies_*_nocase` indexes serve. Elsewhere
-    `lower()` of both, compared: a range would depend on the collation there."""
+    On SQLite a NOCASE range, which the `ix_studies_*_nocase` indexes serve; on PostgreSQL a
+    range of `lower()` in "C" order, which the `ix_studies_*_lower` ones serve. Elsewhere
+    `lower()` of both, compared."""
 
     inherit_cache = True
     name = "starts_with_ignoring_case"  # typeless: a Boolean would compare to 1 on SQLite
@@ -398,6 +399,15 @@ def _starts_with_sqlite(element: starts_with_ignoring_case, compiler, **kw) -> s
         f"({expression} COLLATE NOCASE >= {prefix}"
         f" AND {expression} COLLATE NOCASE < {prefix} || char(1114111))"
     )
+
+
+@compiles(starts_with_ignoring_case, "postgresql")
+def _starts_with_postgresql(element: starts_with_ignoring_case, compiler, **kw) -> str:
+    expression, prefix = (compiler.process(clause, **kw) for clause in element.clauses)
+    # In bytewise ("C") order [lower(prefix), lower(prefix) || U+10FFFF) is "starts with",
+    # the range the ix_studies_*_lower indexes (revision 0006) serve.
+    folded = f'lower({expression}) COLLATE "C"'
+    return f"({folded} >= lower({prefix}) AND {folded} < lower({prefix}) || chr(1114111))"
 
 
 @compiles(starts_with_ignoring_case)

@@ -27,6 +27,7 @@ from storage.studies import (
     record_retry,
     write_change_cursor,
 )
+from storage.teaching import is_teaching_copy
 from tasks.retries import database_task, once_task
 
 
@@ -34,7 +35,7 @@ from tasks.retries import database_task, once_task
 class StudyOutcome:
     orthanc_id: str
     study_instance_uid: str
-    outcome: str  # ingested, arriving, updated, quarantined, removed, pending
+    outcome: str  # ingested, arriving, updated, quarantined, removed, pending, teaching
     instances: int
     findings: tuple[str, ...]
 
@@ -84,6 +85,10 @@ def record_study(
             if base is not None
             else pick_common(study.instances, tg.STUDY_INSTANCE_UID)
         )
+        if study_uid and is_teaching_copy(session, study_uid):
+            # A de-identified copy made for the teaching collection: nothing to report.
+            clear_retry(session, study.orthanc_id)
+            return StudyOutcome(study.orthanc_id, study_uid, "teaching", len(study.instances), ())
         recorded = load_recorded_identity(session, study.orthanc_id, study_uid)
         assessment = assess_study(study, policy, released=released, recorded=recorded, base=base)
         outcome = save_study_with_order(

@@ -22,17 +22,35 @@ from portal import create_app
 from storage.archive import ArchiveClient
 from tests.support.apps import add_users_and_studies
 from tests.support.browser import CHROMIUM_ARGS
-from tests.support.databases import new_database
+from tests.support.databases import drop_database, new_database, stop_postgres_server
 from tests.support.services import make_env, start_prefect_server
 from tests.support.studies import register_test_callers
 from tests.support.tools import CHROMIUM, require_tool
 from tests.support.users import PASSWORD
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    stop_postgres_server()
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """`@pytest.mark.requires(tool)`: skipped without the tool, failed under CI."""
     for mark in item.iter_markers("requires"):
         require_tool(*mark.args)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.requires("initdb"))])
+def database_backend(request: pytest.FixtureRequest) -> str:
+    """Each test that uses a database (through `database_url`) runs on both backends."""
+    return request.param
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, database_backend: str) -> Iterator[str]:
+    """A database of this test's own at this release's schema, on `database_backend`."""
+    url = new_database(tmp_path / "pacs.sqlite3", database_backend)
+    yield url
+    drop_database(url)
 
 
 @pytest.fixture(scope="session")
@@ -100,10 +118,14 @@ def password_hash() -> str:
 
 
 @pytest.fixture
-def app(tmp_path: Path, password_hash: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+def app(
+    tmp_path: Path, password_hash: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Flask]:
     """The portal (no archive) with a user per role, a second radiologist and 30 studies."""
     monkeypatch.setattr("storage.accounts.hash_password", lambda password: password_hash)
-    settings = load_settings(make_env(tmp_path, PACS_IMPORT_RADIOLOGISTS="1"))
+    settings = load_settings(
+        make_env(tmp_path, PACS_IMPORT_RADIOLOGISTS="1", PACS_DATABASE_URL=database_url)
+    )
     app = create_app({"PACS_SETTINGS": settings, "TESTING": True})
     add_users_and_studies(app)
     yield app
@@ -111,10 +133,13 @@ def app(tmp_path: Path, password_hash: str, monkeypatch: pytest.MonkeyPatch) -> 
 
 @pytest.fixture
 def pipeline_settings(
-    orthanc_env: dict[str, str], prefect_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    orthanc_env: dict[str, str],
+    prefect_api: str,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Settings:
     """The session's archive with a database of this test's own; flows read it from the env."""
-    env = {**orthanc_env, "PACS_DATABASE_URL": new_database(tmp_path / "pacs.sqlite3")}
+    env = {**orthanc_env, "PACS_DATABASE_URL": database_url}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return load_settings(env)

@@ -170,6 +170,8 @@ PAGES = {
         "/admin/modalities",
         "/admin/report-templates",
         "/account/password",
+        "/peer-review",
+        "/peer-review/discussions",
     ],
     "radiologist": [
         "/worklist",
@@ -177,10 +179,12 @@ PAGES = {
         f"/studies/{DRAFTED}/report/edit",
         f"/studies/{REPORTED}/report/edit",
         "/orders",
+        "/peer-review",
+        f"/studies/{DRAFTED}/teaching",
     ],
     "referrer": ["/referrals", f"/studies/{REPORTED}/report"],
-    "manager": ["/", "/analytics", "/worklist"],  # the last one: the refusal page
-    "researcher": ["/", "/research"],
+    "manager": ["/", "/analytics", "/analytics/peer-review", "/worklist"],  # last: refusal
+    "researcher": ["/", "/research", "/teaching"],
 }
 CASES = [(role, path) for role, paths in PAGES.items() for path in paths]
 

@@ -35,8 +35,10 @@ def make_app(settings: Settings, password_hash: str, monkeypatch: pytest.MonkeyP
 
 
 @pytest.fixture
-def app(tmp_path: Path, password_hash: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
-    settings = fixture_settings(tmp_path)
+def app(
+    tmp_path: Path, password_hash: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Flask]:
+    settings = fixture_settings(tmp_path, database_url)
     app, engine = make_app(settings, password_hash, monkeypatch)
     refresh(settings, engine, full=True)
     yield app

@@ -28,8 +28,8 @@ from storage.archive import ArchiveClient
 from storage.database import open_session
 from storage.exports import create_export, list_pseudonyms
 from storage.models.exports import ExportPseudonym, ResearchExport
-from tests.support.databases import new_database
 from tests.support.identified_studies import PATIENTS, build_identified_cohort
+from tests.support.leaks import assert_clean
 from tests.support.pipeline import upload
 from tests.support.services import make_env, run_pacs
 from tests.support.users import NOW, PASSWORD, token_for
@@ -37,13 +37,17 @@ from tests.support.users import NOW, PASSWORD, token_for
 
 @pytest.fixture
 def export_env(
-    orthanc_env: dict[str, str], prefect_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    orthanc_env: dict[str, str],
+    prefect_api: str,
+    tmp_path: Path,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> dict[str, str]:
     """The session's archive, a database and PACS_HOME of this test's own (flows read the env)."""
     home = tmp_path / "home"
     env = {
         **orthanc_env,
-        "PACS_DATABASE_URL": new_database(tmp_path / "pacs.sqlite3"),
+        "PACS_DATABASE_URL": database_url,
         "PACS_HOME": str(home),
         "PACS_ORTHANC_PASSWORD": load_settings(orthanc_env).orthanc_password,
     }
@@ -82,17 +86,6 @@ def new_export(settings: Settings, study_uids: list[str], profile: str) -> int:
 def read_zip(path: Path) -> dict[str, bytes]:
     with zipfile.ZipFile(path) as archive:
         return {name: archive.read(name) for name in archive.namelist()}
-
-
-def assert_clean(data: bytes, identifiers: set[str]) -> None:
-    lowered = data.lower()
-    for value in identifiers:
-        for encoding in ("utf-8", "latin-1"):
-            try:
-                needle = value.lower().encode(encoding)
-            except UnicodeEncodeError:
-                continue
-            assert needle not in lowered, value
 
 
 @pytest.mark.slow

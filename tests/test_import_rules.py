@@ -24,6 +24,7 @@ from core.import_rules import (
     Refusal,
     check_zip_archive,
     check_zip_member,
+    ignored_reason,
     plan_tree,
     prepare_instance,
     read_dicomdir_references,
@@ -278,3 +279,12 @@ def test_the_summary_counts_lists_studies_and_serialises() -> None:
         "study_instance_uid": "",
     }
     assert summary.describe() == "2 stored, 1 already in the archive, 1 rejected, 1 ignored"
+
+
+@pytest.mark.parametrize(
+    "name", ["manifest.csv", "deidentification-report.json", "teaching-manifest.json"]
+)
+def test_the_manifests_of_our_own_exports_are_ignored_at_the_top_of_a_zip(name: str) -> None:
+    assert ignored_reason(name) == "the manifest of an export of this platform"
+    assert ignored_reason(f"case-1/{name}") is None  # deeper, it is a file like any other
+    assert ignored_reason(name.upper()) is None

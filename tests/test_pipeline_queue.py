@@ -4,7 +4,6 @@ scaled-out system test runs it on PostgreSQL)."""
 from __future__ import annotations
 
 import datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
@@ -22,15 +21,14 @@ from storage.pipeline_queue import (
     give_back,
     live_workers,
 )
-from tests.support.databases import new_database
 
 T0 = datetime.datetime(2026, 11, 30, 12, 0, tzinfo=datetime.UTC)
 LEASE = datetime.timedelta(seconds=30)
 
 
 @pytest.fixture
-def session(tmp_path: Path):
-    with Session(get_engine(new_database(tmp_path / "queue.sqlite3"))) as session:
+def session(database_url: str):
+    with Session(get_engine(database_url)) as session:
         yield session
 
 

@@ -10,7 +10,6 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -31,7 +30,6 @@ from storage.models.studies import Study, StudyEvent
 from tasks.archive import fetch_archived_studies
 from tasks.database import load_recorded_series, record_studies
 from tasks.reports import send_pending_reports
-from tests.support.databases import new_database
 from tests.support.reports import (
     dciodvfy_errors,
     evidence_uids,
@@ -102,15 +100,13 @@ def make_portal(settings: Settings, password_hash: str, monkeypatch) -> Flask:
 
 @pytest.fixture
 def setup(
-    tmp_path: Path,
+    database_url: str,
     orthanc_env: dict[str, str],
     archive: ArchiveClient,
     password_hash: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Setup]:
-    settings = load_settings(
-        {**orthanc_env, "PACS_DATABASE_URL": new_database(tmp_path / "pacs.sqlite3")}
-    )
+    settings = load_settings({**orthanc_env, "PACS_DATABASE_URL": database_url})
     app = make_portal(settings, password_hash, monkeypatch)
     study_uid, orthanc_id, image_uids = store_study(
         archive, PatientName="Ødegård^Åse", ReferringPhysicianName=REFERRER_PN

@@ -294,8 +294,9 @@ def hostile_requests(site: Site) -> list[tuple[str, str, str | None, dict[str, s
         f"/dicom-web/{instance}/rendered?annotation=patient",
     ):
         add("query", path, rad, 400)
-    # A referrer reaching for another study, by every way of naming one.
-    for path, status in (
+    # A referrer reaching for another study, by every way of naming one; a researcher
+    # (the teaching collection's copies only) reaching for any clinical study the same ways.
+    reaching = (
         (f"/dicom-web/studies/{mr}/series", 403),
         (f"/dicom-web/studies/{mr}/metadata", 403),
         (f"/dicom-web/studies/{mr}/series/{se}/instances/{inst}/frames/1", 403),
@@ -317,17 +318,18 @@ def hostile_requests(site: Site) -> list[tuple[str, str, str | None, dict[str, s
         (f"/dicom-web/studies/{ct}/series/{se}/instances/{inst}/frames/1", 200),
         (f"/viewer/viewer?StudyInstanceUIDs={mr}", 403),
         (f"/viewer/viewer?StudyInstanceUIDs={ct},{mr}", 403),
-    ):
+    )
+    for path, status in reaching:
         if status != 200:
             add("other study", path, ref, status)
+        add("clinical study", path, "researcher", 403 if status == 200 else status)
     # Methods other than reading, roles without images, no or forged credentials.
     add("query", f"/dicom-web/studies?PatientName={'A' * 300}", rad, 400)  # over 256 characters
     add("traversal", f"/dicom-web/studies/{ct}/series/{'1.' * 600}1", rad, 400)  # path > 1024
     for method in ("POST", "PUT", "DELETE", "PATCH", "TRACE"):
         cases.append(("method", f"/dicom-web/studies/{ct}/series", rad, {"_method": method}, 405))
-    for role in ("manager", "researcher"):
-        add("role", f"/dicom-web/studies/{ct}/series", role, 403)
-        add("role", f"/viewer/viewer?StudyInstanceUIDs={ct}", role, 403)
+    add("role", f"/dicom-web/studies/{ct}/series", "manager", 403)
+    add("role", f"/viewer/viewer?StudyInstanceUIDs={ct}", "manager", 403)
     add("anonymous", f"/dicom-web/studies/{ct}/series", None, 401)
     add("anonymous", "/dicom-web/studies", None, 401, Authorization="Bearer forged")
     add("anonymous", "/dicom-web/studies", None, 401, Authorization="Basic cGFjczpwYWNz")
@@ -443,6 +445,30 @@ EXPECTED_ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/analytics/<chart>.csv"): frozenset({A, M}),
     ("GET", "/analytics/data.json"): frozenset({A, M}),
     ("GET", "/analytics/plotly.min.js"): frozenset({A, M}),
+    ("GET", "/analytics/peer-review"): frozenset({A, M}),
+    ("GET", "/api/v1/analytics/peer-review"): frozenset({A, M}),
+    ("GET", "/peer-review"): frozenset({A, R}),
+    ("GET", "/teaching"): frozenset({A, R, S}),
+    ("GET", "/teaching/export.zip"): frozenset({A, R, S}),
+    ("GET", "/teaching/<int:case_id>"): frozenset({A, R, S}),
+    ("POST", "/teaching/<int:case_id>"): frozenset({R}),
+    ("POST", "/teaching/<int:case_id>/retire"): frozenset({A, R}),
+    ("POST", "/teaching/<int:case_id>/copy"): frozenset({R}),
+    ("GET", "/studies/<study_uid>/teaching"): frozenset({R}),
+    ("POST", "/studies/<study_uid>/teaching"): frozenset({R}),
+    ("GET", "/api/v1/teaching-cases"): frozenset({A, R, S}),
+    ("POST", "/api/v1/teaching-cases"): frozenset({R}),
+    ("GET", "/api/v1/teaching-cases/<int:case_id>"): frozenset({A, R, S}),
+    ("PUT", "/api/v1/teaching-cases/<int:case_id>"): frozenset({R}),
+    ("POST", "/api/v1/teaching-cases/<int:case_id>/retire"): frozenset({A, R}),
+    ("POST", "/peer-review/score"): frozenset({R}),
+    ("POST", "/peer-review/assign"): frozenset({A}),
+    ("GET", "/peer-review/discussions"): frozenset({A}),
+    ("POST", "/peer-review/discussions/<int:review_id>"): frozenset({A}),
+    ("GET", "/api/v1/peer-reviews"): frozenset({A, R}),
+    ("POST", "/api/v1/peer-reviews"): frozenset({R}),
+    ("POST", "/api/v1/peer-reviews/assignments"): frozenset({A}),
+    ("POST", "/api/v1/peer-reviews/<int:review_id>/outcome"): frozenset({A}),
     ("GET", "/api/v1/analytics/turnaround"): frozenset({A, M}),
     ("GET", "/api/v1/audit"): frozenset({A}),
     ("POST", "/api/v1/auth/token"): frozenset({"public"}),
@@ -473,7 +499,7 @@ EXPECTED_ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/studies/<study_uid>/report/addenda"): frozenset({R}),
     ("POST", "/api/v1/studies/<study_uid>/report/finalize"): frozenset({R}),
     ("POST", "/api/v1/studies/<study_uid>/report/preliminary"): frozenset({R}),
-    ("GET", "/dicom-web/<path:path>"): frozenset({A, R, F}),
+    ("GET", "/dicom-web/<path:path>"): frozenset({A, R, F, S}),
     ("GET", "/imports"): frozenset({A, R}),
     ("POST", "/imports"): frozenset({A, R}),
     ("GET", "/imports/<int:import_id>"): frozenset({A, R}),
@@ -497,8 +523,8 @@ EXPECTED_ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/studies/<study_uid>/report.pdf"): frozenset({A, R, F}),
     ("GET", "/studies/<study_uid>/report/edit"): frozenset({R}),
     ("GET", "/studies/<study_uid>/series/<series_uid>/preview.png"): frozenset({A, R}),
-    ("GET", "/viewer/"): frozenset({A, R, F}),
-    ("GET", "/viewer/<path:path>"): frozenset({A, R, F}),
+    ("GET", "/viewer/"): frozenset({A, R, F, S}),
+    ("GET", "/viewer/<path:path>"): frozenset({A, R, F, S}),
     ("GET", "/worklist"): frozenset({A, R}),
     ("GET", "/worklist/changes"): frozenset({A, R}),
     ("GET", "/worklist/next"): frozenset({A, R}),
@@ -515,6 +541,8 @@ URL_SAMPLES = {  # harmless values for every URL variable the portal's routes ta
     "chart": "volume",
     "export_id": 999999,
     "result_id": 999999,
+    "review_id": 999999,
+    "case_id": 999999,
 }
 
 

@@ -24,8 +24,8 @@ MINUTE = datetime.timedelta(minutes=1)
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    yield make_portal(tmp_path)
+def app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
+    yield make_portal(tmp_path, PACS_DATABASE_URL=database_url)
 
 
 def session_key_of(app: Flask, client: FlaskClient) -> str:

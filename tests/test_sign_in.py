@@ -44,8 +44,8 @@ LONG = "é" * 40
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    yield make_portal(tmp_path)
+def app(tmp_path: Path, database_url: str) -> Iterator[Flask]:
+    yield make_portal(tmp_path, PACS_DATABASE_URL=database_url)
 
 
 def forget_failures(app: Flask) -> None:

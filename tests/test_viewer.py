@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
-import numpy as np
 import pytest
 import requests
-from PIL import Image
 from pydicom import Dataset
 from sqlalchemy import select
 
@@ -35,10 +33,15 @@ from tests.support.browser import screenshot, serve_portal, sign_in
 from tests.support.databases import new_database
 from tests.support.services import find_free_port
 from tests.support.studies import clone_study, demo_study
+from tests.support.viewer import (
+    VIEWER_TIMEOUT_MS,
+    open_largest_series,
+    read_viewport,
+    wait_for_image,
+)
 
 PASSWORD = "a-long-enough-passphrase"
 NOW = datetime.datetime.now(datetime.UTC)
-VIEWER_TIMEOUT_MS = 60_000
 MULTIPART_FRAME = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
 
 
@@ -184,10 +187,13 @@ def test_roles_that_may_not_see_images_are_refused(viewer: ViewerPortal) -> None
     assert anonymous.status_code == 401 and anonymous.json()["error"] == "sign in first"
     page = requests.get(f"{viewer.url}/viewer/", timeout=10, allow_redirects=False)
     assert page.status_code == 302 and "/login" in page.headers["Location"]
-    for role in ("manager", "researcher"):
-        http = viewer.session(role)
-        assert http.get(f"{viewer.url}/dicom-web/studies", timeout=10).status_code == 403
-        assert http.get(f"{viewer.url}/viewer/", timeout=10).status_code == 403
+    http = viewer.session("manager")
+    assert http.get(f"{viewer.url}/dicom-web/studies", timeout=10).status_code == 403
+    assert http.get(f"{viewer.url}/viewer/", timeout=10).status_code == 403
+    # Researchers view the teaching collection only: a study search finds no clinical study.
+    http = viewer.session("researcher")
+    found = http.get(f"{viewer.url}/dicom-web/studies", timeout=10)
+    assert found.status_code == 200 and found.json() == []
 
 
 def test_qido_searches_reach_orthanc_decoded_with_includefields_split(
@@ -411,35 +417,6 @@ def test_opening_a_study_is_audited_once_and_read_once_not_per_frame(
             .where(Study.study_instance_uid == viewer.mr, StudyEvent.kind == "opened")
         ).all()
         assert [event.user_email for event in first_opened] == ["radiologist@example.org"]
-
-
-def read_viewport(page) -> tuple[str, np.ndarray]:
-    """The viewport's image position text ("3/24") and its pixels as the user sees them."""
-    position = page.locator("[data-cy=viewport-overlay-bottom-right]").inner_text().strip()
-    png = page.locator("canvas.cornerstone-canvas").first.screenshot()
-    return position, np.asarray(Image.open(BytesIO(png)).convert("L"), dtype=np.float32)
-
-
-def wait_for_image(page, *, unlike: np.ndarray | None = None, seconds: float = 60) -> np.ndarray:
-    """Poll (bounded) until the viewport shows an image, different from `unlike` if given."""
-    deadline = datetime.datetime.now() + datetime.timedelta(seconds=seconds)
-    while True:
-        _, pixels = read_viewport(page)
-        shown = pixels.var() > 100  # a blank or uniform viewport has (almost) no variance
-        if shown and (unlike is None or np.abs(pixels - unlike).mean() > 1):
-            return pixels
-        assert datetime.datetime.now() < deadline, "the viewport stayed blank or unchanged"
-        page.wait_for_timeout(250)
-
-
-def open_largest_series(page) -> int:
-    """Double-click the study browser's series with the most images; returns that count."""
-    thumbnails = page.locator("[data-cy=study-browser-thumbnail]")
-    thumbnails.first.wait_for(timeout=VIEWER_TIMEOUT_MS)
-    counts = [int(text.split()[-1]) for text in thumbnails.all_inner_texts()]
-    largest = counts.index(max(counts))
-    thumbnails.nth(largest).dblclick()
-    return max(counts)
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -33,6 +34,7 @@ from tests.support.turnaround import (
     make_study,
     refresh,
 )
+from warehouse import extract
 from warehouse.build import (
     MART_KEYS,
     MODEL_KEYS,
@@ -53,8 +55,8 @@ from warehouse.queries import (
 
 
 @pytest.fixture
-def built(tmp_path: Path) -> tuple[Settings, Engine]:
-    settings = fixture_settings(tmp_path)
+def built(tmp_path: Path, database_url: str) -> tuple[Settings, Engine]:
+    settings = fixture_settings(tmp_path, database_url)
     engine = build_operational_database(settings)
     summary = refresh(settings, engine)
     assert summary.mode == "full"
@@ -346,6 +348,23 @@ def test_new_targets_rebuild_every_row_on_an_incremental_refresh(built) -> None:
     assert refresh(stricter, engine).mode == "incremental"
     breached = by_accession(settings, "target_breached")
     assert (breached["TAT0004"], breached["TAT0005"]) == ((True,), (True,))
+
+
+def test_a_changed_extract_rebuilds_from_a_full_one(built, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A release that reads another column gets a full extract, not an incremental merge
+    of frames whose columns the raw tables do not have."""
+    settings, engine = built
+    assert refresh(settings, engine).mode == "incremental"
+    columns = {**extract.STUDY_COLUMNS, "patient_sex": pl.String}
+    monkeypatch.setattr("warehouse.extract.STUDY_COLUMNS", columns)
+    statement = f"SELECT {', '.join(columns)} FROM studies"
+    changed = extract.CHANGED_STUDIES_SQL.replace(extract.STUDIES_SQL, statement)
+    monkeypatch.setattr("warehouse.extract.STUDIES_SQL", statement)
+    monkeypatch.setattr("warehouse.extract.CHANGED_STUDIES_SQL", changed)
+    summary = refresh(settings, engine)
+    assert (summary.mode, summary.studies_extracted) == ("full", 9)
+    assert "patient_sex" in {row[0] for row in query(settings, "describe raw_studies")}
+    assert refresh(settings, engine).mode == "incremental"
 
 
 def test_readers_keep_the_old_file_while_a_refresh_swaps_in_the_new(built) -> None:

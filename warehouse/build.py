@@ -24,7 +24,7 @@ import duckdb
 import polars as pl
 
 from core.turnaround import AGE_BUCKETS
-from warehouse.extract import Extract, Marks
+from warehouse.extract import Extract, Marks, fingerprint_extract
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 # Model name -> its key columns, checked unique and not null after every build (dbt's
@@ -78,18 +78,21 @@ def writer_lock(path: Path) -> Iterator[None]:
 
 
 def read_marks(path: Path) -> Marks | None:
-    """Where the previous build stopped reading, or None when a full build is needed."""
+    """Where the previous build stopped reading, or None when a full build is needed: no
+    file, or one built from another extract (`fingerprint_extract`)."""
     if not path.exists():
         return None
     try:
         with attach_read_only(path) as con:
             rows = con.sql(
                 "select event_id_mark, study_id_mark, ingested_at_mark, removed_at_mark,"
-                " order_updated_at_mark from meta_refresh"
+                " order_updated_at_mark, extract_fingerprint from meta_refresh"
             ).fetchall()
     except duckdb.Error:
         return None  # an older or damaged file: rebuild it from scratch
-    return Marks(*rows[0]) if rows else None
+    if not rows or rows[0][-1] != fingerprint_extract():
+        return None
+    return Marks(*rows[0][:-1])
 
 
 def attach_read_only(path: Path) -> duckdb.DuckDBPyConnection:
@@ -163,8 +166,11 @@ def build_warehouse(
 
 
 def fingerprint_models(timezone: str, tat_targets: Mapping[str, int]) -> str:
-    """What the models' rows depend on besides the data: their SQL and the settings."""
-    digest = hashlib.sha256(f"{timezone}|{sorted(tat_targets.items())}|{AGE_BUCKETS}".encode())
+    """What the models' rows depend on besides the data: their SQL, the settings and the
+    extract's columns."""
+    digest = hashlib.sha256(
+        f"{timezone}|{sorted(tat_targets.items())}|{AGE_BUCKETS}|{fingerprint_extract()}".encode()
+    )
     for model in sorted(MODELS_DIR.glob("*/*.sql")):
         digest.update(model.read_bytes())
     return digest.hexdigest()
@@ -265,7 +271,7 @@ def load_meta_tables(
         " $timezone as timezone, $mode as mode, $event_id::bigint as event_id_mark,"
         " $study_id::bigint as study_id_mark, $ingested_at::timestamp as ingested_at_mark,"
         " $removed_at::timestamp as removed_at_mark,"
-        " $order_updated_at::timestamp as order_updated_at_mark",
+        " $order_updated_at::timestamp as order_updated_at_mark, $extract as extract_fingerprint",
         {
             "built_at": built_at,
             "timezone": timezone,
@@ -276,6 +282,7 @@ def load_meta_tables(
             "removed_at": marks.removed_at,
             "order_updated_at": marks.order_updated_at,
             "fingerprint": fingerprint,
+            "extract": fingerprint_extract(),
         },
     )
     targets = pl.DataFrame(

@@ -8,13 +8,16 @@ and of orders only their times and states.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import re
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, Engine, bindparam, text
+from sqlalchemy import URL, Engine, text
 
 from core.study_events import StudyEventKind
-from storage.models.base import UtcDateTime
+from warehouse.sqlite_arrow import read_sqlite_tables
 
 # Rows committed slightly out of id or time order (PostgreSQL sequences, clocks) are read
 # again within these margins; the merge keeps one version of each row by id.
@@ -115,54 +118,104 @@ ORDERS_SQL = (
     " CASE WHEN mpps_uid IS NULL THEN 0 ELSE 1 END AS has_mpps, updated_at FROM orders"
 )
 CHANGED_ORDERS_SQL = ORDERS_SQL + " WHERE updated_at > :order_updated_at"
-LAST_EVENT_SQL = "SELECT coalesce(max(id), 0) FROM study_events"
+LAST_EVENT_SQL = "SELECT coalesce(max(id), 0) AS last FROM study_events"
 USERS_SQL = "SELECT id, email, display_name, role FROM users"
 
 
 def extract_changes(engine: Engine, since: Marks | None) -> Extract:
     """Everything when `since` is None, else what changed after those marks (with margins)."""
+    # Events up to this id, the next refresh's mark (taken first: later ones wait for it).
     with engine.connect() as connection:
-        # Events up to this id, the next refresh's mark (taken first: later ones wait for it).
         last_event = connection.execute(text(LAST_EVENT_SQL)).scalar_one()
-        if since is None:
-            studies = read_frame(connection, text(STUDIES_SQL), STUDY_COLUMNS)
-            events = read_frame(
-                connection, text(EVENTS_SQL), EVENT_COLUMNS, event_id=0, last_event=last_event
-            )
-            orders = read_frame(connection, text(ORDERS_SQL), ORDER_COLUMNS)
-        else:
-            oldest = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
-            studies = read_frame(
-                connection,
-                text(CHANGED_STUDIES_SQL).bindparams(
-                    bindparam("ingested_at", type_=UtcDateTime()),
-                    bindparam("removed_at", type_=UtcDateTime()),
-                ),
-                STUDY_COLUMNS,
-                study_id=since.study_id,
-                event_id=max(0, since.event_id - EVENT_ID_LOOKBACK),
-                last_event=last_event,
-                ingested_at=as_utc(since.ingested_at, TIME_LOOKBACK) or oldest,
-                removed_at=as_utc(since.removed_at, TIME_LOOKBACK) or oldest,
-            )
-            events = read_frame(
-                connection,
-                text(EVENTS_SQL),
-                EVENT_COLUMNS,
-                event_id=max(0, since.event_id - EVENT_ID_LOOKBACK),
-                last_event=last_event,
-            )
-            orders = read_frame(
-                connection,
-                text(CHANGED_ORDERS_SQL).bindparams(
-                    bindparam("order_updated_at", type_=UtcDateTime())
-                ),
-                ORDER_COLUMNS,
-                order_updated_at=as_utc(since.order_updated_at, TIME_LOOKBACK) or oldest,
-            )
-        users = read_frame(connection, text(USERS_SQL), USER_COLUMNS)
+    if since is None:
+        studies = Query(STUDIES_SQL, STUDY_COLUMNS, {})
+        events = Query(EVENTS_SQL, EVENT_COLUMNS, {"event_id": 0, "last_event": last_event})
+        orders = Query(ORDERS_SQL, ORDER_COLUMNS, {})
+    else:
+        oldest = datetime.datetime(1970, 1, 1)
+        event_id = max(0, since.event_id - EVENT_ID_LOOKBACK)
+        times = {
+            "ingested_at": (since.ingested_at or oldest) - TIME_LOOKBACK,
+            "removed_at": (since.removed_at or oldest) - TIME_LOOKBACK,
+            "order_updated_at": (since.order_updated_at or oldest) - TIME_LOOKBACK,
+        }
+        if engine.dialect.name == "sqlite":  # compared as SQLAlchemy stores them there: text
+            times = {name: value.strftime("%Y-%m-%d %H:%M:%S.%f") for name, value in times.items()}
+        studies = Query(
+            CHANGED_STUDIES_SQL,
+            STUDY_COLUMNS,
+            {
+                "study_id": since.study_id,
+                "event_id": event_id,
+                "last_event": last_event,
+                "ingested_at": times["ingested_at"],
+                "removed_at": times["removed_at"],
+            },
+        )
+        events = Query(EVENTS_SQL, EVENT_COLUMNS, {"event_id": event_id, "last_event": last_event})
+        orders = Query(
+            CHANGED_ORDERS_SQL, ORDER_COLUMNS, {"order_updated_at": times["order_updated_at"]}
+        )
+    users = Query(USERS_SQL, USER_COLUMNS, {})
+    studies, events, orders, users = read_frames(engine.url, [studies, events, orders, users])
     marks = advance_marks(since or Marks(), studies, orders, last_event)
     return Extract(studies, events, orders, users, marks)
+
+
+def fingerprint_extract() -> str:
+    """What the extract reads: its statements and column types. A warehouse built from
+    another extract is rebuilt from a full one (its raw tables have other columns)."""
+    statements = (
+        STUDIES_SQL, CHANGED_STUDIES_SQL, EVENTS_SQL, ORDERS_SQL, CHANGED_ORDERS_SQL, USERS_SQL
+    )  # fmt: skip
+    columns = [[f"{name}:{dtype}" for name, dtype in table.items()] for table in
+               (STUDY_COLUMNS, EVENT_COLUMNS, ORDER_COLUMNS, USER_COLUMNS)]  # fmt: skip
+    return hashlib.sha256(repr((statements, columns)).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Query:
+    sql: str  # with `:name` parameters
+    columns: dict[str, pl.DataType]  # the frame's columns and types
+    params: dict[str, Any]
+
+
+def read_frames(url: URL, queries: list[Query]) -> list[pl.DataFrame]:
+    """The results of `queries` as frames, read as Arrow columns (ADBC), not Python tuples.
+
+    SQLite is read in a child process (warehouse/sqlite_arrow.py): ADBC's driver carries a
+    SQLite of its own, and two SQLite libraries in one process release each other's file
+    locks (a reader's close broke the process's other connections: "disk I/O error")."""
+    if url.get_backend_name() == "sqlite":
+        statements = [(positional(q.sql, q.params, "?"), list(q.params.values())) for q in queries]
+        tables = read_sqlite_tables(url.database, statements)
+    else:
+        import adbc_driver_postgresql.dbapi
+
+        uri = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        tables = []
+        with adbc_driver_postgresql.dbapi.connect(uri) as connection, connection.cursor() as cursor:
+            for query in queries:
+                values = tuple(query.params.values())
+                cursor.execute(positional(query.sql, query.params, "$"), values or None)
+                tables.append(cursor.fetch_arrow_table())
+    return [as_frame(table, query.columns) for table, query in zip(tables, queries, strict=True)]
+
+
+def positional(sql: str, params: dict[str, Any], mark: str) -> str:
+    """`sql` with numbered placeholders (?1 on SQLite, $1 on PostgreSQL) for `:name` ones."""
+    names = list(params)
+    return re.sub(r":(\w+)", lambda match: f"{mark}{names.index(match[1]) + 1}", sql)
+
+
+def as_frame(table: Any, columns: dict[str, pl.DataType]) -> pl.DataFrame:
+    """An Arrow table as a frame of `columns`' types. SQLite returns times as text,
+    PostgreSQL as timestamps: both become naive UTC (or naive local for the DICOM and HL7
+    times) microseconds."""
+    frame = pl.from_arrow(table)
+    if not frame.height:
+        return pl.DataFrame(schema=columns)
+    return frame.select(cast_column(frame[name], dtype) for name, dtype in columns.items())
 
 
 def advance_marks(
@@ -179,30 +232,6 @@ def advance_marks(
         removed_at=highest(studies, "removed_at", since.removed_at),
         order_updated_at=highest(orders, "updated_at", since.order_updated_at),
     )
-
-
-def as_utc(value: datetime.datetime | None, margin: datetime.timedelta) -> datetime.datetime | None:
-    return None if value is None else (value - margin).replace(tzinfo=datetime.UTC)
-
-
-def read_frame(
-    connection: Connection, statement, columns: dict[str, pl.DataType], **params
-) -> pl.DataFrame:
-    """Rows as a frame of `columns`' types. SQLite returns times as text, PostgreSQL as
-    datetimes: both become naive UTC (or naive local for the DICOM and HL7 times)
-    microseconds."""
-    rows = connection.execute(statement, params).fetchall()
-    if not rows:
-        return pl.DataFrame(schema=columns)
-    # Told the types, Polars does not infer them from a million rows (twice as fast).
-    as_read = {
-        name: pl.String
-        if isinstance(dtype, pl.Datetime) and connection.dialect.name == "sqlite"
-        else dtype
-        for name, dtype in columns.items()
-    }
-    frame = pl.DataFrame(rows, schema=as_read, orient="row")
-    return frame.with_columns(cast_column(frame[name], dtype) for name, dtype in columns.items())
 
 
 def cast_column(series: pl.Series, dtype: pl.DataType) -> pl.Series:

@@ -14,7 +14,9 @@ from portal.api import (  # noqa: E402,F401  (register their routes)
     exports,
     hooks,
     imports,
+    peer_reviews,
     priors,
     reports,
     studies,
+    teaching,
 )

@@ -117,7 +117,7 @@ def get_report(study_uid: str) -> Response:
     responses={409: "final report, or changed elsewhere", 428: "If-Match missing"},
 )
 def put_report(study_uid: str, draft: dict[str, Any]) -> Response:
-    study = require_study(study_uid)
+    study = require_study(study_uid, for_update=True)
     template_key = draft.pop("template_key", None)
     expected = parse_etag(request.headers.get("If-Match"))
     try:
@@ -139,7 +139,7 @@ def put_report(study_uid: str, draft: dict[str, Any]) -> Response:
 
 def sign(study_uid: str, action: ReportAction) -> Response:
     """Sign; a body `{"critical": CATEGORY}` also flags the report as a critical result."""
-    study = require_study(study_uid)
+    study = require_study(study_uid, for_update=True)
     expected = parse_etag(request.headers.get("If-Match"))
     try:
         critical = read_critical_category(request.get_json(silent=True))
@@ -191,7 +191,7 @@ def sign_final(study_uid: str) -> Response:
 @bp.output(ReportOut, status_code=201)
 @bp.doc(summary="Add a signed addendum to a final report (a new SR referencing the previous)")
 def post_addendum(study_uid: str, addendum: dict[str, str]) -> Response:
-    study = require_study(study_uid)
+    study = require_study(study_uid, for_update=True)
     try:
         document = add_addendum(db.session, study, current_user.user, addendum["text"], utc_now())
     except ReportError as error:

@@ -173,7 +173,7 @@ def get_study(study_uid: str) -> dict[str, Any]:
 @bp.output(StudyOut)
 @bp.doc(summary="Assign to a radiologist (null releases); radiologists only to themselves")
 def assign(study_uid: str, assignment: dict[str, Any]) -> dict[str, Any]:
-    study = require_study(study_uid)
+    study = require_study(study_uid, for_update=True)
     try:
         assign_study(db.session, study, current_user.user, assignment["assignee"], utc_now())
     except AssignmentError as error:
@@ -191,7 +191,7 @@ def assign(study_uid: str, assignment: dict[str, Any]) -> dict[str, Any]:
 @bp.output(StudyOut)
 @bp.doc(summary="Change the priority, with a reason kept in the audit trail")
 def change_priority(study_uid: str, change: dict[str, str]) -> dict[str, Any]:
-    study = require_study(study_uid)
+    study = require_study(study_uid, for_update=True)
     previous = study.priority
     set_priority(study, change["priority"], current_user.user, change["reason"], utc_now())
     audit_study("priority", study_uid, detail=f"{previous} -> {study.priority}: {change['reason']}")
@@ -199,10 +199,11 @@ def change_priority(study_uid: str, change: dict[str, str]) -> dict[str, Any]:
     return describe_study(study)
 
 
-def require_study(study_uid: str) -> Study:
+def require_study(study_uid: str, *, for_update: bool = False) -> Study:
+    """The listed study or a 404; `for_update` (a writer) locks its row (`find_listed_study`)."""
     if len(study_uid) > 64:
         abort(400, "a Study Instance UID has at most 64 characters")
-    study = find_listed_study(db.session, study_uid)
+    study = find_listed_study(db.session, study_uid, for_update=for_update)
     if study is None:
         abort(404, f"no study {study_uid} on the worklist")
     return study

@@ -21,6 +21,7 @@ from core.critical_results import LABELS
 from core.report_templates import suggest_template
 from core.reports import SECTIONS, ReportError, ReportStatus, make_etag
 from portal.extensions import db
+from portal.peer_review_service import colleague_priors
 from portal.priors import list_visible_priors
 from portal.report_access import load_readable_report
 from portal.reports.pdf import render_report_pdf
@@ -66,6 +67,7 @@ def edit_report(study_uid: str):
         priors=list_visible_priors(study),
         critical=find_critical_result(db.session, report),
         critical_labels={c.value: label for c, label in LABELS.items()},
+        peer_priors=colleague_priors(study),
     )
 
 

@@ -28,6 +28,7 @@ from flask_login import current_user
 from werkzeug.security import safe_join
 
 from core.accounts import CLINICAL_READERS, Role
+from core.teaching import Location
 from portal.extensions import db
 from portal.security import audit, audit_study, audit_study_read, deny, roles, utc_now
 from portal.viewer.bundle import BOOT_SCRIPT, is_hashed_name, read_installed_version
@@ -53,6 +54,7 @@ from storage.archive import ArchiveClient, ArchiveTimeout, ArchiveUnavailable
 from storage.metadata_cache import MetadataCache
 from storage.referrals import find_referred_study_uids
 from storage.studies import record_study_opened
+from storage.teaching import find_viewable_copy, list_viewable_copy_uids
 
 bp = Blueprint("viewer", __name__, template_folder="../templates")
 
@@ -69,6 +71,10 @@ HOUR = 3600
 ENTRY_FILES = frozenset({"index.html", "app-config.js", BOOT_SCRIPT})
 UPSTREAM_TIMEOUT = (5.0, 60.0)  # connect, then between bytes
 REFERRER_LIMIT = "you may only view studies you referred, once they are reported"
+RESEARCHER_LIMIT = "you may only view the teaching collection's cases"
+# Researchers see the teaching collection's de-identified copies, nothing else.
+VIEWER_ROLES = (*CLINICAL_READERS, Role.RESEARCHER)
+RESTRICTED_ROLES = (Role.REFERRER, Role.RESEARCHER)
 HOST = re.compile(r"[A-Za-z0-9.\-]{1,253}(?::[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](?::[0-9]{1,5})?")
 COMPARE_PROTOCOL = "@ohif/hpCompare"
 MAX_AUDITED_STUDIES = 20  # studies named in one request that are audited one by one
@@ -94,7 +100,7 @@ def compare_url(study_uid: str, prior_uid: str) -> str:
 
 @bp.get("/viewer/", defaults={"path": ""})
 @bp.get("/viewer/<path:path>")
-@roles(*CLINICAL_READERS)
+@roles(*VIEWER_ROLES)
 def serve_viewer(path: str) -> Any:
     """A file of the bundle, or index.html for the viewer's own client-side routes."""
     folder: Path = current_app.config["PACS_SETTINGS"].viewer_dir
@@ -112,7 +118,7 @@ def serve_viewer(path: str) -> Any:
     if refused:
         audit_study("viewer.open", refused[0], "denied")
         db.session.commit()
-        return deny(403, REFERRER_LIMIT)
+        return deny(403, limit_message())
     for uid in study_uids:
         audit_study("viewer.open", uid)
     if study_uids and current_user.role == Role.RADIOLOGIST:
@@ -147,22 +153,22 @@ def send_bundle_file(path: Path) -> Response:
 
 
 @bp.get("/dicom-web/<path:path>", merge_slashes=False)
-@roles(*CLINICAL_READERS)
+@roles(*VIEWER_ROLES)
 def proxy_dicomweb(path: str) -> Any:
     """QIDO-RS and WADO-RS, read-only, parsed, for the studies this user may see."""
     try:
         parsed = parse_request(path, request.args.items(multi=True), read_raw_path())
         check_host(request.host)
-        if current_user.role == Role.REFERRER:
+        if current_user.role in RESTRICTED_ROLES:
             study_uid = check_single_study(parsed)
             if study_uid is not None and not may_view_study(study_uid):
-                raise RequestRefused(403, REFERRER_LIMIT)
+                raise RequestRefused(403, limit_message())
     except RequestRefused as refused:
         audit("dicomweb.read", "denied", object_type="path", object_id=path[:255])
         db.session.commit()
         return deny(refused.status, refused.message)
-    if current_user.role == Role.REFERRER and parsed.study_uid is None:
-        response = search_referred_studies(parsed)
+    if current_user.role in RESTRICTED_ROLES and parsed.study_uid is None:
+        response = search_allowed_studies(parsed)
     else:
         audit_dicomweb_read(parsed)
         db.session.remove()  # release the database connection before a long download
@@ -304,8 +310,9 @@ def deny_archive_error(upstream: Any) -> Any:
     return deny(status, ARCHIVE_ERRORS.get(status, "the archive could not answer this request"))
 
 
-def search_referred_studies(parsed: DicomwebRequest) -> Any:
-    """A referrer's study search: Orthanc's answer, less the studies they may not see."""
+def search_allowed_studies(parsed: DicomwebRequest) -> Any:
+    """A referrer's or researcher's study search: Orthanc's answer, less the studies they
+    may not see."""
     headers = {
         "Accept": "application/dicom+json",
         "Forwarded": forwarded_header(request.host, request.scheme),
@@ -319,14 +326,21 @@ def search_referred_studies(parsed: DicomwebRequest) -> Any:
         return deny(502, "the archive is unreachable; try again in a moment")
     if upstream.status != 200:
         return deny_archive_error(upstream)
-    allowed = find_referred_study_uids(db.session, current_user.user, read_study_uids(body))
+    allowed = find_allowed_study_uids(read_study_uids(body))
     audit("dicomweb.search", object_type="search", detail=f"{len(allowed)} studies")
     db.session.commit()
     return Response(filter_studies(body, allowed), mimetype="application/dicom+json")
 
 
 def open_archive(parsed: DicomwebRequest, headers: dict[str, str]) -> Any:
+    """The archive, or the research Orthanc for a teaching copy kept there."""
     client: ArchiveClient = current_app.extensions["pacs_viewer_archive"]
+    research = current_app.extensions.get("pacs_research_archive")
+    if research is not None and parsed.study_uid:
+        case = find_viewable_copy(db.session, parsed.study_uid)
+        if case is not None and case.location == Location.RESEARCH:
+            client = research
+        db.session.remove()  # no database connection held through the download
     return client.open_dicomweb(
         parsed.upstream_path(),
         build_orthanc_query(parsed.query),
@@ -336,10 +350,21 @@ def open_archive(parsed: DicomwebRequest, headers: dict[str, str]) -> Any:
 
 
 def may_view_study(study_uid: str) -> bool:
-    """Radiologists and admins see every study's images; referrers their reported ones."""
-    if current_user.role != Role.REFERRER:
+    """Radiologists and admins see every study's images; referrers their reported ones;
+    researchers the teaching collection's copies."""
+    if current_user.role not in RESTRICTED_ROLES:
         return True
-    return bool(find_referred_study_uids(db.session, current_user.user, [study_uid]))
+    return bool(find_allowed_study_uids([study_uid]))
+
+
+def find_allowed_study_uids(study_uids: list[str]) -> set[str]:
+    if current_user.role == Role.RESEARCHER:
+        return list_viewable_copy_uids(db.session, study_uids)
+    return find_referred_study_uids(db.session, current_user.user, study_uids)
+
+
+def limit_message() -> str:
+    return RESEARCHER_LIMIT if current_user.role == Role.RESEARCHER else REFERRER_LIMIT
 
 
 def init_viewer(app: Any) -> None:
@@ -352,3 +377,10 @@ def init_viewer(app: Any) -> None:
     app.extensions["pacs_viewer_archive"] = ArchiveClient.viewer_from_settings(
         settings, timeout=UPSTREAM_TIMEOUT[1], pool_size=32
     )
+    if settings.research_orthanc_url:  # where teaching copies are kept when it is configured
+        app.extensions["pacs_research_archive"] = ArchiveClient(
+            settings.research_orthanc_url,
+            settings.research_orthanc_user,
+            settings.research_orthanc_password,
+            timeout=UPSTREAM_TIMEOUT[1],
+        )

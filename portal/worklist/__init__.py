@@ -22,6 +22,7 @@ from core.accounts import ALL_ROLES, WORKLIST_ROLES, Role
 from core.assignments import AssignmentError, check_priority_reason
 from core.records import Priority, StudyStatus
 from portal.extensions import db
+from portal.peer_review_service import colleague_priors
 from portal.priors import list_visible_priors
 from portal.security import audit, audit_study, audit_study_read, roles, utc_now
 from storage.accounts import list_radiologists
@@ -132,7 +133,7 @@ def worklist_args() -> dict[str, list[str]]:
 @bp.post("/studies/<study_uid>/assign")
 @roles(*WORKLIST_ROLES)
 def assign(study_uid: str):
-    study = require_listed_study(study_uid)
+    study = require_listed_study(study_uid, for_update=True)
     action = request.form.get("action")
     assignee = {"take": current_user.email, "assign": request.form.get("assignee")}.get(action)
     try:
@@ -149,7 +150,7 @@ def assign(study_uid: str):
 @bp.post("/studies/<study_uid>/priority")
 @roles(*WORKLIST_ROLES)
 def change_priority(study_uid: str):
-    study = require_listed_study(study_uid)
+    study = require_listed_study(study_uid, for_update=True)
     previous = study.priority
     try:
         reason = check_priority_reason(request.form.get("reason") or "")
@@ -162,8 +163,9 @@ def change_priority(study_uid: str):
     return redirect(url_for("worklist.show_study", study_uid=study_uid))
 
 
-def require_listed_study(study_uid: str) -> Study:
-    study = find_listed_study(db.session, study_uid)
+def require_listed_study(study_uid: str, *, for_update: bool = False) -> Study:
+    """The listed study or a 404; `for_update` (a writer) locks its row (`find_listed_study`)."""
+    study = find_listed_study(db.session, study_uid, for_update=for_update)
     if study is None:
         abort(404)
     return study
@@ -214,6 +216,7 @@ def show_study(study_uid: str):
         arriving=bool(find_arriving(db.session, [study.id])),
         order=find_study_order(db.session, study.id),
         priors=list_visible_priors(study),
+        peer_priors=colleague_priors(study) if current_user.role == Role.RADIOLOGIST else [],
     )
 
 

@@ -18,12 +18,14 @@ from storage.models import (
     imports,
     modalities,
     orders,
+    peer_review,
     pipeline,
     pipeline_queue,
     quarantine,
     reports,
     sign_in,
     studies,
+    teaching,
 )
 from storage.models.base import Base
 
@@ -37,10 +39,12 @@ __all__ = [
     "imports",
     "modalities",
     "orders",
+    "peer_review",
     "pipeline",
     "pipeline_queue",
     "quarantine",
     "reports",
     "sign_in",
     "studies",
+    "teaching",
 ]

@@ -10,9 +10,11 @@ from sqlalchemy.orm import DeclarativeBase
 
 
 class UtcDateTime(TypeDecorator[datetime.datetime]):
-    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite (no time zones) too."""
+    """Aware UTC datetimes in, aware UTC datetimes out, on both backends: PostgreSQL stores
+    them as `timestamptz` (an instant, whatever the session's time zone), SQLite (no time
+    zones) as naive UTC text."""
 
-    impl = DateTime
+    impl = DateTime(timezone=True)
     cache_ok = True
 
     def process_bind_param(self, value: datetime.datetime | None, dialect: Any) -> Any:
@@ -20,10 +22,15 @@ class UtcDateTime(TypeDecorator[datetime.datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r} where UTC is required")
-        return value.astimezone(datetime.UTC).replace(tzinfo=None)
+        value = value.astimezone(datetime.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime.datetime | None, dialect: Any) -> Any:
-        return value.replace(tzinfo=datetime.UTC) if value is not None else None
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=datetime.UTC)
+        return value.astimezone(datetime.UTC)
 
 
 class Base(DeclarativeBase):

@@ -88,8 +88,8 @@ class Study(Base):
         Index("ix_studies_patient_name", "patient_name"),
         # A patient's priors (storage/priors.py), newest first.
         Index("ix_studies_patient_issuer_date", "patient_id", "issuer_of_patient_id", "study_date"),
-        # The search, by case-insensitive prefix (with status, for its counts); SQLite only,
-        # as is the query that uses them (`starts_with_ignoring_case` in storage/worklist.py).
+        # The search, by case-insensitive prefix (with status, for its counts), on SQLite
+        # (the query that uses them: `starts_with_ignoring_case` in storage/worklist.py).
         *(
             Index(
                 f"ix_studies_{name}_nocase", text(f"{expression} COLLATE NOCASE"), "status"
@@ -97,6 +97,19 @@ class Study(Base):
             for name, expression in (
                 ("patient_name", "patient_name"),
                 ("given_name", "substr(patient_name, instr(patient_name, '^') + 1)"),
+                ("patient_id", "patient_id"),
+                ("accession", "accession_number"),
+            )
+        ),
+        # The same on PostgreSQL (revision 0006): lower() in bytewise order, a range of which
+        # is a case-insensitive prefix, index-served even with a bound parameter.
+        *(
+            Index(
+                f"ix_studies_{name}_lower", text(f'lower({expression}) COLLATE "C"'), "status"
+            ).ddl_if(dialect="postgresql")
+            for name, expression in (
+                ("patient_name", "patient_name"),
+                ("given_name", "substr(patient_name, strpos(patient_name, '^') + 1)"),
                 ("patient_id", "patient_id"),
                 ("accession", "accession_number"),
             )

@@ -59,18 +59,21 @@ def at(day: int, hour: int, minute: int = 0, tz: datetime.tzinfo = UTC) -> datet
     return datetime.datetime(2026, 11, day, hour, minute, tzinfo=tz)
 
 
-def fixture_env(home: Path) -> dict[str, str]:
+def fixture_env(home: Path, **overrides: str) -> dict[str, str]:
     return make_env(
         home,
         PACS_TIMEZONE="Europe/Paris",
         PACS_TAT_TARGET_STAT="60",
         PACS_TAT_TARGET_URGENT="720",
         PACS_TAT_TARGET_ROUTINE="5760",
+        **overrides,
     )
 
 
-def fixture_settings(home: Path) -> Settings:
-    return load_settings(fixture_env(home))
+def fixture_settings(home: Path, database_url: str | None = None) -> Settings:
+    """The fixture's settings; its database is `database_url`, or a SQLite file in `home`."""
+    overrides = {"PACS_DATABASE_URL": database_url} if database_url else {}
+    return load_settings(fixture_env(home, **overrides))
 
 
 def make_study(number: int, modality: str, priority: str, received: datetime.datetime, **more):
@@ -122,7 +125,7 @@ def events(*steps: tuple[str, datetime.datetime, str]) -> list[StudyEvent]:
 
 
 def build_operational_database(settings: Settings) -> Engine:
-    """The operational database above, in `settings`' SQLite file."""
+    """The operational database above, in `settings`' database."""
     engine = create_database_engine(settings.database_url)
     upgrade_database(engine)
     with Session(engine) as session, session.begin():
