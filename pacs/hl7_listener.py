@@ -78,8 +78,9 @@ class Hl7Listener:
         if self.thread.is_alive():
             self.loop.call_soon_threadsafe(self.close_all)
             self.thread.join(timeout)
-        self.work.put(None)  # after what is queued: every message taken is answered or kept
-        self.writer.join(timeout)
+        if self.writer.is_alive():  # not when start() failed before it (schema behind)
+            self.work.put(None)  # after what is queued: every message taken is answered or kept
+            self.writer.join(timeout)
 
     def write(self) -> None:
         """The writer thread: whatever waits, in one transaction, until told to stop."""
