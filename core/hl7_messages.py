@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -22,10 +23,16 @@ from core.records import Priority
 ESCAPER = hl7.parse("MSH|^~\\&|")
 
 
+# Runs of characters the library would write as single-byte hex escapes.
+BEYOND_ASCII = re.compile("([\x7f-\U0010ffff]+)")
+
+
 def escape(text: str) -> str:
     """A value for a field: separators escaped by python-hl7; letters beyond ASCII kept as
-    they are (the message is UTF-8), where the library would write single-byte hex escapes."""
-    return "".join(char if ord(char) > 0x7E else ESCAPER.escape(char) for char in text)
+    they are (the message is UTF-8), where the library would write single-byte hex escapes.
+    The library is called once a run of ASCII, not once a character (every ACK's fields)."""
+    parts = BEYOND_ASCII.split(text)  # odd indexes: the runs beyond ASCII
+    return "".join(part if index % 2 else ESCAPER.escape(part) for index, part in enumerate(parts))
 
 
 SUPPORTED_TYPES = frozenset({"ORM^O01", "OMI^O23", "ADT^A08", "ADT^A40"})

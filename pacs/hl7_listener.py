@@ -12,12 +12,12 @@ to answer, and what it sent is stored as received.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 
 from hl7.mllp import HL7StreamReader, HL7StreamWriter, InvalidBlockError, start_hl7_server
@@ -39,7 +39,7 @@ class Work:
     """For the writer thread: a message received (no `call`), or another database call (a
     rejection to store), whose answer the connection waits for."""
 
-    future: Future[str]
+    future: asyncio.Future[str]
     call: Callable[[], str] | None = None
     raw: bytes = b""
     peer: str = ""
@@ -78,8 +78,9 @@ class Hl7Listener:
         if self.thread.is_alive():
             self.loop.call_soon_threadsafe(self.close_all)
             self.thread.join(timeout)
-        self.work.put(None)  # after what is queued: every message taken is answered or kept
-        self.writer.join(timeout)
+        if self.writer.is_alive():  # not when start() failed before it (schema behind)
+            self.work.put(None)  # after what is queued: every message taken is answered or kept
+            self.writer.join(timeout)
 
     def write(self) -> None:
         """The writer thread: whatever waits, in one transaction, until told to stop."""
@@ -100,25 +101,28 @@ class Hl7Listener:
 
     def apply(self, batch: list[Work]) -> None:
         messages = [work for work in batch if work.call is None]
+        outcomes: list[tuple[asyncio.Future[str], str | Exception]] = []
         try:
             answers = receive_messages(self.database_url, [(w.raw, w.peer) for w in messages])
         except Exception as error:  # nothing was committed: no answer, the sender resends
             log.exception("HL7 messages not stored")
-            for work in messages:
-                work.future.set_exception(error)
+            outcomes += [(work.future, error) for work in messages]
         else:
-            for work, answer in zip(messages, answers, strict=True):
-                work.future.set_result(answer)
+            outcomes += zip((work.future for work in messages), answers, strict=True)
         for work in batch:
             if work.call is not None:
                 try:
-                    work.future.set_result(work.call())
+                    outcomes.append((work.future, work.call()))
                 except Exception as error:
-                    work.future.set_exception(error)
+                    outcomes.append((work.future, error))
+        # One wake-up of the event loop a batch (one a message cost a tenth of the CPU); a
+        # closed loop (stopping) has nobody waiting: the messages are stored.
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(settle, outcomes)
 
     async def submit(self, work: Work) -> str:
         self.work.put(work)
-        return await asyncio.wrap_future(work.future, loop=self.loop)
+        return await work.future
 
     def run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -176,7 +180,7 @@ class Hl7Listener:
                 for fragment in filter(None, cut_short):
                     reason = "message cut short: a new frame began before it ended"
                     await self.send(writer, await self.reject(fragment, peer, reason))
-                answer = await self.submit(Work(Future(), raw=message, peer=peer))
+                answer = await self.submit(Work(self.loop.create_future(), raw=message, peer=peer))
                 await self.send(writer, answer)
         except (ConnectionError, asyncio.CancelledError):
             return
@@ -197,9 +201,20 @@ class Hl7Listener:
         def store() -> str:
             return store_rejection(self.database_url, header, raw, peer, now, rejection)
 
-        return await self.submit(Work(Future(), call=store))
+        return await self.submit(Work(self.loop.create_future(), call=store))
 
     async def store_cut(self, partial: bytes, peer: str) -> None:
         raw = partial[1:] if partial.startswith(START_BLOCK) else partial
         log.warning("HL7 connection from %s closed in the middle of a message", peer)
         await self.reject(raw, peer, "connection closed in the middle of the message")
+
+
+def settle(outcomes: list[tuple[asyncio.Future[str], str | Exception]]) -> None:
+    """In the event loop: each waiting connection gets its answer (or the error)."""
+    for future, outcome in outcomes:
+        if future.done():  # its connection went away meanwhile
+            continue
+        if isinstance(outcome, Exception):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)

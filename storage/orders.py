@@ -109,10 +109,10 @@ def apply_message(
             apply_order(session, fields, received.patient, now) for fields in received.orders
         ]
         text = "; ".join(changes)
+    # A concurrent twin fails at the commit (IntegrityError) and is answered as one.
     session.add(
         build_message_row(received, raw, peer, now, AckCode.ACCEPT, text, key=dedup_key(received))
     )
-    session.flush()  # a concurrent twin fails here (IntegrityError) and is answered as one
     return Applied(AckCode.ACCEPT, text)
 
 
@@ -212,6 +212,7 @@ def update_patient(
 ) -> int:
     """ADT^A08 (current id = the patient's) and A40 (the merged-away id): every order of
     that patient takes the message's identity."""
+    session.flush()  # orders placed earlier in the same batch (which does not autoflush)
     orders = list(session.scalars(select(Order).where(Order.patient_id == current_id)))
     for order in orders:
         copy_patient(order, patient)
@@ -252,16 +253,18 @@ def receive_messages(database_url: str, messages: Sequence[tuple[bytes, str]]) -
     decoded, applied and stored in one transaction, one commit for all; their ACKs (AA only
     once committed), in order.
 
-    Applied one after the other in one session, they see each other as if committed in turn
-    (a repeat in the same batch is a duplicate). When one of them cannot be applied (AE), or
-    the transaction fails (a twin committed meanwhile by another process), nothing of the
-    batch is kept and each is received again on its own, as `receive_message` does.
+    Applied one after the other in one session that flushes once, at the commit: a message
+    that depends on another of the same batch (a repeat, a change of an order placed in it)
+    does not see it, and fails the batch (a unique key at the commit, or an AE for an unknown
+    order). When one of them cannot be applied (AE), or the transaction fails (a twin, or a
+    twin committed meanwhile by another process), nothing of the batch is kept and each is
+    received again on its own, as `receive_message` does, where they see each other.
     """
     if len(messages) == 1:
         return [receive_message(database_url, *messages[0])]
     now = datetime.datetime.now(datetime.UTC)
     try:
-        with open_session(database_url) as session:
+        with open_session(database_url) as session, session.no_autoflush:
             return [receive_in_session(session, raw, peer, now) for raw, peer in messages]
     except Exception as error:
         if not isinstance(error, MessageRejected | IntegrityError):

@@ -182,6 +182,20 @@ def test_messages_arriving_together_are_applied_in_one_batch_as_one_by_one(
     )
 
 
+def test_a_patient_update_in_the_batch_of_an_order_reaches_that_order(database_url) -> None:
+    """A batch flushes only at its commit: the update must still see the order placed before
+    it in the same batch."""
+    renamed = dataclasses.replace(PATIENT, name="Dupont^Jerome^Paul")
+    update = build_patient_message("ADT^A08", renamed, control_id="ADT9", now=NOW)
+    batch = [order_message(make_order(60), control_id="O60"), update.encode()]
+    answers = [
+        read_ack(a.encode()) for a in receive_messages(database_url, [(m, "p") for m in batch])
+    ]
+    assert [ack.code for ack in answers] == ["AA", "AA"]
+    assert "updated on 1 orders" in answers[1].text
+    assert load_orders(database_url)["PO60"].patient_name == "Dupont^Jerome^Paul"
+
+
 def test_twin_messages_on_many_connections_at_once_are_applied_once(listener, database_url) -> None:
     """Eight connections at once, two by two sending the same messages: every one answered
     AA, each order placed once, every message kept."""

@@ -121,3 +121,4 @@ def test_pacs_orders_serve_refuses_a_database_behind_its_schema(tmp_path: Path) 
     result = run_pacs(env, "orders", "serve")
     assert result.returncode == 1
     assert "pacs db upgrade" in result.stderr
+    assert "Traceback" not in result.stderr, "one line, not a crash while stopping"
