@@ -86,11 +86,20 @@ def find_duplicate(session: Session, received: ReceivedMessage) -> Applied | Non
 
 
 def apply_message(
-    session: Session, received: ReceivedMessage, raw: bytes, peer: str, now: datetime.datetime
+    session: Session,
+    received: ReceivedMessage,
+    raw: bytes,
+    peer: str,
+    now: datetime.datetime,
+    batch_orders: dict[str, Order] | None = None,
 ) -> Applied:
     """Apply an accepted message and store it, in the caller's transaction; raises
-    MessageRejected (AE) when its content cannot be applied: the caller rolls back."""
-    duplicate = find_duplicate(session, received)
+    MessageRejected (AE) when its content cannot be applied: the caller rolls back.
+
+    `batch_orders`, for a batch: its orders, read beforehand in one query (by placer number;
+    the batch's new ones join them). A batch does not look for duplicates: a repeat fails it
+    at its unique key, and is answered as one when the batch is received one by one."""
+    duplicate = find_duplicate(session, received) if batch_orders is None else None
     if duplicate is not None:  # kept as received too, applied once only
         session.add(build_message_row(received, raw, peer, now, duplicate.code, duplicate.text))
         return duplicate
@@ -106,7 +115,8 @@ def apply_message(
         )
     else:
         changes = [
-            apply_order(session, fields, received.patient, now) for fields in received.orders
+            apply_order(session, fields, received.patient, now, batch_orders)
+            for fields in received.orders
         ]
         text = "; ".join(changes)
     # A concurrent twin fails at the commit (IntegrityError) and is answered as one.
@@ -142,19 +152,27 @@ def build_message_row(
 
 
 def apply_order(
-    session: Session, fields: OrderFields, patient: PatientIdentity, now: datetime.datetime
+    session: Session,
+    fields: OrderFields,
+    patient: PatientIdentity,
+    now: datetime.datetime,
+    batch_orders: dict[str, Order] | None = None,
 ) -> str:
-    order = session.scalar(ORDER_BY_PLACER_NUMBER, {"number": fields.placer_order_number})
+    number = fields.placer_order_number
+    if batch_orders is None:
+        order = session.scalar(ORDER_BY_PLACER_NUMBER, {"number": number})
+    else:
+        order = batch_orders.get(number)
     current = OrderStatus(order.status) if order is not None else None
     try:
         target = status_after_control(current, fields.control)
     except OrderConflict as conflict:
-        raise MessageRejected(
-            AckCode.ERROR, f"order {fields.placer_order_number}: {conflict}"
-        ) from None
+        raise MessageRejected(AckCode.ERROR, f"order {number}: {conflict}") from None
     if order is None:
-        order = Order(placer_order_number=fields.placer_order_number, created_at=now)
+        order = Order(placer_order_number=number, created_at=now)
         session.add(order)
+        if batch_orders is not None:
+            batch_orders[number] = order
     if fields.control in (OrderControl.NEW, OrderControl.CHANGE, OrderControl.STATUS_CHANGED):
         copy_order_fields(order, fields, patient)
     if target is not None:
@@ -165,7 +183,7 @@ def apply_order(
         OrderControl.CHANGE: "changed",
         OrderControl.STATUS_CHANGED: "updated",
     }.get(fields.control, str(order.status))
-    return f"order {fields.placer_order_number} {verb}"
+    return f"order {number} {verb}"
 
 
 ORDER_TEXT_LENGTHS = {
@@ -253,36 +271,59 @@ def receive_messages(database_url: str, messages: Sequence[tuple[bytes, str]]) -
     decoded, applied and stored in one transaction, one commit for all; their ACKs (AA only
     once committed), in order.
 
-    Applied one after the other in one session that flushes once, at the commit: a message
-    that depends on another of the same batch (a repeat, a change of an order placed in it)
-    does not see it, and fails the batch (a unique key at the commit, or an AE for an unknown
-    order). When one of them cannot be applied (AE), or the transaction fails (a twin, or a
+    The batch's orders are read in one query before any message is applied, and the session
+    flushes once, at the commit (see `apply_message`): an order placed in the batch is seen
+    by the messages after it; a repeat of a message is not, and fails the batch at its unique
+    key. When one of them cannot be applied (AE), or the transaction fails (a repeat, or a
     twin committed meanwhile by another process), nothing of the batch is kept and each is
-    received again on its own, as `receive_message` does, where they see each other.
+    received again on its own, as `receive_message` does.
     """
     if len(messages) == 1:
         return [receive_message(database_url, *messages[0])]
     now = datetime.datetime.now(datetime.UTC)
+    decoded = [decode_or_rejection(raw) for raw, _ in messages]
+    numbers = {
+        fields.placer_order_number
+        for item in decoded
+        if isinstance(item, ReceivedMessage)
+        for fields in item.orders
+    }
     try:
         with open_session(database_url) as session, session.no_autoflush:
-            return [receive_in_session(session, raw, peer, now) for raw, peer in messages]
+            known = session.scalars(select(Order).where(Order.placer_order_number.in_(numbers)))
+            orders = {order.placer_order_number: order for order in known}
+            return [
+                receive_in_session(session, item, raw, peer, now, orders)
+                for item, (raw, peer) in zip(decoded, messages, strict=True)
+            ]
     except Exception as error:
         if not isinstance(error, MessageRejected | IntegrityError):
             log.warning("HL7 batch of %d not applied (%r): one by one", len(messages), error)
         return [receive_message(database_url, raw, peer) for raw, peer in messages]
 
 
-def receive_in_session(session: Session, raw: bytes, peer: str, now: datetime.datetime) -> str:
+def decode_or_rejection(raw: bytes) -> ReceivedMessage | MessageRejected:
+    try:
+        return decode_message(raw)
+    except MessageRejected as rejection:
+        return rejection
+
+
+def receive_in_session(
+    session: Session,
+    item: ReceivedMessage | MessageRejected,
+    raw: bytes,
+    peer: str,
+    now: datetime.datetime,
+    batch_orders: dict[str, Order],
+) -> str:
     """One message of a batch: a message that cannot be read is kept with its AR; one that
     cannot be applied raises MessageRejected (the batch is received again one by one)."""
-    try:
-        received = decode_message(raw)
-    except MessageRejected as rejection:
-        header = rejection.header
-        session.add(build_message_row(header, raw, peer, now, rejection.code, rejection.reason))
-        return build_ack(header, rejection.code, rejection.reason, now=now)
-    applied = apply_message(session, received, raw, peer, now)
-    return build_ack(received, applied.code, applied.text, now=now)
+    if isinstance(item, MessageRejected):
+        session.add(build_message_row(item.header, raw, peer, now, item.code, item.reason))
+        return build_ack(item.header, item.code, item.reason, now=now)
+    applied = apply_message(session, item, raw, peer, now, batch_orders)
+    return build_ack(item, applied.code, applied.text, now=now)
 
 
 def store_rejection(
