@@ -280,14 +280,14 @@ STUDY_COLUMNS = (
 )
 
 
+STUDIES_INDEXES = (
+    "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'studies'"
+    " AND sql IS NOT NULL"
+)
+
+
 def studies_indexes(connection: sqlite3.Connection) -> set[str]:
-    return {
-        name
-        for (name,) in connection.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'studies'"
-            " AND sql IS NOT NULL"
-        )
-    }
+    return {name for (name,) in connection.execute(STUDIES_INDEXES)}
 
 
 def fill(path: Path, count: int, radiologist_ids: list[int], seed: int) -> tuple[float, float]:
@@ -394,12 +394,19 @@ def add_search_indexes_postgresql(url: str, definitions: dict[str, str]) -> floa
 
 def add_schema_indexes(path: Path) -> tuple[list[str], list[str], float]:
     """Bring the studies indexes to what `Study.__table__` declares: (created, dropped, s)."""
+    from sqlalchemy import create_engine
     from sqlalchemy.dialects import sqlite
     from sqlalchemy.schema import CreateIndex
 
     from storage.models.studies import Study
 
-    declared = {index.name: index for index in Study.__table__.indexes}
+    # What SQLite gets of them (some are PostgreSQL's alone): as a new table shows it.
+    fresh = create_engine("sqlite://")
+    Study.__table__.create(fresh)
+    with fresh.connect() as probe:
+        on_sqlite = set(probe.exec_driver_sql(STUDIES_INDEXES).scalars())
+    fresh.dispose()
+    declared = {index.name: index for index in Study.__table__.indexes if index.name in on_sqlite}
     connection = sqlite3.connect(path, isolation_level=None)
     present = studies_indexes(connection)
     started = time.perf_counter()
