@@ -43,6 +43,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 import numpy as np  # noqa: E402
+import psutil  # noqa: E402
 import requests  # noqa: E402
 import waitress  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -194,6 +195,12 @@ def list_frame_urls(root: str, study_uid: str, metadata: list[dict]) -> list[str
     return urls
 
 
+def cpu_seconds(process: psutil.Process) -> float:
+    """User and system CPU time of the process and its threads, in seconds."""
+    times = process.cpu_times()
+    return times.user + times.system
+
+
 def fetch_frames(http: requests.Session, urls: list[str]) -> tuple[float, int]:
     """Seconds to fetch every frame with CONCURRENCY parallel requests, and bytes read."""
 
@@ -208,8 +215,12 @@ def fetch_frames(http: requests.Session, urls: list[str]) -> tuple[float, int]:
     return time.perf_counter() - started, size
 
 
-def compare_frames(settings, portal_url, proxy, direct, study_uid, series_uid, args) -> None:
-    """Every frame of the series through the proxy and straight from Orthanc: frames/s."""
+def compare_frames(
+    settings, portal_url, proxy, direct, study_uid, series_uid, args, portal_pid, orthanc_pid
+) -> None:
+    """Every frame of the series through the proxy and straight from Orthanc: frames/s, and
+    the CPU time each process (the portal, Orthanc, this client) spends on a frame (on two
+    cores, what the portal spends is taken from the others)."""
     for http in (proxy, direct):
         adapter = requests.adapters.HTTPAdapter(pool_maxsize=CONCURRENCY)
         http.mount("http://", adapter)
@@ -222,9 +233,18 @@ def compare_frames(settings, portal_url, proxy, direct, study_uid, series_uid, a
     fetch_frames(direct, straight)  # warm Orthanc's cache and both connection pools
     fetch_frames(proxy, through)
     proxied, plain = [], []
+    processes = {"portal": psutil.Process(portal_pid), "Orthanc": psutil.Process(orthanc_pid)}
+    processes["client"] = psutil.Process()
+    cpu = {(path, name): 0.0 for path in ("direct", "proxy") for name in processes}
     for _ in range(args.rounds):
-        plain.append(fetch_frames(direct, straight)[0])
-        proxied.append(fetch_frames(proxy, through)[0])
+        for path, http, urls, times in (
+            ("direct", direct, straight, plain),
+            ("proxy", proxy, through, proxied),
+        ):
+            before = {name: cpu_seconds(process) for name, process in processes.items()}
+            times.append(fetch_frames(http, urls)[0])
+            for name, process in processes.items():
+                cpu[path, name] += cpu_seconds(process) - before[name]
     frames = len(through)
     size = fetch_frames(direct, straight)[1]
     proxy_rate = frames / statistics.median(proxied)
@@ -236,6 +256,11 @@ def compare_frames(settings, portal_url, proxy, direct, study_uid, series_uid, a
     print(f"    straight from Orthanc: {direct_rate:7.0f} frames/s")
     print(f"    through the proxy:     {proxy_rate:7.0f} frames/s")
     print(f"    ratio proxy/direct:    {proxy_rate / direct_rate:7.2f} (goal >= 0.8)")
+    for path in ("direct", "proxy"):
+        shares = ", ".join(
+            f"{name} {cpu[path, name] * 1000 / (frames * args.rounds):.2f}" for name in processes
+        )
+        print(f"    CPU ms a frame, {path}: {shares}")
 
 
 def main() -> None:
@@ -300,7 +325,17 @@ def main() -> None:
             direct.auth = (settings.orthanc_user, settings.orthanc_password)
             series_uid = datasets[0].SeriesInstanceUID
             if not args.skip_frames:
-                compare_frames(settings, portal_url, proxy, direct, study_uid, series_uid, args)
+                compare_frames(
+                    settings,
+                    portal_url,
+                    proxy,
+                    direct,
+                    study_uid,
+                    series_uid,
+                    args,
+                    server.pid,
+                    orthanc.pid,
+                )
             path = f"/dicom-web/studies/{study_uid}/series/{series_uid}/metadata"
             # Another Accept than the viewer's: a body the portal has not kept yet.
             proxy.headers["Accept"] = "application/dicom+json, application/json"
