@@ -23,6 +23,7 @@ import argparse
 import csv
 import datetime
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,7 @@ import psycopg  # noqa: E402
 
 from benchmarks.worklist import STUDY_COLUMNS, study_rows  # noqa: E402
 from core.accounts import Role  # noqa: E402
+from pacs.worker import raise_keyboard_interrupt  # noqa: E402
 from storage.accounts import create_user  # noqa: E402
 from storage.database import open_session  # noqa: E402
 from tests.support import postgres  # noqa: E402
@@ -74,6 +76,16 @@ def seed(url: str, studies: int) -> float:
                 for row in chunk:
                     copy.write_row(row)
         cursor.execute("SELECT setval('studies_id_seq', (SELECT max(id) FROM studies))")
+        # The referrer's reported studies get their final report (the generator writes
+        # studies only; a reported study without one is a 404 to a referrer).
+        cursor.execute(
+            "INSERT INTO reports (study_id, key, status, version, sections, template_key,"
+            " author_id, created_at, updated_at, updated_by)"
+            " SELECT id, md5(id::text), 'final', 1, %s::json, '', %s, %s, %s, ''"
+            " FROM studies WHERE lower(referring_physician) = 'dr^house'"
+            " AND status IN ('final', 'amended')",
+            ('{"findings": "No acute findings.", "impression": "Normal."}', ids[0], now, now),
+        )
         cursor.execute("ANALYZE studies")
     return time.perf_counter() - started
 
@@ -112,11 +124,17 @@ def run_locust(portal_url: str, users: int, seconds: int, prefix: Path) -> list[
     if finished.returncode not in (0, 1):
         raise SystemExit(f"locust failed:\n{finished.stderr[-3000:]}")
     with open(f"{prefix}_stats.csv", newline="") as stats:
-        return list(csv.DictReader(stats))
+        rows = list(csv.DictReader(stats))
+    with open(f"{prefix}_failures.csv", newline="") as failures:
+        for failure in csv.DictReader(failures):  # why requests failed, not only how many
+            error, count = failure["Error"][:160], failure["Occurrences"]
+            print(f"  failed: {failure['Name']}: {error} ({count})")
+    return rows
 
 
-def print_step(users: int, rows: list[dict[str, str]]) -> float:
-    """The step's table; the worst p95 of any request type, in ms."""
+def print_step(users: int, rows: list[dict[str, str]]) -> tuple[float, float]:
+    """The step's table; the worst p95 of any request type, and of any but signing in (a
+    bcrypt check of cost 12 alone takes about 0.3 s of one core here), in ms."""
     total = rows[-1]
     print(
         f"\n{users} users: {float(total['Requests/s']):.1f} requests/s, "
@@ -124,15 +142,17 @@ def print_step(users: int, rows: list[dict[str, str]]) -> float:
     )
     heading = ("count", "req/s", "p50", "p95", "p99")
     print(f"  {'request type':<18} " + " ".join(f"{h:>7}" for h in heading) + "  errors")
-    worst = 0.0
+    worst = worst_but_sign_in = 0.0
     for row in rows[:-1]:
         p95 = float(row["95%"])
         worst = max(worst, p95)
+        if row["Name"] != "sign in":
+            worst_but_sign_in = max(worst_but_sign_in, p95)
         print(
             f"  {row['Name']:<18} {row['Request Count']:>7} {float(row['Requests/s']):7.1f} "
             f"{row['50%']:>7} {row['95%']:>7} {row['99%']:>7}  {row['Failure Count']:>6}"
         )
-    return worst
+    return worst, worst_but_sign_in
 
 
 def main() -> None:
@@ -145,6 +165,7 @@ def main() -> None:
     parser.add_argument("--arrival", type=float, default=3.0, help="seconds between studies")
     args = parser.parse_args()
     steps = [int(users) for users in args.steps.split(",")]
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)  # stop what it started, then end
 
     database = postgres.start_postgres("pacs", "orthanc", "prefect")
     stop = threading.Event()
@@ -165,6 +186,10 @@ def main() -> None:
                 platform.start(worker, "worker")
                 platform.wait_for_line(worker, "pacs: worker", timeout=300)
             platform.wait_for_portal(timeout=300)
+            # A department's dashboards have a warehouse: built once before the users come
+            # (the scheduled refreshes keep it up to date after).
+            built = run_pacs(platform.env, "warehouse", "refresh", "--full", timeout=1800)
+            assert built.returncode == 0, built.stderr
             portal_url = platform.portal_url
             print(
                 f"load benchmark: {args.studies} studies on PostgreSQL (COPY {seeded:.0f} s), "
@@ -175,18 +200,21 @@ def main() -> None:
                 target=send_studies, args=(platform, home, args.arrival, stop), daemon=True
             )
             sender.start()
-            knee = None
+            knee = knee_but_sign_in = None
             for index, users in enumerate(steps):
                 seconds = args.final_seconds if index == len(steps) - 1 else args.step_seconds
                 rows = run_locust(portal_url, users, seconds, home / f"step{users}")
-                worst = print_step(users, rows)
+                worst, worst_but_sign_in = print_step(users, rows)
                 if knee is None and worst > KNEE_MS:
                     knee = users
+                if knee_but_sign_in is None and worst_but_sign_in > KNEE_MS:
+                    knee_but_sign_in = users
                 print(f"  load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-            print(
-                f"\nknee (some request type's p95 over {KNEE_MS:.0f} ms): "
-                + (f"{knee} users" if knee else f"not reached up to {steps[-1]} users")
-            )
+            for label, users in (("", knee), (", sign in left out", knee_but_sign_in)):
+                print(
+                    f"knee (some request type's p95 over {KNEE_MS:.0f} ms{label}): "
+                    + (f"{users} users" if users else f"not reached up to {steps[-1]} users")
+                )
         finally:
             stop.set()
             platform.stop_all()
