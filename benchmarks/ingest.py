@@ -366,6 +366,7 @@ def run_scaled_out(studies: int, instances: int) -> None:
     from storage.pipeline_queue import QueueDispatcher, count_queued
     from tests.support import postgres
     from tests.support.platform import Platform
+    from tests.support.services import run_pacs
 
     total = studies * instances
     database = postgres.start_postgres("pacs", "orthanc", "prefect")
@@ -375,6 +376,8 @@ def run_scaled_out(studies: int, instances: int) -> None:
         platform = Platform(home / "pacs", database)
         try:
             folders = make_study_folders(home, studies, instances)
+            upgraded = run_pacs(platform.env, "db", "upgrade")  # compose's `migrate` service
+            assert upgraded.returncode == 0, upgraded.stderr
             assert platform.start_orthanc().returncode == 0
             platform.start("engine", "engine", "up")
             platform.wait_for_line("engine", "Prefect server ready", timeout=600)
