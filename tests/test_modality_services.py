@@ -12,7 +12,12 @@ from pathlib import Path
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
+from pydicom.uid import (
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    generate_uid,
+)
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityPerformedProcedureStep, ModalityWorklistInformationFind
 from sqlalchemy import select
@@ -183,6 +188,51 @@ def test_a_wildcard_and_accession_query(services) -> None:
     statuses = find_with_pynetdicom(services, "CTSCANNER")
     # Open CT orders: 1, 2, 3 (CT02) and 5 (tomorrow); 6 was cancelled.
     assert statuses == [0xFF00] * 4 + [0x0000]
+
+
+def find_answers(services: ModalityServices, syntax: str, keys: tuple[str, ...]) -> list[Dataset]:
+    """Today's CT01 orders as a registered modality asks over one transfer syntax for `keys`."""
+    ae = AE("CTSCANNER")
+    ae.add_requested_context(ModalityWorklistInformationFind, [syntax])
+    query = Dataset()
+    for keyword in keys:
+        setattr(query, keyword, "")
+    step = Dataset()
+    step.ScheduledStationAETitle = "CT01"
+    step.ScheduledProcedureStepStartDate = TODAY.strftime("%Y%m%d")
+    query.ScheduledProcedureStepSequence = [step]
+    assoc = ae.associate("127.0.0.1", services.port, ae_title="PACSMWL")
+    assert assoc.is_established
+    try:
+        answers = list(assoc.send_c_find(query, ModalityWorklistInformationFind))
+    finally:
+        assoc.release()
+    assert answers[-1][0].Status == 0x0000
+    return [identifier for _, identifier in answers[:-1]]
+
+
+def test_cached_answers_follow_the_transfer_syntax_the_keys_and_the_orders_version(
+    services, database_url
+) -> None:
+    """Answers are kept encoded: another transfer syntax, other requested keys or a changed
+    order must never be given bytes made for the first query."""
+    keys = ("AccessionNumber", "PatientName")
+    implicit = find_answers(services, ImplicitVRLittleEndian, keys)
+    explicit = find_answers(services, ExplicitVRLittleEndian, keys)
+    big = find_answers(services, ExplicitVRBigEndian, keys)
+    first = sorted((str(a.AccessionNumber), str(a.PatientName)) for a in implicit)
+    assert first and first == sorted((str(a.AccessionNumber), str(a.PatientName)) for a in big)
+    assert first == sorted((str(a.AccessionNumber), str(a.PatientName)) for a in explicit)
+    assert "Łukasiewicz^Zofia" in {name for _, name in first}  # UTF-8 survives every syntax
+    fewer = find_answers(services, ImplicitVRLittleEndian, ("AccessionNumber",))
+    assert fewer and all("PatientName" not in answer for answer in fewer)
+    # The order changes (a new version): the next query answers with the new name.
+    renamed = PatientIdentity("P200", "HOSP", "Nowak^Anna", datetime.date(1990, 3, 4), "F")
+    change = order_message(make_order(2, control=OrderControl.CHANGE), renamed, control_id="CH2")
+    assert "MSA|AA" in receive_message(database_url, change, "test")
+    again = find_answers(services, ImplicitVRLittleEndian, keys)
+    assert {str(a.PatientName) for a in again} >= {"Nowak^Anna"}
+    assert "Łukasiewicz^Zofia" not in {str(a.PatientName) for a in again}
 
 
 def mpps_create(assoc, uid: str, accession: str) -> int:
