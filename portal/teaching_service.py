@@ -216,14 +216,7 @@ def search(args: Mapping[str, str]) -> list[TeachingCase]:
 def describe(case: TeachingCase) -> dict[str, Any]:
     """A case as the current user may see it: the source study for admins only."""
     described: dict[str, Any] = {
-        "id": case.id,
-        "title": case.title,
-        "diagnosis": case.diagnosis,
-        "findings": case.findings,
-        "keywords": [k for k in case.keywords.split(", ") if k],
-        "difficulty": case.difficulty,
-        "modality": case.modality,
-        "study_uid": case.copy_study_uid,
+        **describe_content(case),
         "state": case.state,
         "instances": case.instances,
         "left_out": case.left_out,
@@ -238,7 +231,8 @@ def describe(case: TeachingCase) -> dict[str, Any]:
     return described
 
 
-def manifest_entry(case: TeachingCase, files: list[str]) -> dict[str, object]:
+def describe_content(case: TeachingCase) -> dict[str, Any]:
+    """What a case teaches and where its copy is: the API's view and the export's manifest."""
     return {
         "id": case.id,
         "title": case.title,
@@ -248,8 +242,11 @@ def manifest_entry(case: TeachingCase, files: list[str]) -> dict[str, object]:
         "difficulty": case.difficulty,
         "modality": case.modality,
         "study_uid": case.copy_study_uid,
-        "files": files,
     }
+
+
+def manifest_entry(case: TeachingCase, files: list[str]) -> dict[str, object]:
+    return {**describe_content(case), "files": files}
 
 
 def export_zip(cases: list[TeachingCase]) -> Path:
