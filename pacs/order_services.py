@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 
 from config.settings import Settings
+from pacs.garbage_collection import tune_garbage_collection
 from pacs.hl7_listener import Hl7Listener
 from pacs.modality_services import ModalityServices
 from pacs.worker import raise_keyboard_interrupt
@@ -63,6 +64,7 @@ def serve_order_services(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
         services.start()
+        tune_garbage_collection()
         while True:
             signal.pause()
     except KeyboardInterrupt:

@@ -28,6 +28,7 @@ from sqlalchemy import select
 from config.settings import Settings
 from pacs.consumer import QueueConsumer, consumer_tag
 from pacs.engine import PREFECT_COMMAND, QUIET_ENV, START_TIMEOUT, EngineError, wait_until_healthy
+from pacs.garbage_collection import tune_garbage_collection
 from storage.database import create_database_engine, open_session
 from storage.pipeline_queue import PipelineWorker, forget_worker
 from storage.schema import check_schema
@@ -59,6 +60,7 @@ def run_worker(settings: Settings, *, healthcheck: bool = False) -> int:
     print(f"pacs: worker {consumer.name} on {settings.engine_url}", flush=True)
     try:
         consumer.start()
+        tune_garbage_collection()
         next_reap = next_start = 0.0
         while True:
             if (prefect_worker is None or prefect_worker.poll() is not None) and (

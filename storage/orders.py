@@ -63,6 +63,14 @@ class Applied:
 # Built once: constructing a statement costs more than running it, at hundreds a second.
 MESSAGE_BY_DEDUP_KEY = select(Hl7Message).where(Hl7Message.dedup_key == bindparam("key"))
 ORDER_BY_PLACER_NUMBER = select(Order).where(Order.placer_order_number == bindparam("number"))
+# A batch's new orders are found by their numbers alone: loading whole orders costs a mapper
+# set-up even when none is found, as most NW messages find none.
+KNOWN_PLACER_NUMBERS = select(Order.placer_order_number).where(
+    Order.placer_order_number.in_(bindparam("numbers", expanding=True))
+)
+ORDERS_BY_PLACER_NUMBERS = select(Order).where(
+    Order.placer_order_number.in_(bindparam("numbers", expanding=True))
+)
 
 
 def dedup_key(received: ReceivedMessage) -> str:
@@ -290,8 +298,7 @@ def receive_messages(database_url: str, messages: Sequence[tuple[bytes, str]]) -
     }
     try:
         with open_session(database_url) as session, session.no_autoflush:
-            known = session.scalars(select(Order).where(Order.placer_order_number.in_(numbers)))
-            orders = {order.placer_order_number: order for order in known}
+            orders = find_orders(session, numbers)
             return [
                 receive_in_session(session, item, raw, peer, now, orders)
                 for item, (raw, peer) in zip(decoded, messages, strict=True)
@@ -300,6 +307,15 @@ def receive_messages(database_url: str, messages: Sequence[tuple[bytes, str]]) -
         if not isinstance(error, MessageRejected | IntegrityError):
             log.warning("HL7 batch of %d not applied (%r): one by one", len(messages), error)
         return [receive_message(database_url, raw, peer) for raw, peer in messages]
+
+
+def find_orders(session: Session, numbers: set[str]) -> dict[str, Order]:
+    """The orders of these placer numbers that exist, by number."""
+    known = list(session.scalars(KNOWN_PLACER_NUMBERS, {"numbers": list(numbers)}))
+    if not known:
+        return {}
+    found = session.scalars(ORDERS_BY_PLACER_NUMBERS, {"numbers": known})
+    return {order.placer_order_number: order for order in found}
 
 
 def decode_or_rejection(raw: bytes) -> ReceivedMessage | MessageRejected:

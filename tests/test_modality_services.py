@@ -228,7 +228,11 @@ def test_cached_answers_follow_the_transfer_syntax_the_keys_and_the_orders_versi
     assert fewer and all("PatientName" not in answer for answer in fewer)
     # The order changes (a new version): the next query answers with the new name.
     renamed = PatientIdentity("P200", "HOSP", "Nowak^Anna", datetime.date(1990, 3, 4), "F")
-    change = order_message(make_order(2, control=OrderControl.CHANGE), renamed, control_id="CH2")
+    change = order_message(
+        make_order(2, control=OrderControl.CHANGE, scheduled_at=TODAY.replace(hour=14)),
+        renamed,
+        control_id="CH2",
+    )
     assert "MSA|AA" in receive_message(database_url, change, "test")
     again = find_answers(services, ImplicitVRLittleEndian, keys)
     assert {str(a.PatientName) for a in again} >= {"Nowak^Anna"}
