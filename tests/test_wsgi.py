@@ -42,6 +42,29 @@ def test_the_portal_starts_without_the_pipeline_or_prefect(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
 
 
+SETS_ITS_COLLECTOR = """
+import gc
+from pacs.wsgi import make_app
+assert gc.get_threshold()[0] == 700 and gc.get_freeze_count() == 0
+make_app()
+assert gc.get_threshold() == (50_000, 20, 100), gc.get_threshold()
+assert gc.get_freeze_count() > 100_000, gc.get_freeze_count()  # the start-up heap
+"""
+
+
+def test_a_portal_process_sets_its_garbage_collector_for_serving_once_started(
+    tmp_path: Path,
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", SETS_ITS_COLLECTOR],
+        env={**make_env(tmp_path), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def test_make_app_queues_work_for_the_workers_in_the_database(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
