@@ -31,15 +31,19 @@ assert not loaded, loaded
 """
 
 
-def test_the_portal_starts_without_the_pipeline_or_prefect(tmp_path: Path) -> None:
+def run_in_new_process(script: str, tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-c", STARTS_WITHOUT_THE_PIPELINE],
+        [sys.executable, "-c", script],
         env={**make_env(tmp_path), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_portal_starts_without_the_pipeline_or_prefect(tmp_path: Path) -> None:
+    run_in_new_process(STARTS_WITHOUT_THE_PIPELINE, tmp_path)
 
 
 SETS_ITS_COLLECTOR = """
@@ -55,14 +59,7 @@ assert gc.get_freeze_count() > 100_000, gc.get_freeze_count()  # the start-up he
 def test_a_portal_process_sets_its_garbage_collector_for_serving_once_started(
     tmp_path: Path,
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", SETS_ITS_COLLECTOR],
-        env={**make_env(tmp_path), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
+    run_in_new_process(SETS_ITS_COLLECTOR, tmp_path)
 
 
 def test_make_app_queues_work_for_the_workers_in_the_database(
