@@ -151,6 +151,8 @@ def test_a_release_database_is_upgraded_with_every_row_and_the_new_schema(
 
     assert fingerprint_rows(engine) == before  # the site's edited template included
     assert describe_schema(engine) == describe_schema(fresh)
+    with engine.connect() as connection:  # revision 0010 counted the studies already there
+        assert connection.execute(text("SELECT id, studies FROM study_totals")).all() == [(1, 5)]
     with engine.connect() as connection:
         indexes = list_index_names(connection, "studies")
     assert set(LATER_INDEXES) - {"ix_report_documents_archived_at"} <= indexes

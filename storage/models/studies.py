@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Date,
     DateTime,
     ForeignKey,
@@ -22,6 +23,16 @@ from storage.models.base import Base, UtcDateTime
 
 if TYPE_CHECKING:
     from storage.models.accounts import User
+
+
+class StudyTotal(Base):
+    """How many rows `studies` holds, in one row (id 1) kept by the database's triggers
+    (revision 0010_study_totals): the worklist's counts without counting the table."""
+
+    __tablename__ = "study_totals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    studies: Mapped[int] = mapped_column(BigInteger)
 
 
 class Study(Base):
