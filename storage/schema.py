@@ -183,18 +183,20 @@ def list_index_names(connection: Connection, table: str) -> set[str]:
     return {index["name"] for index in inspect(connection).get_indexes(table) if index["name"]}
 
 
-def comparable_objects(metadata: MetaData) -> Callable[..., bool]:
-    """Autogenerate's `include_object` for `metadata`: leave out its expression indexes,
-    which SQLite's reflection cannot read back (`list_index_names` sees them by name)."""
-    expression_indexes = {
+def comparable_objects(metadata: MetaData, dialect: str) -> Callable[..., bool]:
+    """Autogenerate's `include_object` for `metadata` on `dialect`: leave out its expression
+    indexes, which SQLite's reflection cannot read back (`list_index_names` sees them by
+    name), and the indexes of another backend alone (`ddl_if`)."""
+    left_out = {
         index.name
         for table in metadata.tables.values()
         for index in table.indexes
         if not all(isinstance(part, Column) for part in index.expressions)
+        or (index._ddl_if is not None and index._ddl_if.dialect not in (None, dialect))
     }
 
     def include(item: Any, name: str | None, kind: str, reflected: bool, other: Any) -> bool:
-        return not (kind == "index" and name in expression_indexes)
+        return not (kind == "index" and name in left_out)
 
     return include
 

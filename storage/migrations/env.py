@@ -32,7 +32,7 @@ def run_migrations(connection: Any) -> None:
         target_metadata=Base.metadata,
         render_as_batch=True,  # SQLite alters tables by copying them
         render_item=render_item,
-        include_object=comparable_objects(Base.metadata),
+        include_object=comparable_objects(Base.metadata, connection.dialect.name),
         compare_type=True,
     )
     with context.begin_transaction():
