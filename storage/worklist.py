@@ -170,7 +170,7 @@ def find_arriving(session: Session, study_ids: list[int]) -> frozenset[int]:
 # - "sort": a page in another order than received_at, of more studies than SORT_LIMIT: the
 #   planner walks that column's index (INDEXED_SORTS) and keeps the matches, rather than
 #   sort them all.
-# Counts with no filter at all count the table instead (see `_count_all_statuses`).
+# Counts with no filter at all read the total the database keeps (`_count_all_statuses`).
 #
 # Still slow at a million (hundreds of ms): sorting by a column without an index (modality,
 # priority, description, images) over many studies; a search matching tens of thousands
