@@ -65,12 +65,9 @@ MESSAGE_BY_DEDUP_KEY = select(Hl7Message).where(Hl7Message.dedup_key == bindpara
 ORDER_BY_PLACER_NUMBER = select(Order).where(Order.placer_order_number == bindparam("number"))
 # A batch's new orders are found by their numbers alone: loading whole orders costs a mapper
 # set-up even when none is found, as most NW messages find none.
-KNOWN_PLACER_NUMBERS = select(Order.placer_order_number).where(
-    Order.placer_order_number.in_(bindparam("numbers", expanding=True))
-)
-ORDERS_BY_PLACER_NUMBERS = select(Order).where(
-    Order.placer_order_number.in_(bindparam("numbers", expanding=True))
-)
+PLACER_NUMBER_IN = Order.placer_order_number.in_(bindparam("numbers", expanding=True))
+KNOWN_PLACER_NUMBERS = select(Order.placer_order_number).where(PLACER_NUMBER_IN)
+ORDERS_BY_PLACER_NUMBERS = select(Order).where(PLACER_NUMBER_IN)
 
 
 def dedup_key(received: ReceivedMessage) -> str:

@@ -18,7 +18,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
     generate_uid,
 )
-from pynetdicom import AE
+from pynetdicom import AE, DEFAULT_TRANSFER_SYNTAXES
 from pynetdicom.sop_class import ModalityPerformedProcedureStep, ModalityWorklistInformationFind
 from sqlalchemy import select
 
@@ -163,21 +163,27 @@ def test_an_unregistered_ae_is_refused(services, tmp_path) -> None:
     assert list(out.glob("rsp*.dcm")) == []
 
 
-def find_with_pynetdicom(services: ModalityServices, calling: str) -> list[int]:
+def send_find(
+    services: ModalityServices, calling: str, query: Dataset, syntax: str | None = None
+) -> list[tuple[Dataset, Dataset | None]]:
+    """One worklist C-FIND from `calling` (over `syntax` alone, when given): its answers."""
     ae = AE(calling)
-    ae.add_requested_context(ModalityWorklistInformationFind)
+    syntaxes = [syntax] if syntax else DEFAULT_TRANSFER_SYNTAXES
+    ae.add_requested_context(ModalityWorklistInformationFind, syntaxes)
+    assoc = ae.associate("127.0.0.1", services.port, ae_title="PACSMWL")
+    assert assoc.is_established
+    try:
+        return list(assoc.send_c_find(query, ModalityWorklistInformationFind))
+    finally:
+        assoc.release()
+
+
+def find_with_pynetdicom(services: ModalityServices, calling: str) -> list[int]:
     query = Dataset()
     query.AccessionNumber = ""
     query.ScheduledProcedureStepSequence = [Dataset()]
     query.ScheduledProcedureStepSequence[0].Modality = "CT"
-    assoc = ae.associate("127.0.0.1", services.port, ae_title="PACSMWL")
-    assert assoc.is_established
-    try:
-        return [
-            status.Status for status, _ in assoc.send_c_find(query, ModalityWorklistInformationFind)
-        ]
-    finally:
-        assoc.release()
+    return [status.Status for status, _ in send_find(services, calling, query)]
 
 
 def test_a_registered_title_from_another_address_is_refused(services) -> None:
@@ -192,8 +198,6 @@ def test_a_wildcard_and_accession_query(services) -> None:
 
 def find_answers(services: ModalityServices, syntax: str, keys: tuple[str, ...]) -> list[Dataset]:
     """Today's CT01 orders as a registered modality asks over one transfer syntax for `keys`."""
-    ae = AE("CTSCANNER")
-    ae.add_requested_context(ModalityWorklistInformationFind, [syntax])
     query = Dataset()
     for keyword in keys:
         setattr(query, keyword, "")
@@ -201,12 +205,7 @@ def find_answers(services: ModalityServices, syntax: str, keys: tuple[str, ...])
     step.ScheduledStationAETitle = "CT01"
     step.ScheduledProcedureStepStartDate = TODAY.strftime("%Y%m%d")
     query.ScheduledProcedureStepSequence = [step]
-    assoc = ae.associate("127.0.0.1", services.port, ae_title="PACSMWL")
-    assert assoc.is_established
-    try:
-        answers = list(assoc.send_c_find(query, ModalityWorklistInformationFind))
-    finally:
-        assoc.release()
+    answers = send_find(services, "CTSCANNER", query, syntax)
     assert answers[-1][0].Status == 0x0000
     return [identifier for _, identifier in answers[:-1]]
 

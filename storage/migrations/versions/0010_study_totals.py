@@ -62,8 +62,6 @@ POSTGRESQL_FUNCTIONS = (
     "count_deleted_studies",
     "count_truncated_studies",
 )
-SQLITE_TRIGGER_NAMES = ("study_totals_insert", "study_totals_delete")
-POSTGRESQL_TRIGGER_NAMES = (*SQLITE_TRIGGER_NAMES, "study_totals_truncate")
 
 
 def upgrade() -> None:
@@ -81,9 +79,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    postgresql = op.get_bind().dialect.name == "postgresql"
-    for name in POSTGRESQL_TRIGGER_NAMES if postgresql else SQLITE_TRIGGER_NAMES:
-        op.execute(f"DROP TRIGGER {name} ON studies" if postgresql else f"DROP TRIGGER {name}")
-    for name in POSTGRESQL_FUNCTIONS if postgresql else ():
-        op.execute(f"DROP FUNCTION {name}()")
+    if op.get_bind().dialect.name == "postgresql":
+        for name in POSTGRESQL_FUNCTIONS:  # with the triggers that call them
+            op.execute(f"DROP FUNCTION {name}() CASCADE")
+    else:
+        op.execute("DROP TRIGGER study_totals_insert")
+        op.execute("DROP TRIGGER study_totals_delete")
     op.drop_table("study_totals")
