@@ -228,7 +228,10 @@ def extract_rows(settings: Settings) -> tuple[int, int]:
         }
         frame = pl.DataFrame(rows, schema=as_read, orient="row")
         return frame.with_columns(
-            extract.cast_column(frame[name], dtype) for name, dtype in columns.items()
+            frame[name].str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us")
+            if frame[name].dtype == pl.String and isinstance(dtype, pl.Datetime)
+            else extract.cast_column(frame[name], dtype)
+            for name, dtype in columns.items()
         )
 
     with get_engine(settings.database_url).connect() as connection:

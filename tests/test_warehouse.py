@@ -5,6 +5,8 @@ studies and time zones, incremental refreshes and the atomic swap."""
 from __future__ import annotations
 
 import datetime
+import sqlite3
+import subprocess
 import threading
 import time
 from dataclasses import replace
@@ -52,6 +54,7 @@ from warehouse.queries import (
     query_volume,
     read_status,
 )
+from warehouse.sqlite_arrow import SqliteReadError, read_sqlite_tables
 
 
 @pytest.fixture
@@ -365,6 +368,46 @@ def test_a_changed_extract_rebuilds_from_a_full_one(built, monkeypatch: pytest.M
     assert (summary.mode, summary.studies_extracted) == ("full", 9)
     assert "patient_sex" in {row[0] for row in query(settings, "describe raw_studies")}
     assert refresh(settings, engine).mode == "incremental"
+
+
+def test_sqlite_statements_read_side_by_side_come_back_in_order(tmp_path: Path) -> None:
+    """More statements than cores: each child reads its share, the results keep the order
+    of the statements, and the text times become timestamps (fractions or not, NULL kept)."""
+    database = tmp_path / "read.sqlite3"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE t (n INTEGER, at TEXT)")
+        connection.executemany(
+            "INSERT INTO t VALUES (?, ?)",
+            [(1, "2026-01-02 03:04:05.250000"), (2, "2026-01-02 03:04:05"), (3, None)],
+        )
+    statements = [("SELECT n, at FROM t WHERE n >= ?1 ORDER BY n", [n]) for n in (1, 2, 3, 2, 1)]
+    tables = read_sqlite_tables(str(database), statements)
+    assert [table["n"].to_pylist() for table in tables] == [
+        [1, 2, 3],
+        [2, 3],
+        [3],
+        [2, 3],
+        [1, 2, 3],
+    ]
+    frame = extract.as_frame(tables[0], {"n": pl.Int64, "at": pl.Datetime("us")})
+    assert frame["at"].to_list() == [
+        datetime.datetime(2026, 1, 2, 3, 4, 5, 250000),
+        datetime.datetime(2026, 1, 2, 3, 4, 5),
+        None,
+    ]
+
+
+def test_a_failed_sqlite_read_says_why_and_leaves_no_child(tmp_path: Path) -> None:
+    database = tmp_path / "read.sqlite3"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE t (n INTEGER)")
+    statements = [("SELECT n FROM t", []), ("SELECT n FROM missing", [])]
+    with pytest.raises(SqliteReadError, match="no such table: missing"):
+        read_sqlite_tables(str(database), statements)
+    children = subprocess.run(
+        ["pgrep", "-f", f"warehouse.sqlite_arrow {database}"], capture_output=True
+    )
+    assert children.stdout == b""
 
 
 def test_readers_keep_the_old_file_while_a_refresh_swaps_in_the_new(built) -> None:
