@@ -6,7 +6,19 @@ import datetime
 import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import Select, and_, case, func, literal, or_, select, union, union_all
+from sqlalchemy import (
+    Select,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    union,
+    union_all,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql.functions import FunctionElement, ReturnTypeFromArgs
@@ -14,7 +26,7 @@ from sqlalchemy.sql.functions import FunctionElement, ReturnTypeFromArgs
 from core.records import Priority, StudyStatus
 from storage.models.accounts import User
 from storage.models.arrivals import StudyArrival
-from storage.models.studies import Study, StudyTotal
+from storage.models.studies import ModalityTotal, Study, StudyTotal
 
 # Statuses a radiologist works through; quarantined and removed studies never show.
 WORKLIST_STATUSES = (
@@ -170,7 +182,8 @@ def find_arriving(session: Session, study_ids: list[int]) -> frozenset[int]:
 # - "sort": a page in another order than received_at, of more studies than SORT_LIMIT: the
 #   planner walks that column's index (INDEXED_SORTS) and keeps the matches, rather than
 #   sort them all.
-# Counts with no filter at all read the total the database keeps (`_count_all_statuses`).
+# Counts with no filter, or the modality alone, read the totals the database keeps
+# (`_count_all_statuses`).
 #
 # Still slow at a million (hundreds of ms): sorting by a column without an index (modality,
 # priority, description, images) over many studies; a search matching tens of thousands
@@ -277,16 +290,9 @@ def _text_conditions(text: str) -> list:
 
 
 def _count_statuses(session: Session, query: WorklistQuery, me: User | None) -> dict[str, int]:
-    filtered = (
-        query.modality
-        or query.priority
-        or query.assignee
-        or query.text
-        or query.date_from
-        or query.date_to
-    )
+    filtered = query.priority or query.assignee or query.text or query.date_from or query.date_to
     if not filtered:
-        return _count_all_statuses(session)
+        return _count_all_statuses(session, query.modality.upper() if query.modality else None)
     lead = _lead(query, counting=True)
     if lead == "filters":
         # One count per status, each a range of a (key, status, ...) index: half the time of
@@ -314,24 +320,34 @@ def _count_statuses(session: Session, query: WorklistQuery, me: User | None) -> 
 
 
 STUDY_TOTAL = select(StudyTotal.studies).where(StudyTotal.id == 1)
+MODALITY_TOTAL = select(ModalityTotal.studies).where(
+    ModalityTotal.modality == bindparam("modality")
+)
 
 
-def _count_all_statuses(session: Session) -> dict[str, int]:
-    """The counts per status of the whole worklist, without walking its million final studies.
+def _count_all_statuses(session: Session, modality: str | None) -> dict[str, int]:
+    """The counts per status of the whole worklist, or of one modality's studies, without
+    walking their hundreds of thousands of final studies.
 
-    The number of studies is one row the database keeps (`study_totals`); the statuses other
-    than `final` are a few thousand rows of the status index; final is the difference.
+    The number of studies (of each modality) is a row the database keeps (`study_totals`,
+    `modality_totals`); the statuses other than `final` are a few thousand rows of the
+    (modality,) status indexes; final is the difference.
     """
     dominant = StudyStatus.FINAL.value
-    everything = session.scalar(STUDY_TOTAL) or 0
+    if modality is None:
+        everything = session.scalar(STUDY_TOTAL) or 0
+        kept = true()
+    else:
+        everything = session.scalar(MODALITY_TOTAL, {"modality": modality}) or 0
+        kept = Study.modality == modality
     others = dict(
         session.execute(
             union_all(
                 select(Study.status, func.count())
-                .where(Study.status < dominant)
+                .where(kept, Study.status < dominant)
                 .group_by(Study.status),
                 select(Study.status, func.count())
-                .where(Study.status > dominant)
+                .where(kept, Study.status > dominant)
                 .group_by(Study.status),
             )
         ).all()

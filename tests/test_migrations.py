@@ -151,8 +151,13 @@ def test_a_release_database_is_upgraded_with_every_row_and_the_new_schema(
 
     assert fingerprint_rows(engine) == before  # the site's edited template included
     assert describe_schema(engine) == describe_schema(fresh)
-    with engine.connect() as connection:  # revision 0010 counted the studies already there
+    with engine.connect() as connection:  # revisions 0010 and 0012 counted the studies there
         assert connection.execute(text("SELECT id, studies FROM study_totals")).all() == [(1, 5)]
+        by_modality = connection.execute(text("SELECT modality, studies FROM modality_totals"))
+        modalities = connection.execute(
+            text("SELECT modality, count(*) FROM studies GROUP BY modality")
+        )
+        assert sorted(by_modality.all()) == sorted(modalities.all())
     with engine.connect() as connection:
         indexes = list_index_names(connection, "studies")
     assert set(LATER_INDEXES) - {"ix_report_documents_archived_at"} <= indexes

@@ -35,6 +35,16 @@ class StudyTotal(Base):
     studies: Mapped[int] = mapped_column(BigInteger)
 
 
+class ModalityTotal(Base):
+    """How many rows of `studies` have each modality, kept by the database's triggers
+    (revision 0012_modality_totals): a modality's counts without counting its studies."""
+
+    __tablename__ = "modality_totals"
+
+    modality: Mapped[str] = mapped_column(String(16), primary_key=True)
+    studies: Mapped[int] = mapped_column(BigInteger)
+
+
 class Study(Base):
     """One study on the worklist (or removed from the archive, kept for its history)."""
 
