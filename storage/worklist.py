@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import (
     Select,
@@ -256,9 +256,8 @@ def _filtered(
         # SQLite's MULTI-INDEX OR: a range of each ix_studies_*_nocase index, ids deduplicated.
         statement = statement.where(or_(*_text_conditions(query.text)))
     elif query.text:
-        # Another index leads: keep the rows whose id (in that index's entries) matched.
-        matches = union(*(select(Study.id).where(c) for c in _text_conditions(query.text)))
-        statement = statement.where(no_index(Study.id).in_(matches))
+        # Another index leads: the search is a test of each row it gives.
+        statement = statement.where(matches_elsewhere(*_text_conditions(query.text)))
     study_date = Study.study_date if lead == "date" else no_index(Study.study_date)
     if query.date_from:
         statement = statement.where(study_date >= query.date_from)
@@ -310,9 +309,22 @@ def _count_statuses(session: Session, query: WorklistQuery, me: User | None) -> 
             )
         )
         return {status: count for status, count in session.execute(statement).all() if count}
-    # A search or a date range (few rows, from their own index): grouped by `+status`, lest
-    # the planner walk a status index for the groups to come in order.
     status = no_index(Study.status)
+    if lead == "text":
+        # Each field's range of its search index, as (id, status) from the index alone, the
+        # ids deduplicated: a short prefix's tens of thousands of matches are never visited.
+        others = replace(query, text=None)
+        rows = select(Study.id, status.label("status"))
+        matches = union(
+            *(
+                _filtered(rows, others, me, WORKLIST_STATUSES, lead).where(condition)
+                for condition in _text_conditions(query.text)
+            )
+        ).subquery()
+        statement = select(matches.c.status, func.count()).group_by(matches.c.status)
+        return dict(session.execute(statement).all())
+    # A date range (few rows, from its own index): grouped by `+status`, lest the planner walk
+    # a status index for the groups to come in order.
     statement = _filtered(
         select(status, func.count()).select_from(Study), query, me, WORKLIST_STATUSES, lead
     ).group_by(status)
@@ -374,6 +386,29 @@ def _no_index(element: no_index, compiler, **kw) -> str:
 @compiles(no_index, "sqlite")
 def _no_index_sqlite(element: no_index, compiler, **kw) -> str:
     return f"+{compiler.process(element.clauses, **kw)}"
+
+
+class matches_elsewhere(FunctionElement):
+    """Any of these search conditions holds, tested on each row another index gives.
+
+    On SQLite `+id IN (the ids of each condition's index range)`: the OR itself would make
+    SQLite read the search indexes instead of the one meant to lead. Elsewhere the OR, which
+    PostgreSQL tests on each row of the index it walks (the IN became a join that read the
+    whole table: 470 ms at a million studies, against 3 ms)."""
+
+    inherit_cache = True
+    name = "matches_elsewhere"  # typeless, as starts_with_ignoring_case
+
+
+@compiles(matches_elsewhere, "sqlite")
+def _matches_elsewhere_sqlite(element: matches_elsewhere, compiler, **kw) -> str:
+    matches = union(*(select(Study.id).where(condition) for condition in element.clauses))
+    return compiler.process(no_index(Study.id).in_(matches), **kw)
+
+
+@compiles(matches_elsewhere)
+def _matches_elsewhere(element: matches_elsewhere, compiler, **kw) -> str:
+    return f"({compiler.process(or_(*element.clauses), **kw)})"
 
 
 class given_name(ReturnTypeFromArgs):

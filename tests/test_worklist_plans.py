@@ -1,0 +1,86 @@
+"""The worklist gives the same rows and counts whichever way it plans a query.
+
+`storage/worklist.py` lets one group of conditions lead (filters, search, date, sort) and
+writes the others differently (`no_index`, `matches_elsewhere`, the search counted as a
+union of index ranges). Each query here is checked against the same list worked out in
+Python, on both backends, with the page-sorting limit lowered so that the plans for many
+matches run too."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from storage.database import open_session
+from storage.models.studies import Study
+from storage.worklist import WORKLIST_STATUSES, WorklistQuery, query_worklist
+from tests.support.apps import make_study
+
+STATUSES = ["final", "final", "received", "in_progress", "amended", "quarantined", "removed"]
+QUERIES = [
+    WorklistQuery(),
+    WorklistQuery(modality="ct"),
+    WorklistQuery(text="pat"),  # every name: more matches than the lowered limit
+    WorklistQuery(text="Patient1"),
+    WorklistQuery(text="test"),  # every given name
+    WorklistQuery(text="pid001"),
+    WorklistQuery(text="acc0002"),
+    WorklistQuery(text="patient0, te"),
+    WorklistQuery(text="pat", modality="MR"),
+    WorklistQuery(text="pat", sort="patient_name", descending=False),
+    WorklistQuery(text="pat", statuses=("final",), page=2, per_page=5),
+    WorklistQuery(priority="STAT", sort="patient_id"),
+    WorklistQuery(text="pat", date_from=datetime.date(2026, 11, 3)),
+    WorklistQuery(date_from=datetime.date(2026, 11, 3), date_to=datetime.date(2026, 11, 9)),
+]
+
+
+def expected_page(studies: list[Study], query: WorklistQuery) -> tuple[list[int], dict]:
+    def matches(study: Study) -> bool:
+        if query.modality and study.modality != query.modality.upper():
+            return False
+        if query.priority and study.priority != query.priority:
+            return False
+        if query.date_from and study.study_date < query.date_from:
+            return False
+        if query.date_to and study.study_date > query.date_to:
+            return False
+        if query.text:
+            needle = query.text.lower().replace(", ", "^")
+            given = study.patient_name.split("^", 1)[-1]
+            fields = (study.patient_name, given, study.patient_id, study.accession_number)
+            return any(field.lower().startswith(needle) for field in fields)
+        return True
+
+    listed = [s for s in studies if s.status in WORKLIST_STATUSES and matches(s)]
+    counts: dict[str, int] = {}
+    for study in listed:
+        counts[study.status] = counts.get(study.status, 0) + 1
+    if query.statuses:
+        listed = [s for s in listed if s.status in query.statuses]
+    column = {"received_at": "received_at", "patient_name": "patient_name"}.get(query.sort)
+    column = column or query.sort
+    listed.sort(key=lambda s: (getattr(s, column), s.id), reverse=query.descending)
+    start = (query.page - 1) * query.per_page
+    return [s.id for s in listed[start : start + query.per_page]], counts
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=repr)
+def test_every_plan_gives_the_rows_and_counts_worked_out_by_hand(
+    database_url: str, query: WorklistQuery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("storage.worklist.SORT_LIMIT", 5)
+    with open_session(database_url) as session:
+        session.add_all(
+            make_study(index, status=STATUSES[index % len(STATUSES)]) for index in range(40)
+        )
+    with open_session(database_url) as session:
+        studies = list(session.query(Study))
+        ids, counts = expected_page(studies, query)
+        page = query_worklist(session, query, me=None)
+        assert [study.id for study in page.items] == ids
+        assert page.counts == counts
+        assert page.total == sum(
+            n for status, n in counts.items() if not query.statuses or status in query.statuses
+        )
