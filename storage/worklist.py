@@ -176,7 +176,8 @@ def find_arriving(session: Session, study_ids: list[int]) -> frozenset[int]:
 #   default received_at order comes from the index per status value (SQLite stops each
 #   status's walk once the page is full), so there is no sort of the matching rows either.
 # - "text": the search, a case-insensitive prefix match served by the ix_studies_*_nocase
-#   indexes (see `_text_conditions`).
+#   indexes (ix_studies_*_lower on PostgreSQL; see `_text_conditions`). Its counts are one
+#   range of each field's index, read as (id, status) from the index alone.
 # - "date": a study_date range, when it is short (or the only filter of the counts): the
 #   (study_date, status) index covers the counts.
 # - "sort": a page in another order than received_at, of more studies than SORT_LIMIT: the
