@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from sqlalchemy import text
 
-from storage.database import open_session
+from storage.database import create_database_engine, open_session
 from storage.models.studies import Study
 from storage.worklist import WORKLIST_STATUSES, WorklistQuery, query_worklist
 from tests.support.apps import make_study
@@ -84,3 +85,21 @@ def test_every_plan_gives_the_rows_and_counts_worked_out_by_hand(
         assert page.total == sum(
             n for status, n in counts.items() if not query.statuses or status in query.statuses
         )
+
+
+@pytest.mark.parametrize(
+    "database_backend", [pytest.param("postgresql", marks=pytest.mark.requires("initdb"))]
+)
+def test_postgresql_connections_plan_each_statement_for_its_values(database_url: str) -> None:
+    """Never one generic plan for a prepared worklist statement (storage/database.py); a
+    site's own `options` in the URL are kept."""
+    for url in (database_url, f"{database_url}?options=-c%20work_mem%3D8MB"):
+        engine = create_database_engine(url)
+        try:
+            with engine.connect() as connection:
+                mode = connection.execute(text("SHOW plan_cache_mode")).scalar_one()
+                memory = connection.execute(text("SHOW work_mem")).scalar_one()
+        finally:
+            engine.dispose()
+        assert mode == "force_custom_plan"
+        assert memory == ("8MB" if "work_mem" in url else "4MB")
