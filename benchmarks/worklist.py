@@ -511,11 +511,17 @@ def measure(app, me_email: str, combos: list[Combination], runs: int, budget: fl
         with Session(engine) as session:
             me = session.scalar(select(User).where(User.email == me_email))
     statements = [0]
+    sql_seconds = [0.0]
 
-    def count(*args) -> None:
+    def start(connection, *args) -> None:
         statements[0] += 1
+        connection.info["started"] = time.perf_counter()
 
-    event.listen(engine, "before_cursor_execute", count)
+    def stop(connection, *args) -> None:
+        sql_seconds[0] += time.perf_counter() - connection.info.pop("started")
+
+    event.listen(engine, "before_cursor_execute", start)
+    event.listen(engine, "after_cursor_execute", stop)
     for combo in combos:
         url = f"/api/v1/studies?{combo.query}"
 
@@ -529,13 +535,14 @@ def measure(app, me_email: str, combos: list[Combination], runs: int, budget: fl
             with Session(engine) as session:
                 query_worklist(session, query, me=me)
 
-        statements[0] = 0
+        statements[0], sql_seconds[0] = 0, 0.0
         figures.api[combo.name] = timed(call_api, runs, budget)
         per_call = statements[0] / (len(figures.api[combo.name]) + 1)
+        sql_ms = sql_seconds[0] * 1000 / (len(figures.api[combo.name]) + 1)
         figures.query[combo.name] = timed(call_query, runs, budget)
         print(
             f"  {combo.name:44} api p95 {percentile(figures.api[combo.name], 0.95):8.1f} ms"
-            f" ({per_call:.0f} SQL statements a call)"
+            f" ({per_call:.0f} SQL statements, {sql_ms:.1f} ms, a call)"
             f"  query p95 {percentile(figures.query[combo.name], 0.95):8.1f} ms",
             flush=True,
         )
@@ -551,7 +558,8 @@ def measure(app, me_email: str, combos: list[Combination], runs: int, budget: fl
         assert response.status_code == 200 and b"worklist" in response.data
 
     figures.page = timed(call_page, runs, budget)
-    event.remove(engine, "before_cursor_execute", count)
+    event.remove(engine, "before_cursor_execute", start)
+    event.remove(engine, "after_cursor_execute", stop)
     print(f"  {'/worklist HTML page':44} p95 {percentile(figures.page, 0.95):8.1f} ms")
     return figures
 
