@@ -22,7 +22,7 @@ from portal.import_service import UploadRequest
 from portal.live_analytics import watch_analytics_changes
 from portal.report_delivery import ReportDelivery
 from portal.security import deny, enforce_access
-from storage.database import configure_sqlite
+from storage.database import configure_sqlite, engine_options
 from storage.schema import check_schema
 
 CONTENT_SECURITY_POLICY = (
@@ -65,6 +65,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> APIFlask:
         MAX_CONTENT_LENGTH=1024 * 1024,
     )
     app.config.update(config)
+    app.config.setdefault(
+        "SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config["SQLALCHEMY_DATABASE_URI"])
+    )
     app.request_class = UploadRequest  # upload routes: their own limit, files streamed to disk
     if settings.portal_proxies:
         # Behind N reverse proxies (TLS ends there): trust their X-Forwarded-* headers.

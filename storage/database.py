@@ -19,23 +19,28 @@ from storage.schema import check_schema
 
 
 def create_database_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL, a busy timeout and foreign keys. A server
-    database's connections are checked before use, so a restart of it costs no request.
-
-    PostgreSQL plans each statement for its values: psycopg prepares a statement run five
-    times, and PostgreSQL may then keep one generic plan, blind to how skewed the studies
-    are (98 % `final`). Measured at a million studies, a generic plan made the default
-    worklist page's query 1.8 → 8.3 ms and a search's page 2.0 → 9.5 ms."""
-    connect_args = {}
-    if url.startswith("postgresql"):
-        given = make_url(url).query.get("options", "")  # a site's own, kept
-        connect_args["options"] = f"{given} -c plan_cache_mode=force_custom_plan".strip()
-    engine = create_engine(
-        url, pool_pre_ping=not url.startswith("sqlite"), connect_args=connect_args
-    )
+    """An engine for `url` (see `engine_options`); SQLite gets WAL, a busy timeout and
+    foreign keys."""
+    engine = create_engine(url, **engine_options(url))
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", configure_sqlite)
     return engine
+
+
+def engine_options(url: str) -> dict[str, Any]:
+    """`create_engine`'s options for `url`, the portal's Flask-SQLAlchemy engine's too.
+
+    A server database's connections are checked before use, so a restart of it costs no
+    request. PostgreSQL plans each statement for its values: psycopg prepares a statement
+    run five times, and PostgreSQL may then keep one generic plan, blind to how skewed the
+    studies are (98 % `final`). Measured at a million studies, a generic plan made the
+    default worklist page's query 1.8 → 8.3 ms and a search's page 2.0 → 9.5 ms."""
+    options: dict[str, Any] = {"pool_pre_ping": not url.startswith("sqlite")}
+    if url.startswith("postgresql"):
+        given = make_url(url).query.get("options", "")  # a site's own, kept
+        plans = f"{given} -c plan_cache_mode=force_custom_plan".strip()
+        options["connect_args"] = {"options": plans}
+    return options
 
 
 def configure_sqlite(connection: Any, record: Any) -> None:

@@ -9,14 +9,19 @@ matches run too."""
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from config.settings import load_settings
+from portal import create_app
+from portal.extensions import db
 from storage.database import create_database_engine, open_session
 from storage.models.studies import Study
 from storage.worklist import WORKLIST_STATUSES, WorklistQuery, query_worklist
 from tests.support.apps import make_study
+from tests.support.services import make_env
 
 STATUSES = ["final", "final", "received", "in_progress", "amended", "quarantined", "removed"]
 QUERIES = [
@@ -90,9 +95,11 @@ def test_every_plan_gives_the_rows_and_counts_worked_out_by_hand(
 @pytest.mark.parametrize(
     "database_backend", [pytest.param("postgresql", marks=pytest.mark.requires("initdb"))]
 )
-def test_postgresql_connections_plan_each_statement_for_its_values(database_url: str) -> None:
-    """Never one generic plan for a prepared worklist statement (storage/database.py); a
-    site's own `options` in the URL are kept."""
+def test_postgresql_connections_plan_each_statement_for_its_values(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Never one generic plan for a prepared worklist statement (storage/database.py), in
+    the pipeline's engines and the portal's; a site's own `options` in the URL are kept."""
     for url in (database_url, f"{database_url}?options=-c%20work_mem%3D8MB"):
         engine = create_database_engine(url)
         try:
@@ -103,3 +110,9 @@ def test_postgresql_connections_plan_each_statement_for_its_values(database_url:
             engine.dispose()
         assert mode == "force_custom_plan"
         assert memory == ("8MB" if "work_mem" in url else "4MB")
+    settings = load_settings(make_env(tmp_path, PACS_DATABASE_URL=database_url))
+    app = create_app({"PACS_SETTINGS": settings, "TESTING": True})
+    with app.app_context():
+        assert db.session.execute(text("SHOW plan_cache_mode")).scalar_one() == mode
+        assert db.engine.pool._pre_ping  # a restarted server costs no request
+        db.engine.dispose()
