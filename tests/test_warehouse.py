@@ -398,10 +398,16 @@ def test_sqlite_statements_read_side_by_side_come_back_in_order(tmp_path: Path) 
 
 
 def test_a_failed_sqlite_read_says_why_and_leaves_no_child(tmp_path: Path) -> None:
+    """The first child fails at once; the second, counting to a hundred million, is
+    killed rather than left to run."""
     database = tmp_path / "read.sqlite3"
     with sqlite3.connect(database) as connection:
         connection.execute("CREATE TABLE t (n INTEGER)")
-    statements = [("SELECT n FROM t", []), ("SELECT n FROM missing", [])]
+    slow = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000)"
+        " SELECT count(*) FROM c"
+    )
+    statements = [("SELECT n FROM missing", []), (slow, [])]
     with pytest.raises(SqliteReadError, match="no such table: missing"):
         read_sqlite_tables(str(database), statements)
     children = subprocess.run(

@@ -65,9 +65,8 @@ def expected_page(studies: list[Study], query: WorklistQuery) -> tuple[list[int]
         counts[study.status] = counts.get(study.status, 0) + 1
     if query.statuses:
         listed = [s for s in listed if s.status in query.statuses]
-    column = {"received_at": "received_at", "patient_name": "patient_name"}.get(query.sort)
-    column = column or query.sort
-    listed.sort(key=lambda s: (getattr(s, column), s.id), reverse=query.descending)
+    # The queries sort by columns of the same name (not study_date, which sorts study_datetime).
+    listed.sort(key=lambda s: (getattr(s, query.sort), s.id), reverse=query.descending)
     start = (query.page - 1) * query.per_page
     return [s.id for s in listed[start : start + query.per_page]], counts
 
