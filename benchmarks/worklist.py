@@ -7,7 +7,8 @@ preliminary ones among the most recent, CT/MR/CR/DX/US/MG in realistic shares,
 
 Then, in the same run, it measures server-side (Flask test client, no network):
 
-- each typical filter/sort combination through `GET /api/v1/studies` (bearer token),
+- each typical filter/sort combination (a short name prefix among them) through
+  `GET /api/v1/studies` (bearer token),
 - the same combination as a bare `query_worklist` call (one session per call),
 - the `/worklist` HTML page (signed in through the form, CSRF token and all),
 
@@ -115,7 +116,6 @@ INSTITUTIONS = ["General Hospital", "North Clinic", "Imaging Center West"]
 class Combination:
     name: str
     query: str  # the API's query string; the page and `query_worklist` read the same one
-    typical: bool = True  # else a known slow case, shown but not held to the goal
 
 
 def stamps(moments: np.ndarray) -> list[str]:
@@ -477,8 +477,8 @@ def combinations(url: str) -> list[Combination]:
         Combination(f"one week {week}..{last_day}", f"from={week}&to={last_day}"),
         Combination("sort=patient_name asc, page 50", "sort=patient_name&order=asc&page=50"),
         Combination("priority=STAT, status=received", "priority=STAT&status=received"),
-        # Thousands of matches: counted and sorted one by one (see storage/worklist.py).
-        Combination(f"q=3-letter prefix {family[:3]} (tail)", f"q={family[:3]}", typical=False),
+        # A short name prefix: tens of thousands of matches to count (storage/worklist.py).
+        Combination(f"q=3-letter prefix {family[:3]}", f"q={family[:3]}"),
     ]
 
 
@@ -586,8 +586,8 @@ def report(combos: list[Combination], before: Figures, after: Figures) -> None:
         f"  {'GET /worklist (signed in)':44}{cell(before.page)}{cell(after.page)}"
         f"{ratio(before.page, after.page)}  {len(before.page)}/{len(after.page)}"
     )
-    worst = max(percentile(after.api[combo.name], 0.95) for combo in combos if combo.typical)
-    print(f"\nslowest typical API p95 with the indexes: {worst:.1f} ms (goal <= 50 ms)")
+    worst = max(percentile(after.api[combo.name], 0.95) for combo in combos)
+    print(f"\nslowest API p95 with the indexes: {worst:.1f} ms (goal <= 50 ms)")
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """The worklist gives the same rows and counts whichever way it plans a query.
 
 `storage/worklist.py` lets one group of conditions lead (filters, search, date, sort) and
-writes the others differently (`no_index`, `matches_elsewhere`, the search counted as a
-union of index ranges). Each query here is checked against the same list worked out in
+writes the others differently (`no_index`, `matches_elsewhere`, the search counted per
+index range). Each query here is checked against the same list worked out in
 Python, on both backends, with the page-sorting limit lowered so that the plans for many
 matches run too."""
 
@@ -38,7 +38,18 @@ QUERIES = [
     WorklistQuery(text="pat", statuses=("final",), page=2, per_page=5),
     WorklistQuery(priority="STAT", sort="patient_id"),
     WorklistQuery(text="pat", date_from=datetime.date(2026, 11, 3)),
+    WorklistQuery(text="ven"),  # studies matched by two or three fields, each counted once
     WorklistQuery(date_from=datetime.date(2026, 11, 3), date_to=datetime.date(2026, 11, 9)),
+]
+
+# Studies that one search matches by more than one field.
+MATCHED_TWICE = [
+    {"patient_name": "Venn^Vera"},
+    {"patient_name": "Venn^Vera", "patient_id": "VEN0001"},
+    {"patient_name": "Ames^Venus", "accession_number": "VEN00002"},
+    {"patient_name": "Venter^Anna", "patient_id": "VEN0003", "accession_number": "VEN00003"},
+    {"patient_name": "Ames^Vena", "patient_id": "VEN0004"},
+    {"patient_name": "Ames^Anna", "patient_id": "VEN0005", "accession_number": "VEN00005"},
 ]
 
 
@@ -79,6 +90,10 @@ def test_every_plan_gives_the_rows_and_counts_worked_out_by_hand(
     with open_session(database_url) as session:
         session.add_all(
             make_study(index, status=STATUSES[index % len(STATUSES)]) for index in range(40)
+        )
+        session.add_all(
+            make_study(index, status=STATUSES[index % len(STATUSES)], **fields)
+            for index, fields in enumerate(MATCHED_TWICE, start=40)
         )
     with open_session(database_url) as session:
         studies = list(session.query(Study))
