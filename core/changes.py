@@ -56,3 +56,25 @@ def compare_inventories(archive_ids: set[str], known_ids: set[str]) -> Inventory
     return InventoryGaps(
         missing=sorted(archive_ids - known_ids), gone=sorted(known_ids - archive_ids)
     )
+
+
+# Deletions in the archive come a few at a time, or as a retention purge of old studies.
+# Most of the database's studies gone at once is far likelier a wrong or emptied archive
+# (a new Orthanc database, another storage folder, a restore of the wrong backup): marking
+# them removed would empty the worklist. Past both limits nothing is marked until an
+# operator accepts it (`pacs ingest --accept-removals`).
+MASS_REMOVAL_STUDIES = 100
+MASS_REMOVAL_SHARE = 0.1
+
+
+def is_mass_removal(gone: int, known: int) -> bool:
+    """`gone` of the `known` studies missing from the archive is too many to believe."""
+    return gone > MASS_REMOVAL_STUDIES and gone > known * MASS_REMOVAL_SHARE
+
+
+def describe_withheld_removals(withheld: int) -> str:
+    return (
+        f"{withheld} studies are no longer in the archive: too many at once to mark removed."
+        " Check that Orthanc has the right database and storage; if they were deleted, run"
+        " `pacs ingest --accept-removals`"
+    )

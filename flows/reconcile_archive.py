@@ -5,7 +5,8 @@ was down): this flow, run every minute and by `pacs ingest`, ingests every
 study that appeared or changed since the last sequence number it stored.
 Studies that failed, or were still arriving, last time are tried again first.
 Orthanc keeps no deletions in `/changes`: when the archive's study count and
-the database's disagree, the two lists are compared.
+the database's disagree, the two lists are compared. Too many studies gone at once
+(`core.changes.is_mass_removal`) are withheld, not removed, until accepted.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from dataclasses import dataclass, field
 from prefect import flow, get_run_logger
 
 from config.settings import Settings, load_settings
-from core.changes import compare_inventories, plan_change_work
+from core.changes import (
+    compare_inventories,
+    describe_withheld_removals,
+    is_mass_removal,
+    plan_change_work,
+)
 from flows.ingest_study import process_studies
 from tasks.archive import (
     count_archive_studies,
@@ -42,11 +48,15 @@ class ReconcileSummary:
     end: int
     outcomes: Counter[str] = field(default_factory=Counter)
     failed: dict[str, str] = field(default_factory=dict)
+    withheld: int = 0  # studies gone from the archive, too many to mark removed unasked
 
 
 @flow(name="reconcile-archive")
-def reconcile_archive(since: int | None = None, page_size: int = 1000) -> ReconcileSummary:
-    """Process changes after `since` (default: the stored cursor), page by page."""
+def reconcile_archive(
+    since: int | None = None, page_size: int = 1000, accept_removals: bool = False
+) -> ReconcileSummary:
+    """Process changes after `since` (default: the stored cursor), page by page;
+    `accept_removals` marks removed however many studies the archive no longer has."""
     settings = load_settings()
     cursor = load_change_cursor(settings) if since is None else since
     summary = ReconcileSummary(start=cursor, end=cursor)
@@ -62,21 +72,28 @@ def reconcile_archive(since: int | None = None, page_size: int = 1000) -> Reconc
         save_change_cursor(settings, cursor)
         if page.done:
             break
-    sweep_inventory(settings, summary)
+    sweep_inventory(settings, summary, accept_removals)
     counts = {outcome: n for outcome, n in summary.outcomes.items() if n}
-    get_run_logger().info(
+    logger = get_run_logger()
+    logger.info(
         f"reconciled changes {summary.start}..{summary.end}: {counts or 'nothing new'}"
         + (f", {len(summary.failed)} failed (retried next run)" if summary.failed else "")
     )
+    if summary.withheld:
+        logger.error(describe_withheld_removals(summary.withheld))
     return summary
 
 
-def sweep_inventory(settings: Settings, summary: ReconcileSummary) -> None:
+def sweep_inventory(settings: Settings, summary: ReconcileSummary, accept_removals: bool) -> None:
     """When the counts disagree, compare study lists: deletions never reach `/changes`."""
     if count_archive_studies(settings) == count_ingested_studies(settings):
         return
-    gaps = compare_inventories(fetch_archive_study_ids(settings), load_ingested_study_ids(settings))
-    summary.outcomes["removed"] += record_removed_studies(settings, gaps.gone)
+    known = load_ingested_study_ids(settings)
+    gaps = compare_inventories(fetch_archive_study_ids(settings), known)
+    if accept_removals or not is_mass_removal(len(gaps.gone), len(known)):
+        summary.outcomes["removed"] += record_removed_studies(settings, gaps.gone)
+    else:
+        summary.withheld = len(gaps.gone)
     ingest_in_batches(settings, gaps.missing, summary)
 
 

@@ -146,7 +146,9 @@ def run_order_services(settings: Settings, args: argparse.Namespace) -> int:
 def run_ingest(settings: Settings, args: argparse.Namespace) -> int:
     if args.status:
         return ingest_commands.print_status(settings, sys.stdout)
-    return ingest_commands.run_reconcile(settings, args.since, sys.stdout)
+    return ingest_commands.run_reconcile(
+        settings, args.since, sys.stdout, accept_removals=args.accept_removals
+    )
 
 
 def run_quarantine_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -341,6 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--since", type=int, metavar="CHANGE", help="walk the changes after this sequence number"
     )
     ingest.add_argument("--status", action="store_true", help="print the pipeline's state")
+    ingest.add_argument(
+        "--accept-removals",
+        action="store_true",
+        help="mark removed every study the archive no longer has, however many",
+    )
     ingest.set_defaults(handler=run_ingest)
 
     quarantine = commands.add_parser("quarantine", help="studies held back by validation")

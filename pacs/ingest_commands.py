@@ -6,6 +6,7 @@ import datetime
 from typing import TextIO
 
 from config.settings import Settings
+from core.changes import describe_withheld_removals
 from core.identity import IdentityDecision
 from core.quarantine import QuarantineError, QuarantineState
 from pacs.engine import use_engine
@@ -23,18 +24,24 @@ class CommandError(RuntimeError):
     """The command cannot do what was asked; the message says why."""
 
 
-def run_reconcile(settings: Settings, since: int | None, out: TextIO) -> int:
-    """Run `reconcile_archive` in-process; exit status 1 when some studies failed."""
+def run_reconcile(
+    settings: Settings, since: int | None, out: TextIO, *, accept_removals: bool = False
+) -> int:
+    """Run `reconcile_archive` in-process; exit status 1 when some studies failed or too
+    many had gone from the archive to be marked removed unasked."""
     with use_engine(settings):
         from flows.reconcile_archive import reconcile_archive
 
-        summary = reconcile_archive(since=since)
+        summary = reconcile_archive(since=since, accept_removals=accept_removals)
     counts = ", ".join(f"{n} {what}" for what, n in sorted(summary.outcomes.items()) if n)
     out.write(f"ingest: changes {summary.start}..{summary.end}: {counts or 'nothing new'}\n")
+    problems = [describe_withheld_removals(summary.withheld)] if summary.withheld else []
     if summary.failed:
-        raise CommandError(
+        problems.append(
             f"{len(summary.failed)} studies failed and will be retried: {', '.join(summary.failed)}"
         )
+    if problems:
+        raise CommandError("; ".join(problems))
     return 0
 
 

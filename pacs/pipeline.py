@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Any
 
+from core.changes import describe_withheld_removals
 from pacs.engine import engine_settings, is_engine_down, wait_until_healthy
 from storage.database import open_session
 from storage.pipeline_queue import beat, consumer_name, forget_worker
@@ -272,6 +273,8 @@ def announce_reconciled(summary: Any) -> None:
             f"reconciliation: {counts['ingested']} studies ingested, "
             f"{counts['quarantined']} quarantined"
         )
+    if summary.withheld:
+        events.warning(f"reconciliation: {describe_withheld_removals(summary.withheld)}")
 
 
 def announce_archived(outcome: Any) -> None:

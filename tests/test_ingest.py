@@ -126,6 +126,47 @@ def test_deleting_in_the_archive_marks_the_study_removed(pipeline_settings: Sett
     assert removed.status == "removed" and removed.removed_at is not None
 
 
+def test_most_studies_gone_from_the_archive_are_withheld_until_an_operator_accepts(
+    pipeline_settings: Settings, orthanc_env: dict[str, str]
+) -> None:
+    """An archive that lost hundreds of the database's studies at once (say Orthanc started
+    on an empty database) does not empty the worklist; `pacs ingest --accept-removals` does
+    remove them when they really were deleted."""
+    from tests.support.apps import make_study
+    from tests.support.services import run_pacs
+
+    lost = 400
+    with open_session(pipeline_settings.database_url) as session:
+        session.add_all(
+            make_study(index, study_instance_uid=f"2.25.{index + 1}") for index in range(lost)
+        )
+    datasets = clone_study("DX")
+    upload(pipeline_settings, datasets)
+
+    summary = reconcile_archive()
+    assert summary.withheld == lost and summary.outcomes["removed"] == 0
+    assert find_study(pipeline_settings, datasets[0].StudyInstanceUID).status == "received"
+    env = {**orthanc_env, "PACS_DATABASE_URL": pipeline_settings.database_url}
+    refused = run_pacs(env, "ingest")
+    assert refused.returncode == 1
+    assert f"{lost} studies are no longer in the archive" in refused.stderr
+    assert "--accept-removals" in refused.stderr
+    with open_session(pipeline_settings.database_url) as session:
+        statuses = session.scalars(
+            select(Study.status).where(Study.study_instance_uid.like("2.25.%"))
+        )
+        assert set(statuses) == {"received"}
+
+    accepted = run_pacs(env, "ingest", "--accept-removals")
+    assert accepted.returncode == 0, accepted.stderr
+    assert f"{lost} removed" in accepted.stdout
+    with open_session(pipeline_settings.database_url) as session:
+        statuses = session.scalars(
+            select(Study.status).where(Study.study_instance_uid.like("2.25.%"))
+        )
+        assert set(statuses) == {"removed"}
+
+
 @pytest.mark.slow
 def test_nothing_is_lost_while_the_platform_or_orthanc_is_down(
     tmp_path: Path, prefect_api: str, monkeypatch: pytest.MonkeyPatch

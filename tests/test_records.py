@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from core.changes import plan_change_work
+from core.changes import is_mass_removal, plan_change_work
 from core.ingest import assess_study
 from core.records import ArchivedStudy, Priority, build_study_record
 from tests.support.validation import POLICY, make_instance
@@ -115,3 +115,11 @@ def test_change_plan_deduplicates_and_lets_the_last_event_decide() -> None:
     assert work.studies == ["s1", "s3"]
     assert work.series == ["x1"]
     assert work.deleted_studies == ["s2"]
+
+
+def test_a_few_deletions_or_a_purge_are_believed_most_studies_gone_at_once_are_not() -> None:
+    assert not is_mass_removal(gone=100, known=100)  # a small site: any number up to 100
+    assert not is_mass_removal(gone=1_000, known=10_000)  # a retention purge of a tenth
+    assert is_mass_removal(gone=101, known=101)  # the archive emptied
+    assert is_mass_removal(gone=1_001, known=10_000)
+    assert is_mass_removal(gone=100_000, known=100_000)
