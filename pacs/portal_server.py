@@ -16,6 +16,7 @@ from storage.database import create_database_engine
 from storage.schema import check_schema
 
 GUNICORN = Path(sys.executable).with_name("gunicorn")
+KEEP_ALIVE_SECONDS = 75  # above the 60 s idle timeout of common proxies and load balancers
 
 
 def run_portal(settings: Settings, workers: int | None) -> int:
@@ -35,6 +36,11 @@ def run_portal(settings: Settings, workers: int | None) -> int:
         "8",
         "--graceful-timeout",
         "20",
+        # Idle keep-alive connections are held for 75 s (gunicorn's default is 2 s). A client
+        # that sends on a connection the server is closing gets a reset: with users who
+        # click every second or two that happened to about one request in a hundred.
+        "--keep-alive",
+        str(KEEP_ALIVE_SECONDS),
         "--no-control-socket",  # one per user by default: two portals on a machine would clash
         "pacs.wsgi:make_app()",
     ]
