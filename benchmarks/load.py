@@ -12,7 +12,10 @@ user is signed in, so each step shows its steady state.
 
 Prints, per step, requests/s, the error count and p50/p95/p99 per request type, and the
 knee: the first number of users at which some request type's p95 crosses 300 ms. The
-locust client runs on the same two cores as the platform; the load average is printed.
+locust client runs on the same two cores as the platform; the load average is printed, and
+where each step's CPU went: per part of the platform (each process with its descendants),
+the client (locust and storescu), and the rest of the machine, in cores and in CPU
+milliseconds a request.
 
     .venv/bin/python benchmarks/load.py [--studies 100000] [--steps 50,100,150,200]
 """
@@ -23,6 +26,7 @@ import argparse
 import csv
 import datetime
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -34,10 +38,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
 from benchmarks.worklist import STUDY_COLUMNS, study_rows  # noqa: E402
 from core.accounts import Role  # noqa: E402
+from pacs.orthanc_server import OrthancPaths, read_pid  # noqa: E402
 from pacs.worker import raise_keyboard_interrupt  # noqa: E402
 from storage.accounts import create_user  # noqa: E402
 from storage.database import open_session  # noqa: E402
@@ -49,6 +55,7 @@ from tests.support.studies import clone_study, run_storescu, write_files  # noqa
 PASSWORD = "load-test-passphrase-1"
 RADIOLOGISTS = 12
 KNEE_MS = 300.0
+SIGN_IN_SECONDS = 10  # after the last user starts, until every sign-in has been answered
 LOCUST = REPO_ROOT / ".venv" / "bin" / "locust"
 
 
@@ -90,6 +97,15 @@ def seed(url: str, studies: int) -> float:
     return time.perf_counter() - started
 
 
+def count_statuses(url: str) -> dict[str, int]:
+    """The studies per status: the seeded ones must still be listed after the run (the
+    reconciliation, which finds them missing from the archive, must not remove them)."""
+    plain = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain) as connection:
+        rows = connection.execute("SELECT status, count(*) FROM studies GROUP BY status")
+        return dict(sorted(rows.fetchall()))
+
+
 def send_studies(platform: Platform, folder: Path, every: float, stop: threading.Event) -> list:
     """A small DX study by C-STORE every `every` seconds until `stop`; their send times."""
     sent = []
@@ -104,6 +120,11 @@ def send_studies(platform: Platform, folder: Path, every: float, stop: threading
     return sent
 
 
+def spawn_rate(users: int) -> int:
+    """Users started a second: all of them in about ten seconds."""
+    return max(1, users // 10)
+
+
 def run_locust(portal_url: str, users: int, seconds: int, prefix: Path) -> list[dict[str, str]]:
     """One headless locust run; its per-type statistics rows (the aggregate last)."""
     env = {
@@ -113,7 +134,7 @@ def run_locust(portal_url: str, users: int, seconds: int, prefix: Path) -> list[
     }
     command = [
         str(LOCUST), "-f", str(REPO_ROOT / "benchmarks" / "load_users.py"), "--headless",
-        "--host", portal_url, "--users", str(users), "--spawn-rate", str(max(1, users // 10)),
+        "--host", portal_url, "--users", str(users), "--spawn-rate", str(spawn_rate(users)),
         "--run-time", f"{seconds}s", "--reset-stats", "--csv", str(prefix), "--only-summary",
         "--loglevel", "WARNING", "--stop-timeout", "10",
     ]  # fmt: skip
@@ -130,6 +151,69 @@ def run_locust(portal_url: str, users: int, seconds: int, prefix: Path) -> list[
             error, count = failure["Error"][:160], failure["Occurrences"]
             print(f"  failed: {failure['Name']}: {error} ({count})")
     return rows
+
+
+def tree_cpu_seconds(root: psutil.Process) -> float:
+    """CPU seconds of `root` and its live descendants, each with the children it has waited
+    for (a flow run's process that ended is counted in its worker's)."""
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def busy_cpu_seconds() -> float:
+    """The machine's CPU seconds not idle, every core."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+def client_cpu_seconds() -> float:
+    """CPU seconds of this script and the children it has waited for: locust, storescu."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    waited = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + waited.ru_utime + waited.ru_stime
+
+
+def sample_cpu(parts: dict[str, list[psutil.Process]]) -> dict[str, float]:
+    """CPU seconds so far per part, the client's, the machine's, and the wall clock."""
+    sample = {name: sum(map(tree_cpu_seconds, roots)) for name, roots in parts.items()}
+    sample["client (locust, storescu)"] = client_cpu_seconds()  # locust's: its whole run
+    sample["machine"] = busy_cpu_seconds()
+    sample["wall"] = time.monotonic()
+    return sample
+
+
+def print_cpu(before: dict[str, float], after: dict[str, float], requests: int) -> None:
+    """Where the step's CPU went: cores busy on average, and CPU ms a request."""
+    spent = {name: after[name] - before[name] for name in before}
+    wall, machine = spent.pop("wall"), spent.pop("machine")
+    spent["rest of the machine"] = machine - sum(spent.values())
+    spent["all"] = machine
+    print(f"  CPU over {wall:.0f} s ({requests} requests): cores busy, CPU ms a request")
+    for name, seconds in spent.items():
+        per_request = seconds * 1000 / requests if requests else float("nan")
+        print(f"    {name:<26} {seconds / wall:5.2f} {per_request:7.1f}")
+
+
+def platform_parts(platform: Platform, database: postgres.PostgresServer) -> dict:
+    """The platform's processes by part: each root's descendants are counted with it. The
+    PostgreSQL server holds the portal's, Orthanc's and Prefect's databases."""
+    postmaster = int((database.data / "postmaster.pid").read_text().split()[0])
+    orthanc = read_pid(OrthancPaths(platform.settings.orthanc_dir))
+    assert orthanc is not None, "Orthanc is not running"
+    processes = {name: psutil.Process(p.pid) for name, p in platform.processes.items()}
+    return {
+        "portal (gunicorn)": [processes["portal"]],
+        "PostgreSQL": [psutil.Process(postmaster)],
+        "Orthanc": [psutil.Process(orthanc)],
+        "workers (two)": [processes["worker-1"], processes["worker-2"]],
+        "Prefect server": [processes["engine"]],
+    }
 
 
 def print_step(users: int, rows: list[dict[str, str]]) -> tuple[float, float]:
@@ -200,16 +284,28 @@ def main() -> None:
                 target=send_studies, args=(platform, home, args.arrival, stop), daemon=True
             )
             sender.start()
+            parts = platform_parts(platform, database)
             knee = knee_but_sign_in = None
             for index, users in enumerate(steps):
                 seconds = args.final_seconds if index == len(steps) - 1 else args.step_seconds
+                # The CPU is sampled from when the users have signed in (bcrypt) to the end.
+                before: dict[str, float] = {}
+                signed_in = threading.Timer(
+                    users / spawn_rate(users) + SIGN_IN_SECONDS,
+                    lambda sample=before: sample.update(sample_cpu(parts)),
+                )
+                signed_in.start()
                 rows = run_locust(portal_url, users, seconds, home / f"step{users}")
+                signed_in.join()
+                after = sample_cpu(parts)
                 worst, worst_but_sign_in = print_step(users, rows)
+                print_cpu(before, after, int(rows[-1]["Request Count"]))
                 if knee is None and worst > KNEE_MS:
                     knee = users
                 if knee_but_sign_in is None and worst_but_sign_in > KNEE_MS:
                     knee_but_sign_in = users
                 print(f"  load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+            print(f"studies by status at the end: {count_statuses(platform.settings.database_url)}")
             for label, users in (("", knee), (", sign in left out", knee_but_sign_in)):
                 print(
                     f"knee (some request type's p95 over {KNEE_MS:.0f} ms{label}): "
