@@ -6,11 +6,18 @@ for a lease) and runs `ingest_studies` in its own process against the site's Pre
 server: the run is in the UI like any other, without the 3-11 s a deployment run costs
 before its flow starts (a process spawned by a polling worker, then imports). Runs are
 tagged with the consumer's name so that the runs of a consumer that died are found.
+
+The scheduled flows run here too, each in a thread of its own: reconciliation and the
+outboxes every minute, the warehouse every `PACS_WAREHOUSE_REFRESH_EVERY` seconds. One
+worker takes each turn (`take_turn`), so each runs once per interval however many workers
+there are. A run in this process costs a fraction of a second; as a scheduled deployment,
+a new process a run cost about 4 s of CPU (four a minute: a quarter of a core, idle).
 """
 
 from __future__ import annotations
 
 import datetime
+import importlib
 import logging
 import threading
 import time
@@ -28,8 +35,10 @@ from storage.pipeline_queue import (
     claim,
     complete,
     consumer_name,
+    end_turn,
     forget_worker,
     give_back,
+    take_turn,
 )
 
 log = logging.getLogger(__name__)
@@ -40,6 +49,8 @@ STUDY_LEASE = datetime.timedelta(seconds=30)  # a batch takes seconds; a dead co
 EXPORT_LEASE = datetime.timedelta(hours=2)  # an export takes minutes; retried after this
 MAX_ATTEMPTS = 5  # then the row goes: reconciliation still ingests the study
 MAX_BATCH = 10  # per claim: a burst spreads over the workers instead of one taking it all
+TURN_POLL = 5.0  # seconds between a worker's asks whether a scheduled flow is due
+MINUTE = datetime.timedelta(minutes=1)
 
 
 def consumer_tag(name: str) -> str:
@@ -56,14 +67,25 @@ class QueueConsumer:
         self.stopping = threading.Event()
         self.last_beat = 0.0
         self.thread = threading.Thread(target=self.run, name="pacs-consumer", daemon=True)
+        self.turns = [
+            threading.Thread(
+                target=self.run_turns, args=(name, every, flow), name=f"pacs-{name}", daemon=True
+            )
+            for name, every, flow in load_scheduled_flows(settings)
+        ]
 
     def start(self) -> None:
         self.thread.start()
+        for thread in self.turns:
+            thread.start()
 
     def stop(self, timeout: float = 60.0) -> None:
+        """Waits for the runs under way, `timeout` seconds in all."""
         self.stopping.set()
-        if self.thread.is_alive():
-            self.thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in [self.thread, *self.turns]:
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
         with open_session(self.settings.database_url) as session:
             forget_worker(session, self.name)
 
@@ -82,6 +104,36 @@ class QueueConsumer:
                     continue
                 outcome = self.run_flow(ingest_studies, [row.key for row in claimed])
                 self.settle(claimed, outcome)
+
+    def run_turns(self, name: str, every: datetime.timedelta, flow: Any) -> None:
+        """Run the scheduled `flow` whenever this worker takes its turn. A turn whose run
+        the engine did not take is not given back: the next comes within `every`."""
+        from prefect import tags
+
+        with engine_settings(self.settings.engine_url), tags(consumer_tag(self.name)):
+            while not self.stopping.wait(TURN_POLL):
+                if self.take_turn(name, every):
+                    try:
+                        self.run_flow(flow)
+                    finally:
+                        self.end_turn(name)
+
+    def take_turn(self, name: str, every: datetime.timedelta) -> bool:
+        try:
+            with open_session(self.settings.database_url) as session:
+                return take_turn(session, name, every, self.name, now())
+        except Exception:
+            log.exception("consumer: cannot ask for the turn of %s; asking again", name)
+            return False
+
+    def end_turn(self, name: str) -> None:
+        """A turn left running (the database did not answer) is free once this consumer's
+        heartbeat is a minute old: no worse than a worker that died."""
+        try:
+            with open_session(self.settings.database_url) as session:
+                end_turn(session, name, self.name)
+        except Exception:
+            log.exception("consumer: cannot end its turn of %s", name)
 
     def start_exports(self) -> None:
         """An approved export runs in a thread of its own: it must not hold up ingestion."""
@@ -152,6 +204,32 @@ class QueueConsumer:
             self.last_beat = time.monotonic()
         except Exception:
             log.exception("consumer: cannot record its heartbeat")
+
+
+def load_scheduled_flows(settings: Settings) -> list[tuple[str, datetime.timedelta, Any]]:
+    """(name, interval, flow) of each scheduled flow. Imported here, in the thread that
+    makes the consumer, not by several threads at once."""
+    scheduled = [
+        ("reconcile-archive", MINUTE, "flows.reconcile_archive:reconcile_archive"),
+        ("archive-reports", MINUTE, "flows.archive_reports:archive_reports"),
+        (
+            "escalate-critical-results",
+            MINUTE,
+            "flows.escalate_critical_results:escalate_critical_results",
+        ),
+        (
+            "refresh-warehouse",
+            datetime.timedelta(seconds=settings.warehouse_refresh_every),
+            "flows.refresh_warehouse:refresh_warehouse",
+        ),
+    ]
+    if settings.hl7_results_host:  # else there is no ORU^R01 outbox to empty
+        scheduled.append(("send-results", MINUTE, "flows.send_results:send_results"))
+    flows = []
+    for name, every, path in scheduled:
+        module, _, attribute = path.partition(":")
+        flows.append((name, every, getattr(importlib.import_module(module), attribute)))
+    return flows
 
 
 def log_latency(rows: list[Claimed]) -> None:

@@ -53,8 +53,15 @@ def run_engine_up(settings: Settings) -> int:
 
 
 def register_deployments(url: str) -> None:
-    """The `pacs` process work pool (once) and every deployment of prefect.yaml (upserted)."""
-    env = {**os.environ, **QUIET_ENV, "PREFECT_API_URL": url, "PACS_APP_DIR": REPO_ROOT}
+    """The `pacs` process work pool (once) and every deployment of prefect.yaml (upserted;
+    `schedules: []` there clears the schedules an earlier release registered)."""
+    env = {
+        **os.environ,
+        **QUIET_ENV,
+        "PREFECT_API_URL": url,
+        "PACS_APP_DIR": REPO_ROOT,
+        "PREFECT_DEPLOYMENTS_CLEAR_SCHEDULES_ON_EMPTY": "true",
+    }
     pool = subprocess.run(
         [str(PREFECT_COMMAND), "work-pool", "create", WORK_POOL, "--type", "process"],
         env=env,

@@ -1,11 +1,11 @@
 """`pacs worker`: one worker of the scaled-out platform (run as many as you like).
 
 Each runs, against the site's Prefect server (`PREFECT_API_URL`):
-- the queue consumer (`pacs/consumer.py`): studies and exports the portal queued;
+- the queue consumer (`pacs/consumer.py`): studies and exports the portal queued, and the
+  scheduled flows (reconcile, the outboxes, the warehouse), each once per interval whatever
+  the number of workers (one worker takes each turn, and none while its last run goes on);
 - a Prefect process worker on the `pacs` work pool, as a child that dies with it: the
-  scheduled deployments of `prefect.yaml` (reconcile, SR outbox, warehouse), each run
-  once per interval whatever the number of workers (the server schedules, one worker
-  takes each run, `concurrency_limit: 1`);
+  deployment runs asked for on demand (the Prefect UI, `prefect deployment run`);
 - the reaper: flow runs left Running by a consumer that died (no heartbeat for a minute)
   or by a flow-run process of this machine that is gone are marked Crashed, which also
   frees their deployment's concurrency slot; their queue rows are retried anyway.
@@ -30,7 +30,7 @@ from pacs.consumer import QueueConsumer, consumer_tag
 from pacs.engine import PREFECT_COMMAND, QUIET_ENV, START_TIMEOUT, EngineError, wait_until_healthy
 from pacs.garbage_collection import tune_garbage_collection
 from storage.database import create_database_engine, open_session
-from storage.pipeline_queue import PipelineWorker, forget_worker
+from storage.pipeline_queue import DEAD_AFTER, PipelineWorker, forget_worker
 from storage.schema import check_schema
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,6 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK_POOL = "pacs"
 REAP_EVERY = 30.0
 RESTART_EVERY = 10.0  # seconds between starts of the Prefect worker child
-DEAD_AFTER = datetime.timedelta(seconds=60)  # consumers beat every 5 s
 
 
 def run_worker(settings: Settings, *, healthcheck: bool = False) -> int:

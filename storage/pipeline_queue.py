@@ -6,6 +6,10 @@ pipeline, each `pacs worker`) claim rows for a lease, run the flow, and delete t
 A consumer killed mid-run leaves its rows claimed until the lease ends; then another
 takes them, so nothing is lost and nothing waits for a human. Ingestion is an upsert
 by study, so a study run twice is still on the worklist once.
+
+The scheduled flows of the scaled-out platform (reconciliation, the outboxes, the
+warehouse) run in the workers too: each worker asks every few seconds whether a flow's
+turn is due, and one takes it (`take_turn`).
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from typing import Protocol
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from storage.database import open_session
-from storage.models.pipeline_queue import PipelineWorker, QueuedWork
+from storage.database import dialect_insert, open_session
+from storage.models.pipeline_queue import FlowSchedule, PipelineWorker, QueuedWork
 
 STUDY = "study"
 EXPORT = "export"
+DEAD_AFTER = datetime.timedelta(seconds=60)  # without a heartbeat (every 5 s): gone
 
 
 @dataclass(frozen=True)
@@ -173,3 +178,38 @@ class QueueDispatcher:
     def put(self, kind: str, key: str) -> None:
         with open_session(self.database_url) as session:
             enqueue(session, kind, key, datetime.datetime.now(datetime.UTC))
+
+
+def take_turn(
+    session: Session, name: str, every: datetime.timedelta, consumer: str, now: datetime.datetime
+) -> bool:
+    """True for the one consumer whose turn it is to run the scheduled flow `name`: due, and
+    not still running in a consumer that is alive. The same statement moves the due time on
+    by `every`, so whoever asks next is refused (on PostgreSQL a second UPDATE waits for the
+    first and finds the row no longer due). `end_turn` when the run is over: until then no
+    other consumer starts the flow, unless this one stops beating (`DEAD_AFTER`)."""
+    session.execute(
+        dialect_insert(session)(FlowSchedule)
+        .values(name=name, due_at=now)
+        .on_conflict_do_nothing(index_elements=[FlowSchedule.name])
+    )
+    alive = select(PipelineWorker.name).where(PipelineWorker.seen_at >= now - DEAD_AFTER)
+    taken = session.execute(
+        update(FlowSchedule)
+        .where(
+            FlowSchedule.name == name,
+            FlowSchedule.due_at <= now,
+            or_(FlowSchedule.running_since.is_(None), FlowSchedule.taken_by.not_in(alive)),
+        )
+        .values(due_at=now + every, taken_by=consumer, running_since=now)
+    )
+    return taken.rowcount == 1
+
+
+def end_turn(session: Session, name: str, consumer: str) -> None:
+    """The run of `consumer`'s turn of `name` is over (whatever its outcome)."""
+    session.execute(
+        update(FlowSchedule)
+        .where(FlowSchedule.name == name, FlowSchedule.taken_by == consumer)
+        .values(running_since=None)
+    )

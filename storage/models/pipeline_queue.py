@@ -1,4 +1,5 @@
-"""The pipeline's work queue and its consumers' heartbeats (see `storage/pipeline_queue.py`)."""
+"""The pipeline's work queue, its consumers' heartbeats and the scheduled flows' turns (see
+`storage/pipeline_queue.py`)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,15 @@ class PipelineWorker(Base):
     kind: Mapped[str] = mapped_column(String(16))  # embedded (pacs up) or worker
     started_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime)
     seen_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime)
+
+
+class FlowSchedule(Base):
+    """A scheduled flow's next turn, due at `due_at`; the consumer that took the last one,
+    running it since `running_since` (None once it ended)."""
+
+    __tablename__ = "flow_schedules"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    due_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime)
+    taken_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    running_since: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime, default=None)

@@ -89,6 +89,15 @@ class Platform:
                 process.wait()
         run_pacs(self.env, "orthanc", "stop")
 
+    def flow_runs_named(self, flow_name: str) -> list[dict]:
+        """The runs of one flow, whatever their state."""
+        body = {"flows": {"name": {"any_": [flow_name]}}, "limit": 200}
+        answer = requests.post(
+            f"{self.settings.engine_url}/flow_runs/filter", json=body, timeout=10
+        )
+        answer.raise_for_status()
+        return answer.json()
+
     def flow_runs(self, state_type: str) -> list[dict]:
         """Runs in one state, filtered by the server: unfiltered, the first page is taken
         up by the scheduler's future runs and a test sees none of the ones it made."""
