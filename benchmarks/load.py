@@ -98,10 +98,10 @@ def seed(url: str, studies: int) -> float:
 
 
 def count_statuses(url: str) -> dict[str, int]:
-    """The studies per status: the seeded ones must still be listed after the run (the
-    reconciliation, which finds them missing from the archive, must not remove them)."""
-    plain = url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(plain) as connection:
+    """The studies per status (`url` as libpq takes it): the seeded ones must still be
+    listed after the run (the reconciliation, which finds them missing from the archive,
+    must not remove them)."""
+    with psycopg.connect(url) as connection:
         rows = connection.execute("SELECT status, count(*) FROM studies GROUP BY status")
         return dict(sorted(rows.fetchall()))
 
@@ -305,7 +305,8 @@ def main() -> None:
                 if knee_but_sign_in is None and worst_but_sign_in > KNEE_MS:
                     knee_but_sign_in = users
                 print(f"  load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-            print(f"studies by status at the end: {count_statuses(platform.settings.database_url)}")
+            statuses = count_statuses(database.url("pacs", "postgresql"))
+            print(f"studies by status at the end: {statuses}")
             for label, users in (("", knee), (", sign in left out", knee_but_sign_in)):
                 print(
                     f"knee (some request type's p95 over {KNEE_MS:.0f} ms{label}): "

@@ -17,7 +17,6 @@ a new process a run cost about 4 s of CPU (four a minute: a quarter of a core, i
 from __future__ import annotations
 
 import datetime
-import importlib
 import logging
 import threading
 import time
@@ -69,9 +68,9 @@ class QueueConsumer:
         self.thread = threading.Thread(target=self.run, name="pacs-consumer", daemon=True)
         self.turns = [
             threading.Thread(
-                target=self.run_turns, args=(name, every, flow), name=f"pacs-{name}", daemon=True
+                target=self.run_turns, args=(flow, every), name=f"pacs-{flow.name}", daemon=True
             )
-            for name, every, flow in load_scheduled_flows(settings)
+            for flow, every in load_scheduled_flows(settings)
         ]
 
     def start(self) -> None:
@@ -105,18 +104,18 @@ class QueueConsumer:
                 outcome = self.run_flow(ingest_studies, [row.key for row in claimed])
                 self.settle(claimed, outcome)
 
-    def run_turns(self, name: str, every: datetime.timedelta, flow: Any) -> None:
+    def run_turns(self, flow: Any, every: datetime.timedelta) -> None:
         """Run the scheduled `flow` whenever this worker takes its turn. A turn whose run
         the engine did not take is not given back: the next comes within `every`."""
         from prefect import tags
 
         with engine_settings(self.settings.engine_url), tags(consumer_tag(self.name)):
             while not self.stopping.wait(TURN_POLL):
-                if self.take_turn(name, every):
+                if self.take_turn(flow.name, every):
                     try:
                         self.run_flow(flow)
                     finally:
-                        self.end_turn(name)
+                        self.end_turn(flow.name)
 
     def take_turn(self, name: str, every: datetime.timedelta) -> bool:
         try:
@@ -206,30 +205,24 @@ class QueueConsumer:
             log.exception("consumer: cannot record its heartbeat")
 
 
-def load_scheduled_flows(settings: Settings) -> list[tuple[str, datetime.timedelta, Any]]:
-    """(name, interval, flow) of each scheduled flow. Imported here, in the thread that
-    makes the consumer, not by several threads at once."""
+def load_scheduled_flows(settings: Settings) -> list[tuple[Any, datetime.timedelta]]:
+    """Each scheduled flow (its turns go by its name) and its interval. Imported here, in
+    the thread that makes the consumer, not by several threads at once."""
+    from flows.archive_reports import archive_reports
+    from flows.escalate_critical_results import escalate_critical_results
+    from flows.reconcile_archive import reconcile_archive
+    from flows.refresh_warehouse import refresh_warehouse
+    from flows.send_results import send_results
+
     scheduled = [
-        ("reconcile-archive", MINUTE, "flows.reconcile_archive:reconcile_archive"),
-        ("archive-reports", MINUTE, "flows.archive_reports:archive_reports"),
-        (
-            "escalate-critical-results",
-            MINUTE,
-            "flows.escalate_critical_results:escalate_critical_results",
-        ),
-        (
-            "refresh-warehouse",
-            datetime.timedelta(seconds=settings.warehouse_refresh_every),
-            "flows.refresh_warehouse:refresh_warehouse",
-        ),
+        (reconcile_archive, MINUTE),
+        (archive_reports, MINUTE),
+        (escalate_critical_results, MINUTE),
+        (refresh_warehouse, datetime.timedelta(seconds=settings.warehouse_refresh_every)),
     ]
     if settings.hl7_results_host:  # else there is no ORU^R01 outbox to empty
-        scheduled.append(("send-results", MINUTE, "flows.send_results:send_results"))
-    flows = []
-    for name, every, path in scheduled:
-        module, _, attribute = path.partition(":")
-        flows.append((name, every, getattr(importlib.import_module(module), attribute)))
-    return flows
+        scheduled.append((send_results, MINUTE))
+    return scheduled
 
 
 def log_latency(rows: list[Claimed]) -> None:

@@ -154,7 +154,7 @@ def test_a_burst_survives_a_killed_worker_and_restarted_servers(
     for flow_name in ("reconcile-archive", "archive-reports", "escalate-critical-results"):
         starts = sorted(
             datetime.datetime.fromisoformat(run["start_time"])
-            for run in platform.flow_runs_named(flow_name)
+            for run in platform.flow_runs(flow_name=flow_name)
             if run["start_time"]
         )
         assert len(starts) >= 3, (flow_name, starts)

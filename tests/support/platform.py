@@ -89,19 +89,14 @@ class Platform:
                 process.wait()
         run_pacs(self.env, "orthanc", "stop")
 
-    def flow_runs_named(self, flow_name: str) -> list[dict]:
-        """The runs of one flow, whatever their state."""
-        body = {"flows": {"name": {"any_": [flow_name]}}, "limit": 200}
-        answer = requests.post(
-            f"{self.settings.engine_url}/flow_runs/filter", json=body, timeout=10
-        )
-        answer.raise_for_status()
-        return answer.json()
-
-    def flow_runs(self, state_type: str) -> list[dict]:
-        """Runs in one state, filtered by the server: unfiltered, the first page is taken
-        up by the scheduler's future runs and a test sees none of the ones it made."""
-        body = {"flow_runs": {"state": {"type": {"any_": [state_type]}}}, "limit": 200}
+    def flow_runs(self, state_type: str | None = None, flow_name: str | None = None) -> list[dict]:
+        """Runs in one state or of one flow (or both), filtered by the server: unfiltered,
+        the first page can be taken up by runs a test did not make."""
+        body: dict = {"limit": 200}
+        if state_type:
+            body["flow_runs"] = {"state": {"type": {"any_": [state_type]}}}
+        if flow_name:
+            body["flows"] = {"name": {"any_": [flow_name]}}
         answer = requests.post(
             f"{self.settings.engine_url}/flow_runs/filter", json=body, timeout=10
         )
