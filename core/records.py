@@ -150,6 +150,18 @@ def read_instance_span(
     return (min(times), max(times)) if times else (None, None)
 
 
+def count_read_series(study: ArchivedStudy) -> dict[tuple[str, str], int]:
+    """Instances per (study, series) UID among those read: series read whole this time (new,
+    or changed since they were recorded), not those kept or still arriving."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for instance in study.instances:
+        study_uid = tg.get_text(instance, tg.STUDY_INSTANCE_UID)
+        series_uid = tg.get_text(instance, tg.SERIES_INSTANCE_UID)
+        if study_uid and series_uid:
+            counts[study_uid, series_uid] += 1
+    return dict(counts)
+
+
 def pick_common(instances: Sequence[Tags], tag: str) -> str:
     """The most frequent non-empty value of `tag`, so one odd instance cannot override."""
     counts = Counter(text for instance in instances if (text := tg.get_text(instance, tag)))

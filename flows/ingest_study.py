@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger
 from prefect.utilities.annotations import quote
 
 from config.settings import Settings, load_settings
-from tasks.archive import fetch_archived_studies, glimpse_studies
+from tasks.archive import fetch_archived_studies, glimpse_studies, prepare_viewer_metadata
 from tasks.database import (
     StudyOutcome,
     load_recorded_series,
@@ -25,6 +25,9 @@ from tasks.database import (
     remember_retries,
     select_new_studies,
 )
+
+# On the worklist, so soon opened in the viewer (not quarantined, teaching copies, removed).
+LISTED_OUTCOMES = frozenset({"ingested", "arriving", "updated"})
 
 
 @dataclass
@@ -65,6 +68,8 @@ def process_studies(
     waiting = {s.orthanc_id: "still receiving instances" for s in arriving}
     if batch.failed or waiting:
         remember_retries(settings, {**batch.failed, **waiting})
+    listed = {o.orthanc_id for o in recorded.outcomes if o.outcome in LISTED_OUTCOMES}
+    prepare_viewer_metadata(settings, quote([s for s in ready if s.orthanc_id in listed]))
     return batch
 
 

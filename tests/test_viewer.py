@@ -21,11 +21,13 @@ from config.settings import Settings, load_settings
 from core.accounts import Role
 from core.ingest import assess_study
 from core.records import StudyStatus
+from flows.ingest_study import process_studies
 from portal import create_app
 from portal.extensions import db
 from portal.viewer.bundle import BOOT_SCRIPT, read_installed_version
 from storage.accounts import create_user
 from storage.archive import ArchiveClient
+from storage.metadata_cache import MetadataCache, get_preparer, series_metadata_key
 from storage.models.accounts import AuditEvent
 from storage.models.studies import Study, StudyEvent
 from storage.studies import save_assessment
@@ -326,6 +328,64 @@ def test_series_metadata_is_kept_while_the_series_is_unchanged(viewer: ViewerPor
     )
     assert gone.status_code == 404 and "error" in gone.json()
     assert set(folder.glob("*.json.gz")) - before == set()
+
+
+def test_a_new_series_metadata_is_ready_before_anyone_opens_it(
+    viewer: ViewerPortal, prefect_api: str
+) -> None:
+    """The archive builds a series' metadata from every instance's file (a second for a
+    3,000-slice CT): the pipeline has it built and kept as it ingests the study, for the
+    origin and media types the viewer last used, so a radiologist's first look is as quick
+    as a second one. A quarantined study is not prepared."""
+    http = viewer.session("radiologist")
+    accept = {"Accept": "application/dicom+json", "Accept-Encoding": "gzip"}
+    series = http.get(f"{viewer.url}/dicom-web/studies/{viewer.ct}/series", timeout=10).json()
+    opened = series[0]["0020000E"]["Value"][0]
+    path = f"studies/{viewer.ct}/series/{opened}/metadata"
+    assert http.get(f"{viewer.url}/dicom-web/{path}", headers=accept, timeout=10).ok
+    cache = MetadataCache(viewer.settings.metadata_cache_dir)
+    forwarded = f"host={viewer.url.removeprefix('http://')};proto=http"
+    deadline = time.monotonic() + 10  # remembered once the body is kept, after its last byte
+    while cache.list_viewers()[:1] != [(forwarded, accept["Accept"])]:
+        assert time.monotonic() < deadline, cache.list_viewers()
+        time.sleep(0.05)
+
+    datasets = clone_study("CT", limit=3)
+    for ds in datasets:  # one series
+        ds.SeriesInstanceUID = datasets[0].SeriesInstanceUID
+    broken = clone_study("CT", limit=1, PatientID="")
+    with ArchiveClient.from_settings(viewer.settings) as client:
+        study_id = {client.upload_instance(part10(ds)).study_id for ds in datasets}.pop()
+        broken_id = client.upload_instance(part10(broken[0])).study_id
+    batch = process_studies(viewer.settings, [study_id, broken_id], wait_for_stable=False)
+    outcomes = {o.orthanc_id: o.outcome for o in batch.outcomes}
+    assert outcomes[study_id] in ("ingested", "arriving") and outcomes[broken_id] == "quarantined"
+    assert get_preparer(viewer.settings).wait(30), "prepared beside the ingestion"
+    owner = f"{datasets[0].StudyInstanceUID}/{datasets[0].SeriesInstanceUID}"
+    key = series_metadata_key(owner, 3, forwarded, accept["Accept"])
+    assert cache.has(owner, key), "prepared by the pipeline, before any request"
+    prepared = cache.path_for(owner, key).stat()
+    assert prepared.st_mode & 0o077 == 0, "patient data: private to the platform"
+    broken_owner = f"{broken[0].StudyInstanceUID}/{broken[0].SeriesInstanceUID}"
+    assert not cache.has(
+        broken_owner, series_metadata_key(broken_owner, 1, *cache.list_viewers()[0])
+    )
+
+    path = f"studies/{datasets[0].StudyInstanceUID}/series/{datasets[0].SeriesInstanceUID}/metadata"
+    answer = http.get(f"{viewer.url}/dicom-web/{path}", headers=accept, timeout=10)
+    assert answer.status_code == 200 and answer.headers["Content-Encoding"] == "gzip"
+    metadata = answer.json()
+    assert {i["00080018"]["Value"][0] for i in metadata} == {ds.SOPInstanceUID for ds in datasets}
+    bulk = [i["7FE00010"]["BulkDataURI"] for i in metadata]
+    assert all(uri.startswith(f"{viewer.url}/dicom-web/studies/") for uri in bulk), bulk
+    time.sleep(0.3)  # what a body written again would take
+    assert cache.path_for(owner, key).stat().st_mtime_ns == prepared.st_mtime_ns, (
+        "served from what the pipeline kept, not built again"
+    )
+    # Ingested again (the reconciliation's safety net): nothing is built twice.
+    process_studies(viewer.settings, [study_id], wait_for_stable=False)
+    assert get_preparer(viewer.settings).wait(30)
+    assert cache.path_for(owner, key).stat().st_mtime_ns == prepared.st_mtime_ns
 
 
 def test_writes_and_other_resources_are_refused(viewer: ViewerPortal) -> None:

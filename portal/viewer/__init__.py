@@ -8,6 +8,7 @@ is loaded for it), not once per frame.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mimetypes
 import re
@@ -51,7 +52,7 @@ from portal.viewer.proxy import (
     stream_body,
 )
 from storage.archive import ArchiveClient, ArchiveTimeout, ArchiveUnavailable
-from storage.metadata_cache import MetadataCache
+from storage.metadata_cache import MetadataCache, is_keepable, series_metadata_key
 from storage.referrals import find_referred_study_uids
 from storage.studies import record_study_opened
 from storage.teaching import find_viewable_copy, list_viewable_copy_uids
@@ -235,10 +236,10 @@ def serve_series_metadata(parsed: DicomwebRequest, browser_headers: dict[str, st
     (kept on the way through). The archive reads every instance's file to build it: minutes
     for thousands of instances on a busy machine, against a few milliseconds from the cache.
 
-    The key names what the body depends on: the series and its number of instances (asked of
-    the archive each time, so a growing series is never served stale), the origin the
-    archive wrote its BulkDataURIs for, and the media types asked for. Served only after
-    the same checks and audit as any relayed request."""
+    The key names what the body depends on (`series_metadata_key`; the number of instances
+    is asked of the archive each time, so a growing series is never served stale). The
+    pipeline keeps a new series' body before anyone asks, for the origins and media types
+    remembered here. Served only after the same checks and audit as any relayed request."""
     study_uid, series_uid = parsed.segments[1], parsed.segments[3]
     try:
         count = count_series_instances(study_uid, series_uid)
@@ -251,22 +252,20 @@ def serve_series_metadata(parsed: DicomwebRequest, browser_headers: dict[str, st
         return relay(parsed, browser_headers)
     accept = browser_headers.get("Accept", "")
     origin = forwarded_header(request.host, request.scheme)
-    key = f"{series}/{count}/{origin}/{accept}"
+    key = series_metadata_key(series, count, origin, accept)
     headers = {"Content-Type": "application/dicom+json", "Content-Encoding": "gzip"}
     cached = cache.open(series, key)
     if cached is not None:
+        with contextlib.suppress(OSError):  # a hint for the pipeline, not the answer
+            cache.remember_viewer(origin, accept)
         return Response(send_cached(cached), headers=headers, direct_passthrough=True)
     upstream_headers = {"Accept-Encoding": "gzip", "Forwarded": origin}
     if accept:
         upstream_headers["Accept"] = accept
 
     def keep(upstream: Any, body: Iterator[bytes]) -> Iterator[bytes]:
-        if (
-            upstream.status == 200
-            and upstream.headers.get("Content-Encoding") == "gzip"
-            and upstream.headers.get("Content-Type", "").startswith("application/dicom+json")
-        ):
-            return cache.write_through(series, key, body)
+        if is_keepable(upstream):
+            return cache.write_through(series, key, body, viewer=(origin, accept))
         return body
 
     return forward(parsed, upstream_headers, keep)
