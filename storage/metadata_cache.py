@@ -240,18 +240,30 @@ class MetadataPreparer:
         return taken
 
     def run(self) -> None:
-        with ArchiveClient.from_settings(self.settings) as client:
-            while True:
-                with self.lock:
+        try:
+            with ArchiveClient.from_settings(self.settings) as client:
+                while (item := self.take()) is not None:
+                    study_uid, series_uid, count = item
                     try:
-                        study_uid, series_uid, count = self.pending.get_nowait()
-                    except queue.Empty:
-                        self.thread = None
-                        return
-                try:
-                    prepare_series_metadata(client, self.cache, study_uid, series_uid, count)
-                except (ArchiveError, OSError, urllib3.exceptions.HTTPError) as error:
-                    log.warning("series %s: viewer metadata not prepared (%s)", series_uid, error)
+                        prepare_series_metadata(client, self.cache, study_uid, series_uid, count)
+                    except (ArchiveError, OSError, urllib3.exceptions.HTTPError) as error:
+                        log.warning(
+                            "series %s: viewer metadata not prepared (%s)", series_uid, error
+                        )
+        finally:  # ended by an error too: the next submit starts a thread again
+            with self.lock:
+                if self.thread is threading.current_thread():
+                    self.thread = None
+
+    def take(self) -> tuple[str, str, int] | None:
+        """The next series, or None and this thread done (under the lock `submit` takes, so
+        a series is never queued with no thread to take it)."""
+        with self.lock:
+            try:
+                return self.pending.get_nowait()
+            except queue.Empty:
+                self.thread = None
+                return None
 
     def wait(self, timeout: float) -> bool:
         """Whether everything queued was prepared within `timeout` seconds."""

@@ -4,11 +4,13 @@ which origins and media types the pipeline prepares a new series' metadata for."
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
 
 from config.settings import load_settings
+from storage import metadata_cache
 from storage.metadata_cache import (
     MAX_PENDING,
     MAX_VIEWERS,
@@ -101,3 +103,25 @@ def test_an_archive_down_leaves_series_unprepared_never_the_ingestion_waiting(
     assert len(warnings) == taken
     assert not list(settings.metadata_cache_dir.glob("*.json.gz"))
     assert preparer.submit(series[:1]) == 1 and preparer.wait(60), "a new thread when needed"
+
+
+def test_a_preparer_thread_ended_by_a_bug_is_started_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(make_env(tmp_path))
+    prepared: list[str] = []
+
+    def prepare(client, cache, study_uid: str, series_uid: str, count: int) -> int:
+        if series_uid == "1.2.3.1":
+            raise RuntimeError("a bug")
+        prepared.append(series_uid)
+        return 1
+
+    monkeypatch.setattr(metadata_cache, "prepare_series_metadata", prepare)
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)  # expected: no noise
+    preparer = MetadataPreparer(settings)
+    assert preparer.submit([("1.2.3", "1.2.3.1", 1)]) == 1
+    assert preparer.wait(10), "the thread's end is noted, error or not"
+    assert preparer.submit([("1.2.3", "1.2.3.2", 1)]) == 1
+    assert preparer.wait(10)
+    assert prepared == ["1.2.3.2"]
