@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from config.settings import Settings
-from core.records import ArchivedStudy, count_read_series
+from core.records import ArchivedStudy, select_series_to_prepare
 from storage.archive import (
     ArchiveClient,
     ArchiveError,
@@ -59,16 +59,16 @@ def fetch_archived_studies(
 
 @once_task
 def prepare_viewer_metadata(settings: Settings, studies: list[ArchivedStudy]) -> int:
-    """Have the viewer's series metadata of what was just read prepared, for the origins the
-    portal remembers, so that a radiologist's first look does not wait for the archive to
-    build it (storage/metadata_cache.py); beside the ingestion, which goes on at once. The
-    number of series queued; one not prepared is built when first opened, as before."""
+    """Have the viewer's series metadata of the big series just read prepared, for the
+    origins the portal remembers, so that a radiologist's first look does not wait for the
+    archive to build it (storage/metadata_cache.py); beside the ingestion, which goes on at
+    once. The number of series queued; one not prepared is built when first opened."""
     if not MetadataCache(settings.metadata_cache_dir).list_viewers():
         return 0
     series = [
         (study_uid, series_uid, count)
         for study in studies
-        for (study_uid, series_uid), count in count_read_series(study).items()
+        for (study_uid, series_uid), count in select_series_to_prepare(study).items()
     ]
     return get_preparer(settings).submit(series) if series else 0
 

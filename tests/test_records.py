@@ -7,7 +7,13 @@ from dataclasses import dataclass
 
 from core.changes import is_mass_removal, plan_change_work
 from core.ingest import assess_study
-from core.records import ArchivedStudy, Priority, build_study_record
+from core.records import (
+    PREPARE_FROM,
+    ArchivedStudy,
+    Priority,
+    build_study_record,
+    select_series_to_prepare,
+)
 from tests.support.validation import POLICY, make_instance
 
 
@@ -123,3 +129,21 @@ def test_a_few_deletions_or_a_purge_are_believed_most_studies_gone_at_once_are_n
     assert is_mass_removal(gone=101, known=101)  # the archive emptied
     assert is_mass_removal(gone=1_001, known=10_000)
     assert is_mass_removal(gone=100_000, known=100_000)
+
+
+def test_only_big_series_read_this_time_are_prepared_for_the_viewer() -> None:
+    """A series' metadata is worth building at ingestion only where building it on opening
+    would be felt: PREPARE_FROM instances or more, read whole in this pass."""
+    big = [
+        make_instance(SERIES_INSTANCE_UID="1.2.3.4.1", SOP_INSTANCE_UID=f"1.2.3.4.1.{n}")
+        for n in range(PREPARE_FROM)
+    ]
+    small = [
+        make_instance(SERIES_INSTANCE_UID="1.2.3.4.2", SOP_INSTANCE_UID=f"1.2.3.4.2.{n}")
+        for n in range(PREPARE_FROM - 1)
+    ]
+    study = make_study(big + small, kept_series=frozenset({"1.2.3.4.7"}))
+    assert select_series_to_prepare(study) == {("1.2.3.4", "1.2.3.4.1"): PREPARE_FROM}
+    assert select_series_to_prepare(make_study(small)) == {}
+    no_uid = [make_instance(SERIES_INSTANCE_UID=None) for _ in range(PREPARE_FROM)]
+    assert select_series_to_prepare(make_study(no_uid)) == {}

@@ -17,6 +17,7 @@ import requests
 from pydicom import Dataset
 from sqlalchemy import select
 
+import core.records
 from config.settings import Settings, load_settings
 from core.accounts import Role
 from core.ingest import assess_study
@@ -331,12 +332,14 @@ def test_series_metadata_is_kept_while_the_series_is_unchanged(viewer: ViewerPor
 
 
 def test_a_new_series_metadata_is_ready_before_anyone_opens_it(
-    viewer: ViewerPortal, prefect_api: str
+    viewer: ViewerPortal, prefect_api: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The archive builds a series' metadata from every instance's file (a second for a
     3,000-slice CT): the pipeline has it built and kept as it ingests the study, for the
     origin and media types the viewer last used, so a radiologist's first look is as quick
-    as a second one. A quarantined study is not prepared."""
+    as a second one. A quarantined study is not prepared. (Series from PREPARE_FROM
+    instances are; three here, to keep the test quick.)"""
+    monkeypatch.setattr(core.records, "PREPARE_FROM", 1)
     http = viewer.session("radiologist")
     accept = {"Accept": "application/dicom+json", "Accept-Encoding": "gzip"}
     series = http.get(f"{viewer.url}/dicom-web/studies/{viewer.ct}/series", timeout=10).json()
