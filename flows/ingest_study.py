@@ -69,7 +69,7 @@ def process_studies(
     if batch.failed or waiting:
         remember_retries(settings, {**batch.failed, **waiting})
     listed = {o.orthanc_id for o in recorded.outcomes if o.outcome in LISTED_OUTCOMES}
-    prepare_viewer_metadata(settings, quote([s for s in ready if s.orthanc_id in listed]))
+    prepare_viewer_metadata(settings, [s for s in ready if s.orthanc_id in listed])
     return batch
 
 

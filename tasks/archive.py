@@ -57,12 +57,14 @@ def fetch_archived_studies(
     return fetched
 
 
-@once_task
 def prepare_viewer_metadata(settings: Settings, studies: list[ArchivedStudy]) -> int:
     """Have the viewer's series metadata of the big series just read prepared, for the
     origins the portal remembers, so that a radiologist's first look does not wait for the
     archive to build it (storage/metadata_cache.py); beside the ingestion, which goes on at
-    once. The number of series queued; one not prepared is built when first opened."""
+    once. The number of series queued; one not prepared is built when first opened.
+
+    Not a task: it only queues (the archive is read by the preparer's thread), and a task
+    run's bookkeeping would be most of its cost in every ingestion run."""
     if not MetadataCache(settings.metadata_cache_dir).list_viewers():
         return 0
     series = [
